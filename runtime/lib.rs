@@ -1,12 +1,45 @@
 //! avaction: real-time action recognition from a camera and a microphone.
+//!
+//! Data flows through one folder per stage:
+//! [`capture`] (GStreamer video, cpal audio) -> [`clock`] (one timeline, rolling
+//! windows) -> [`frontend`] (image, optical flow, log-mel) -> [`backend`] (tract;
+//! TensorRT later) -> [`decode`] (smoothing, events) -> [`api`] (the [`Runtime`]
+//! handle). [`model`] reads model bundles; [`synth`] renders synthetic audio-visual
+//! scenes with a ground-truth timeline for tests, training and the demo.
+//!
+//! ```no_run
+//! use avaction::{AudioSource, Output, Runtime, VideoSource};
+//!
+//! let runtime = Runtime::builder()
+//!     .model("models/cavnet-small")
+//!     .video(VideoSource::parse("scene.mkv"))
+//!     .audio(AudioSource::FromVideo)
+//!     .build()?;
+//! for output in runtime.outputs() {
+//!     match output {
+//!         Output::Prediction(p) => println!("{:.2}s {} {:.2}", p.end_s, p.top[0].label, p.top[0].score),
+//!         Output::Event(e) => println!("{:?} {} at {:.2}s", e.kind, e.label, e.time_s),
+//!     }
+//! }
+//! let stats = runtime.finish()?;
+//! println!("{:.1} windows/s, p99 latency {:.1} ms", stats.windows_per_s, stats.latency_p99_ms);
+//! # Ok::<(), avaction::Error>(())
+//! ```
 
 #![warn(missing_docs)]
 
+pub mod api;
+pub mod backend;
 pub mod capture;
 pub mod clock;
+pub mod decode;
 mod error;
 pub mod frontend;
+pub mod model;
 pub mod synth;
 
+pub use api::{Output, Runtime, RuntimeBuilder, Stats};
+pub use backend::BackendChoice;
 pub use capture::{AudioSource, VideoSource};
+pub use decode::{Event, EventKind, Prediction};
 pub use error::{Error, ErrorKind, Result};

@@ -1,1 +1,401 @@
-//! (in progress)
+//! The window scheduler: keeps the last frames, their optical flow and the log-mel
+//! frames on one timeline, and every hop emits a [`Window`] whose audio covers the
+//! same span as its video, with the measured audio-video skew. Memory is bounded.
+
+use super::{AudioChunk, Nanos, VideoFrame, NANOS_PER_SEC};
+use crate::frontend::flow::{self, FlowEstimator, FlowField};
+use crate::frontend::logmel::{FbankConfig, LogMel};
+use crate::{err, Result};
+use std::collections::VecDeque;
+use std::time::Instant;
+
+/// What the scheduler builds and how long it waits for audio.
+#[derive(Debug, Clone)]
+pub struct WindowConfig {
+    /// Frames per window (T).
+    pub frames: usize,
+    /// Frames between windows.
+    pub hop_frames: usize,
+    /// Nominal frame rate (used for the window's end time).
+    pub fps: u32,
+    /// Frame width in pixels.
+    pub width: usize,
+    /// Frame height in pixels.
+    pub height: usize,
+    /// Flow estimator name and clip bound, if the model takes flow.
+    pub flow: Option<(String, f32)>,
+    /// Filterbank settings and mel frames per window, if the model takes audio.
+    pub logmel: Option<(FbankConfig, usize)>,
+    /// Whether audio will arrive at all (false: windows carry silence).
+    pub expect_audio: bool,
+    /// Live sources: how long (on the timeline) a window may wait for its audio
+    /// before it is emitted with the missing part filled with silence. `None`: wait
+    /// until the audio arrives or the stream ends (files).
+    pub audio_wait_ns: Option<Nanos>,
+    /// Log-mel frames kept (history for late video); bounds memory.
+    pub mel_history: usize,
+    /// Windows that may wait for audio at once; beyond it the oldest is dropped.
+    pub max_pending: usize,
+}
+
+/// One window of model inputs, before normalisation.
+#[derive(Debug, Clone)]
+pub struct Window {
+    /// Sequence number (0, 1, ...), counting dropped windows too.
+    pub index: u64,
+    /// Time of the first frame.
+    pub t_start: Nanos,
+    /// End of the video span: last frame time plus one frame period.
+    pub t_end: Nanos,
+    /// Time of the last frame (its capture time for live sources).
+    pub t_last_frame: Nanos,
+    /// `T * H * W * 3` packed RGB bytes, oldest frame first.
+    pub frames: Vec<u8>,
+    /// `(T-1) * 3 * H * W` MOV-encoded flow (planar per field), empty without flow.
+    pub flow: Vec<u8>,
+    /// `A * bins` log-mel values, empty without audio input.
+    pub logmel: Vec<f32>,
+    /// Time of the first log-mel frame used, if any audio was available.
+    pub audio_start: Option<Nanos>,
+    /// Measured skew: `audio_start - t_start` (ns), `None` without audio.
+    pub skew_ns: Option<Nanos>,
+    /// Log-mel frames that had no audio and hold silence instead.
+    pub audio_missing: usize,
+    /// When the window's video part was complete (for latency).
+    pub video_complete_at: Instant,
+}
+
+/// Counters of the scheduler.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowStats {
+    /// Frames pushed.
+    pub frames: u64,
+    /// Windows emitted.
+    pub windows: u64,
+    /// Windows dropped because too many waited for audio.
+    pub windows_dropped: u64,
+    /// Windows emitted with part of their audio missing.
+    pub windows_audio_incomplete: u64,
+    /// Log-mel frames computed.
+    pub mel_frames: u64,
+}
+
+/// Builds windows from frames and audio chunks; see the module docs.
+pub struct WindowScheduler {
+    cfg: WindowConfig,
+    frame_bytes: usize,
+    // video ring: T slots
+    frames: Vec<u8>,
+    frame_times: Vec<Nanos>,
+    flows: Vec<u8>,
+    next_slot: usize,
+    frames_seen: u64,
+    period_ns: Nanos,
+    // flow state
+    estimator: Option<Box<dyn FlowEstimator>>,
+    gray_prev: Vec<f32>,
+    gray_next: Vec<f32>,
+    field: FlowField,
+    bound: f32,
+    // audio state
+    logmel: Option<LogMel>,
+    mel_frames_per_window: usize,
+    bins: usize,
+    mel: VecDeque<(Nanos, Vec<f32>)>,
+    spare_mel: Vec<Vec<f32>>,
+    anchors: VecDeque<(u64, Nanos, u32)>,
+    samples_in: u64,
+    mel_out: u64,
+    shift: u64,
+    silence: f32,
+    pending: VecDeque<Window>,
+    windows_made: u64,
+    stats: WindowStats,
+}
+
+impl WindowScheduler {
+    /// Checks the configuration and allocates every ring.
+    pub fn new(cfg: WindowConfig) -> Result<WindowScheduler> {
+        if cfg.frames < 2
+            || cfg.hop_frames == 0
+            || cfg.fps == 0
+            || cfg.width < 16
+            || cfg.height < 16
+        {
+            return Err(err!(
+                Config,
+                "window: need frames >= 2, hop >= 1, fps >= 1 and frames of at least 16x16 (got {} frames, hop {}, {} fps, {}x{})",
+                cfg.frames, cfg.hop_frames, cfg.fps, cfg.width, cfg.height
+            ));
+        }
+        let frame_bytes = cfg.width * cfg.height * 3;
+        let pixels = cfg.width * cfg.height;
+        let (estimator, bound) = match &cfg.flow {
+            Some((name, bound)) => (Some(flow::estimator(name)?), *bound),
+            None => (None, 20.0),
+        };
+        let (logmel, mel_frames_per_window) = match &cfg.logmel {
+            Some((fbank, frames)) => (Some(LogMel::new(fbank)?), *frames),
+            None => (None, 0),
+        };
+        let bins = logmel.as_ref().map_or(0, LogMel::num_bins);
+        let shift = logmel.as_ref().map_or(1, |l| l.frame_shift() as u64);
+        let mel_history = cfg.mel_history.max(mel_frames_per_window + 1);
+        let flow_slot = if estimator.is_some() { 3 * pixels } else { 0 };
+        Ok(WindowScheduler {
+            frame_bytes,
+            frames: vec![0; frame_bytes * cfg.frames],
+            frame_times: vec![0; cfg.frames],
+            flows: vec![0; flow_slot * cfg.frames],
+            next_slot: 0,
+            frames_seen: 0,
+            period_ns: NANOS_PER_SEC / cfg.fps as Nanos,
+            estimator,
+            gray_prev: vec![0.0; pixels],
+            gray_next: vec![0.0; pixels],
+            field: FlowField::new(cfg.width, cfg.height),
+            bound,
+            logmel,
+            mel_frames_per_window,
+            bins,
+            mel: VecDeque::with_capacity(mel_history),
+            spare_mel: Vec::new(),
+            anchors: VecDeque::with_capacity(64),
+            samples_in: 0,
+            mel_out: 0,
+            shift,
+            // log of Kaldi's floor: what silence looks like after the log.
+            silence: f32::EPSILON.ln(),
+            pending: VecDeque::with_capacity(cfg.max_pending.max(1)),
+            windows_made: 0,
+            stats: WindowStats::default(),
+            cfg: WindowConfig {
+                mel_history,
+                max_pending: cfg.max_pending.max(1),
+                ..cfg
+            },
+        })
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> WindowStats {
+        self.stats
+    }
+
+    /// Adds a frame (already at the window's size): stores it, computes its flow
+    /// from the previous frame, and queues a window when a hop is complete.
+    pub fn push_frame(&mut self, frame: &VideoFrame) -> Result<()> {
+        if frame.width as usize != self.cfg.width
+            || frame.height as usize != self.cfg.height
+            || frame.rgb.len() != self.frame_bytes
+        {
+            return Err(err!(
+                Video,
+                "frame of {}x{} ({} bytes) does not match the window's {}x{} RGB",
+                frame.width,
+                frame.height,
+                frame.rgb.len(),
+                self.cfg.width,
+                self.cfg.height
+            ));
+        }
+        let slot = self.next_slot;
+        self.frames[slot * self.frame_bytes..(slot + 1) * self.frame_bytes]
+            .copy_from_slice(&frame.rgb);
+        self.frame_times[slot] = frame.t_ns;
+        if let Some(est) = self.estimator.as_mut() {
+            std::mem::swap(&mut self.gray_prev, &mut self.gray_next);
+            flow::rgb_to_gray(&frame.rgb, &mut self.gray_next);
+            let n = 3 * self.cfg.width * self.cfg.height;
+            let out = &mut self.flows[slot * n..(slot + 1) * n];
+            if self.frames_seen > 0 {
+                est.compute(
+                    &self.gray_prev,
+                    &self.gray_next,
+                    self.cfg.width,
+                    self.cfg.height,
+                    &mut self.field,
+                )?;
+                flow::mov_encode(&self.field, self.bound, out);
+            } else {
+                // The first frame has no predecessor: zero motion.
+                self.field.uv.fill(0.0);
+                flow::mov_encode(&self.field, self.bound, out);
+            }
+        }
+        self.next_slot = (slot + 1) % self.cfg.frames;
+        self.frames_seen += 1;
+        self.stats.frames += 1;
+        let t = self.cfg.frames as u64;
+        if self.frames_seen >= t && (self.frames_seen - t) % self.cfg.hop_frames as u64 == 0 {
+            self.queue_window();
+        }
+        Ok(())
+    }
+
+    fn queue_window(&mut self) {
+        let t = self.cfg.frames;
+        let oldest = self.next_slot; // ring is full: next slot holds the oldest frame
+        let mut frames = Vec::with_capacity(self.frames.len());
+        for k in 0..t {
+            let s = (oldest + k) % t;
+            frames
+                .extend_from_slice(&self.frames[s * self.frame_bytes..(s + 1) * self.frame_bytes]);
+        }
+        let mut flow = Vec::new();
+        if self.estimator.is_some() {
+            let n = 3 * self.cfg.width * self.cfg.height;
+            flow.reserve(n * (t - 1));
+            // the flow stored with frame k is (k-1 -> k): skip the oldest frame's field
+            for k in 1..t {
+                let s = (oldest + k) % t;
+                flow.extend_from_slice(&self.flows[s * n..(s + 1) * n]);
+            }
+        }
+        let t_start = self.frame_times[oldest];
+        let t_last = self.frame_times[(oldest + t - 1) % t];
+        let window = Window {
+            index: self.windows_made,
+            t_start,
+            t_end: t_last + self.period_ns,
+            t_last_frame: t_last,
+            frames,
+            flow,
+            logmel: Vec::new(),
+            audio_start: None,
+            skew_ns: None,
+            audio_missing: 0,
+            video_complete_at: Instant::now(),
+        };
+        self.windows_made += 1;
+        if self.pending.len() == self.cfg.max_pending {
+            self.pending.pop_front();
+            self.stats.windows_dropped += 1;
+        }
+        self.pending.push_back(window);
+    }
+
+    /// Adds mono audio at the filterbank's rate and computes its log-mel frames.
+    pub fn push_audio(&mut self, chunk: &AudioChunk) {
+        let Some(logmel) = self.logmel.as_mut() else {
+            return;
+        };
+        if self.anchors.len() == self.anchors.capacity() {
+            self.anchors.pop_front();
+        }
+        self.anchors
+            .push_back((self.samples_in, chunk.t_ns, chunk.rate.max(1)));
+        self.samples_in += chunk.samples.len() as u64;
+        let (mel, spare, anchors) = (&mut self.mel, &mut self.spare_mel, &self.anchors);
+        let (mel_out, shift, cap) = (&mut self.mel_out, self.shift, self.cfg.mel_history);
+        let mel_frames = &mut self.stats.mel_frames;
+        logmel.push(&chunk.samples, &mut |frame: &[f32]| {
+            let start = *mel_out * shift;
+            *mel_out += 1;
+            *mel_frames += 1;
+            let t = sample_time(anchors, start);
+            let mut v = if mel.len() == cap {
+                mel.pop_front().map(|(_, v)| v).unwrap_or_default()
+            } else {
+                spare.pop().unwrap_or_default()
+            };
+            v.clear();
+            v.extend_from_slice(frame);
+            mel.push_back((t, v));
+        });
+    }
+
+    /// Returns the next window whose audio is complete (or no longer awaited).
+    /// `now` is the timeline's current time for live sources (enables the audio
+    /// deadline); `end_of_stream` emits waiting windows with what audio exists.
+    pub fn poll(&mut self, now: Option<Nanos>, end_of_stream: bool) -> Option<Window> {
+        let front = self.pending.front()?;
+        let need_audio = self.logmel.is_some() && self.cfg.expect_audio;
+        if need_audio && !end_of_stream {
+            let covered = self
+                .mel
+                .back()
+                .is_some_and(|(t, _)| *t >= front.t_end - self.mel_period() / 2);
+            let late = match (now, self.cfg.audio_wait_ns) {
+                (Some(now), Some(wait)) => now - front.t_end > wait,
+                _ => false,
+            };
+            if !covered && !late {
+                return None;
+            }
+        }
+        let mut w = self.pending.pop_front()?;
+        if self.logmel.is_some() {
+            self.fill_audio(&mut w);
+        }
+        self.stats.windows += 1;
+        Some(w)
+    }
+
+    fn mel_period(&self) -> Nanos {
+        let rate = self
+            .cfg
+            .logmel
+            .as_ref()
+            .map_or(16_000, |(f, _)| f.sample_rate.max(1)) as Nanos;
+        self.shift as Nanos * NANOS_PER_SEC / rate
+    }
+
+    fn fill_audio(&mut self, w: &mut Window) {
+        let a = self.mel_frames_per_window;
+        let bins = self.bins;
+        w.logmel = vec![self.silence; a * bins];
+        let half = self.mel_period() / 2;
+        // first mel frame starting at or after (t_start - half a hop): the closest one.
+        let first = self.mel.iter().position(|(t, _)| *t >= w.t_start - half);
+        let mut used = 0;
+        if let Some(first) = first {
+            for (k, (_, v)) in self.mel.iter().skip(first).take(a).enumerate() {
+                w.logmel[k * bins..(k + 1) * bins].copy_from_slice(v);
+                used += 1;
+            }
+            let t0 = self.mel[first].0;
+            // audio that starts more than a window late is not this window's audio
+            if t0 - w.t_start < (w.t_end - w.t_start) {
+                w.audio_start = Some(t0);
+                w.skew_ns = Some(t0 - w.t_start);
+            } else {
+                used = 0;
+                w.logmel.fill(self.silence);
+            }
+        }
+        w.audio_missing = a - used;
+        if w.audio_missing > 0 {
+            self.stats.windows_audio_incomplete += 1;
+        }
+        // mel frames before this window can never be needed again
+        let keep_from = w.t_start - half;
+        while self.mel.len() > a && self.mel.front().is_some_and(|(t, _)| *t < keep_from) {
+            if let Some((_, v)) = self.mel.pop_front() {
+                if self.spare_mel.len() < 64 {
+                    self.spare_mel.push(v);
+                }
+            }
+        }
+    }
+
+    /// Windows waiting for their audio.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// Time of stream sample `index` from the most recent anchor at or before it.
+fn sample_time(anchors: &VecDeque<(u64, Nanos, u32)>, index: u64) -> Nanos {
+    let anchor = anchors
+        .iter()
+        .rev()
+        .find(|(start, _, _)| *start <= index)
+        .or(anchors.front());
+    match anchor {
+        Some(&(start, t, rate)) => {
+            t + ((index as i128 - start as i128) * NANOS_PER_SEC as i128 / rate as i128) as Nanos
+        }
+        None => 0,
+    }
+}

@@ -5,3 +5,4 @@
 pub mod flow;
 pub mod image;
 pub mod logmel;
+pub mod tensors;

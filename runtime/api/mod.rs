@@ -1,0 +1,511 @@
+//! The public handle: [`Runtime::builder`] wires capture, windows, frontends, a
+//! backend and the decoder into threads, and hands out [`Output`]s through a bounded
+//! channel (or a callback), with [`Stats`] on request and clean shutdown on drop.
+
+mod mailbox;
+mod stats;
+
+pub use stats::Stats;
+
+use crate::backend::{self, BackendChoice};
+use crate::capture::audio::Microphone;
+use crate::capture::video::{VideoCapture, VideoConfig};
+use crate::capture::{AudioSource, CaptureEvent, CaptureStats, VideoSource};
+use crate::clock::{Nanos, Timeline, Window, WindowConfig, WindowScheduler};
+use crate::decode::{Decoder, Event, Prediction};
+use crate::frontend::tensors::InputAssembler;
+use crate::model::Bundle;
+use crate::{err, Error, Result};
+use mailbox::Mailbox;
+use serde::Serialize;
+use stats::Shared;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// What the runtime emits.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Output {
+    /// The decoded scores of one window.
+    Prediction(Prediction),
+    /// An onset or offset of a label.
+    Event(Event),
+}
+
+type Callback = Box<dyn FnMut(&Output) + Send>;
+
+/// Configures and starts a [`Runtime`].
+pub struct RuntimeBuilder {
+    model: Option<PathBuf>,
+    video: VideoSource,
+    audio: AudioSource,
+    backend: BackendChoice,
+    realtime: bool,
+    hop_frames: Option<usize>,
+    capacity: usize,
+    audio_wait: Duration,
+    callback: Option<Callback>,
+}
+
+impl std::fmt::Debug for RuntimeBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeBuilder")
+            .field("model", &self.model)
+            .field("video", &self.video)
+            .field("audio", &self.audio)
+            .field("backend", &self.backend)
+            .field("realtime", &self.realtime)
+            .finish()
+    }
+}
+
+impl Default for RuntimeBuilder {
+    fn default() -> Self {
+        RuntimeBuilder {
+            model: None,
+            video: VideoSource::Camera(None),
+            audio: AudioSource::DefaultMicrophone,
+            backend: BackendChoice::Auto,
+            realtime: false,
+            hop_frames: None,
+            capacity: 256,
+            audio_wait: Duration::from_millis(300),
+            callback: None,
+        }
+    }
+}
+
+impl RuntimeBuilder {
+    /// The model bundle folder (with `model.toml`). Required.
+    pub fn model(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.model = Some(dir.into());
+        self
+    }
+    /// The video source (default: the first camera).
+    pub fn video(mut self, source: VideoSource) -> Self {
+        self.video = source;
+        self
+    }
+    /// The audio source (default: the default microphone).
+    pub fn audio(mut self, source: AudioSource) -> Self {
+        self.audio = source;
+        self
+    }
+    /// The inference backend (default: `auto`).
+    pub fn backend(mut self, choice: BackendChoice) -> Self {
+        self.backend = choice;
+        self
+    }
+    /// Files: play at real time (true) or process as fast as possible with no drops
+    /// (false, default). Live sources are always real time.
+    pub fn realtime(mut self, realtime: bool) -> Self {
+        self.realtime = realtime;
+        self
+    }
+    /// Frames between windows (default: the manifest's `hop_frames`).
+    pub fn hop_frames(mut self, hop: usize) -> Self {
+        self.hop_frames = Some(hop);
+        self
+    }
+    /// Capacity of the output channel (default 256). When a live run's reader falls
+    /// behind, outputs beyond it are dropped and counted.
+    pub fn output_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+    /// Live runs: how long a window may wait for its audio (default 300 ms).
+    pub fn audio_wait(mut self, wait: Duration) -> Self {
+        self.audio_wait = wait;
+        self
+    }
+    /// Delivers every output to `callback` on the inference thread instead of the
+    /// channel. Keep it short: it delays the next window.
+    pub fn on_output(mut self, callback: impl FnMut(&Output) + Send + 'static) -> Self {
+        self.callback = Some(Box::new(callback));
+        self
+    }
+
+    /// Loads the model, opens the sources and starts the threads.
+    pub fn build(self) -> Result<Runtime> {
+        let model_dir = self
+            .model
+            .clone()
+            .ok_or_else(|| err!(Config, "no model given: call .model(\"models/<name>\")"))?;
+        let bundle = Bundle::load(&model_dir)?;
+        let m = &bundle.manifest;
+        let backend = backend::open(&bundle, self.backend, 1)?;
+        let backend_name = backend.name();
+        log::info!("model {} {} on {backend_name}", m.name, m.version);
+
+        let timeline = Timeline::start();
+        let capture_stats = Arc::new(CaptureStats::default());
+        let (cap_tx, cap_rx) = mpsc::sync_channel::<CaptureEvent>(64);
+        let logmel = m.logmel();
+        let wants_audio = logmel.is_some();
+        let live = self.video.is_live() || self.realtime;
+        if self.video == VideoSource::None {
+            return Err(err!(
+                Config,
+                "a video source is required (the window is driven by frames)"
+            ));
+        }
+
+        let (width, height) = m.frame_size();
+        let rate = logmel.as_ref().map_or(16_000, |l| l.fbank.sample_rate);
+        let from_video = wants_audio && self.audio == AudioSource::FromVideo;
+        let vcfg = VideoConfig {
+            width,
+            height,
+            fps: m.window.fps,
+            realtime: self.realtime,
+            audio_rate: from_video.then_some(rate),
+            live_max_buffers: 2,
+        };
+        let video = VideoCapture::start(
+            &self.video,
+            &vcfg,
+            timeline,
+            cap_tx.clone(),
+            capture_stats.clone(),
+        )?;
+
+        let mut expect_audio = wants_audio;
+        let mut mic = None;
+        let mut degraded = None;
+        if wants_audio {
+            let missing = match &self.audio {
+                AudioSource::FromVideo if !video.has_audio() => Some(err!(
+                    Audio,
+                    "the video source {:?} has no audio track",
+                    self.video
+                )),
+                AudioSource::FromVideo => None,
+                AudioSource::None => Some(err!(Audio, "no audio source was given")),
+                source => match Microphone::start(
+                    source,
+                    rate,
+                    timeline,
+                    cap_tx.clone(),
+                    capture_stats.clone(),
+                ) {
+                    Ok(mc) => {
+                        log::info!("microphone: {}", mc.device_name());
+                        mic = Some(mc);
+                        None
+                    }
+                    Err(e) => Some(e),
+                },
+            };
+            if let Some(e) = missing {
+                if m.window.audio_optional {
+                    log::warn!("{e}; continuing video-only (model {} allows it)", m.name);
+                    degraded = Some(format!("video-only: {}", e.message()));
+                    expect_audio = false;
+                } else {
+                    return Err(e.context(format!("model {} needs audio", m.name)));
+                }
+            }
+        }
+        drop(cap_tx);
+
+        let wcfg = WindowConfig {
+            frames: m.window.frames,
+            hop_frames: self.hop_frames.unwrap_or(m.window.hop_frames).max(1),
+            fps: m.window.fps,
+            width: width as usize,
+            height: height as usize,
+            flow: m.flow().map(|f| (f.estimator, f.bound)),
+            logmel: logmel.map(|l| (l.fbank, l.frames)),
+            expect_audio,
+            audio_wait_ns: live.then_some(self.audio_wait.as_nanos() as Nanos),
+            mel_history: 1000,
+            max_pending: 8,
+        };
+        let scheduler = WindowScheduler::new(wcfg)?;
+        let shared = Arc::new(Shared::new(capture_stats, backend_name, degraded));
+        let mailbox = Arc::new(Mailbox::<Window>::new());
+        let (out_tx, out_rx) = mpsc::sync_channel(self.capacity);
+
+        let scheduling = {
+            let (shared, mailbox) = (shared.clone(), mailbox.clone());
+            std::thread::Builder::new()
+                .name("avaction-windows".into())
+                .spawn(move || schedule_loop(scheduler, cap_rx, &mailbox, &shared, timeline, live))
+                .map_err(|e| err!(Stopped, "cannot start the window thread: {e}"))?
+        };
+        let inference = {
+            let shared = shared.clone();
+            let ctx = InferenceContext {
+                assembler: InputAssembler::new(m),
+                decoder: Decoder::new(&m.decoder, &bundle.labels),
+                backend,
+                out: Sink {
+                    tx: out_tx,
+                    callback: self.callback,
+                    live,
+                },
+                timeline,
+                live,
+            };
+            std::thread::Builder::new()
+                .name("avaction-inference".into())
+                .spawn(move || inference_loop(ctx, &mailbox, &shared))
+                .map_err(|e| err!(Stopped, "cannot start the inference thread: {e}"))?
+        };
+        Ok(Runtime {
+            outputs: out_rx,
+            shared,
+            video: Some(video),
+            mic,
+            threads: vec![scheduling, inference],
+            bundle,
+        })
+    }
+}
+
+/// A running pipeline. Read outputs with [`outputs`](Runtime::outputs); it stops on
+/// drop, on [`stop`](Runtime::stop), or by itself at the end of a file.
+pub struct Runtime {
+    outputs: Receiver<Output>,
+    shared: Arc<Shared>,
+    video: Option<VideoCapture>,
+    mic: Option<Microphone>,
+    threads: Vec<JoinHandle<()>>,
+    bundle: Bundle,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("model", &self.bundle.manifest.name)
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// Starts configuring a runtime.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// Blocking iterator over outputs; it ends when the source ends or fails, or
+    /// after [`stop`](Runtime::stop). Check [`error`](Runtime::error) afterwards.
+    pub fn outputs(&self) -> mpsc::Iter<'_, Output> {
+        self.outputs.iter()
+    }
+
+    /// Waits up to `timeout` for the next output. `Err` once the runtime ended.
+    pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<Output, RecvTimeoutError> {
+        self.outputs.recv_timeout(timeout)
+    }
+
+    /// The labels of the loaded model, in output order.
+    pub fn labels(&self) -> &[String] {
+        &self.bundle.labels
+    }
+
+    /// The loaded bundle.
+    pub fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
+    /// Counters and timings so far.
+    pub fn stats(&self) -> Stats {
+        self.shared.snapshot()
+    }
+
+    /// The error that ended the run, if one did.
+    pub fn error(&self) -> Option<Error> {
+        self.shared.error()
+    }
+
+    /// Stops capture and joins the worker threads. Idempotent.
+    pub fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(mut v) = self.video.take() {
+            v.stop();
+        }
+        if let Some(mut m) = self.mic.take() {
+            m.stop();
+        }
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                self.shared.fail(err!(Stopped, "a worker thread panicked"));
+            }
+        }
+    }
+
+    /// Waits for the end of the source (files), then stops; returns the final stats
+    /// or the error that ended the run.
+    pub fn finish(mut self) -> Result<Stats> {
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                self.shared.fail(err!(Stopped, "a worker thread panicked"));
+            }
+        }
+        self.stop();
+        match self.shared.error() {
+            Some(e) => Err(e),
+            None => Ok(self.shared.snapshot()),
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn schedule_loop(
+    mut scheduler: WindowScheduler,
+    rx: Receiver<CaptureEvent>,
+    mailbox: &Mailbox<Window>,
+    shared: &Shared,
+    timeline: Timeline,
+    live: bool,
+) {
+    let mut eos = false;
+    while !shared.stop.load(Ordering::Relaxed) {
+        match rx.recv_timeout(Duration::from_millis(10)) {
+            Ok(CaptureEvent::Frame(frame)) => {
+                let t0 = Instant::now();
+                if let Err(e) = scheduler.push_frame(&frame) {
+                    shared.fail(e);
+                    break;
+                }
+                shared.add_frontend(t0.elapsed());
+            }
+            Ok(CaptureEvent::Audio(chunk)) => {
+                let t0 = Instant::now();
+                scheduler.push_audio(&chunk);
+                shared.add_frontend(t0.elapsed());
+            }
+            Ok(CaptureEvent::EndOfStream) | Err(RecvTimeoutError::Disconnected) => eos = true,
+            Ok(CaptureEvent::Failed(e)) => {
+                shared.fail(e);
+                break;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        let now = live.then(|| timeline.now());
+        while let Some(w) = scheduler.poll(now, eos) {
+            if live {
+                if mailbox.put_latest(w) {
+                    shared.windows_skipped.fetch_add(1, Ordering::Relaxed);
+                }
+            } else if mailbox
+                .put_wait(w, &|| shared.stop.load(Ordering::Relaxed))
+                .is_err()
+            {
+                break;
+            }
+        }
+        shared.set_window_stats(scheduler.stats());
+        if eos && scheduler.pending() == 0 {
+            break;
+        }
+    }
+    shared.set_window_stats(scheduler.stats());
+    mailbox.close();
+}
+
+struct Sink {
+    tx: SyncSender<Output>,
+    callback: Option<Callback>,
+    live: bool,
+}
+
+impl Sink {
+    /// Delivers an output; false when nobody can receive any more.
+    fn emit(&mut self, output: Output, shared: &Shared) -> bool {
+        if let Some(cb) = self.callback.as_mut() {
+            cb(&output);
+            return true;
+        }
+        let mut output = output;
+        loop {
+            match self.tx.try_send(output) {
+                Ok(()) => return true,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(o)) => {
+                    if self.live || shared.stop.load(Ordering::Relaxed) {
+                        shared.outputs_dropped.fetch_add(1, Ordering::Relaxed);
+                        return true;
+                    }
+                    output = o;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
+    }
+}
+
+struct InferenceContext {
+    assembler: InputAssembler,
+    decoder: Decoder,
+    backend: Box<dyn backend::Backend>,
+    out: Sink,
+    timeline: Timeline,
+    live: bool,
+}
+
+fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: &Shared) {
+    let mut events: Vec<Event> = Vec::with_capacity(16);
+    let mut last_end = None;
+    loop {
+        let window = match mailbox.take(Duration::from_millis(50)) {
+            Err(()) => break,
+            Ok(None) if shared.stop.load(Ordering::Relaxed) => break,
+            Ok(None) => continue,
+            Ok(Some(w)) => w,
+        };
+        let t0 = Instant::now();
+        let logits = match ctx
+            .assembler
+            .fill(&window)
+            .and_then(|inputs| ctx.backend.run(inputs))
+        {
+            Ok(t) => t,
+            Err(e) => {
+                shared.fail(e);
+                break;
+            }
+        };
+        shared.add_inference(t0.elapsed());
+        let latency_ms = if ctx.live {
+            (ctx.timeline.now() - window.t_last_frame) as f64 / 1e6
+        } else {
+            window.video_complete_at.elapsed().as_secs_f64() * 1e3
+        };
+        shared.record_window(latency_ms, window.skew_ns);
+        events.clear();
+        let prediction = ctx.decoder.push(
+            window.index,
+            window.t_start,
+            window.t_end,
+            &logits.data,
+            latency_ms,
+            window.skew_ns,
+            window.audio_missing,
+            &mut events,
+        );
+        last_end = Some(window.t_end);
+        if !ctx.out.emit(Output::Prediction(prediction), shared) {
+            break;
+        }
+        for e in events.drain(..) {
+            ctx.out.emit(Output::Event(e), shared);
+        }
+    }
+    if let Some(t) = last_end {
+        ctx.decoder.finish(t, &mut events);
+        for e in events.drain(..) {
+            ctx.out.emit(Output::Event(e), shared);
+        }
+    }
+}

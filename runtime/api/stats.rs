@@ -1,0 +1,190 @@
+//! Run statistics: counters shared by the worker threads (atomics) and bounded
+//! rings of recent latencies and skews, summarised on request.
+
+use crate::capture::CaptureStats;
+use crate::clock::{Nanos, WindowStats};
+use crate::Error;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const RECENT: usize = 2048;
+
+/// A snapshot of the runtime's counters and timings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Stats {
+    /// Backend in use.
+    pub backend: String,
+    /// Seconds since start.
+    pub elapsed_s: f64,
+    /// Frames received.
+    pub frames: u64,
+    /// Frames per second received (over the run).
+    pub fps: f64,
+    /// Frames dropped by capture (live source faster than the runtime).
+    pub frames_dropped: u64,
+    /// Audio samples received at the model rate.
+    pub samples: u64,
+    /// Audio samples lost to ring overruns.
+    pub samples_dropped: u64,
+    /// Windows run through the model.
+    pub windows: u64,
+    /// Windows per second run through the model.
+    pub windows_per_s: f64,
+    /// Windows skipped on purpose because inference was busy (newest wins).
+    pub windows_skipped: u64,
+    /// Windows dropped while waiting for audio.
+    pub windows_dropped: u64,
+    /// Windows run with part of their audio missing (filled with silence).
+    pub windows_audio_incomplete: u64,
+    /// Outputs dropped because the reader fell behind (live only).
+    pub outputs_dropped: u64,
+    /// Median latency over recent windows, ms.
+    pub latency_p50_ms: f64,
+    /// 99th percentile latency over recent windows, ms.
+    pub latency_p99_ms: f64,
+    /// Median audio-video skew over recent windows, ms.
+    pub skew_p50_ms: f64,
+    /// Largest absolute skew over recent windows, ms.
+    pub skew_max_abs_ms: f64,
+    /// Mean frontend time (flow, log-mel, copies) per frame, ms.
+    pub frontend_ms_per_frame: f64,
+    /// Mean inference time (normalise + backend) per window, ms.
+    pub inference_ms_per_window: f64,
+    /// Why the run is degraded (e.g. video-only), if it is.
+    pub degraded: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Recent {
+    latency_ms: VecDeque<f64>,
+    skew_ms: VecDeque<f64>,
+}
+
+fn push_bounded(q: &mut VecDeque<f64>, v: f64) {
+    if q.len() == RECENT {
+        q.pop_front();
+    }
+    q.push_back(v);
+}
+
+fn percentile(values: &VecDeque<f64>, p: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut v: Vec<f64> = values.iter().copied().collect();
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() - 1) as f64 * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+/// State shared between the handle and the worker threads.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) stop: AtomicBool,
+    pub(crate) capture: Arc<CaptureStats>,
+    pub(crate) windows_skipped: AtomicU64,
+    pub(crate) outputs_dropped: AtomicU64,
+    backend: &'static str,
+    degraded: Option<String>,
+    started: Instant,
+    windows_run: AtomicU64,
+    frontend_ns: AtomicU64,
+    inference_ns: AtomicU64,
+    window_stats: Mutex<WindowStats>,
+    recent: Mutex<Recent>,
+    error: Mutex<Option<Error>>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        capture: Arc<CaptureStats>,
+        backend: &'static str,
+        degraded: Option<String>,
+    ) -> Shared {
+        Shared {
+            stop: AtomicBool::new(false),
+            capture,
+            windows_skipped: AtomicU64::new(0),
+            outputs_dropped: AtomicU64::new(0),
+            backend,
+            degraded,
+            started: Instant::now(),
+            windows_run: AtomicU64::new(0),
+            frontend_ns: AtomicU64::new(0),
+            inference_ns: AtomicU64::new(0),
+            window_stats: Mutex::new(WindowStats::default()),
+            recent: Mutex::new(Recent::default()),
+            error: Mutex::new(None),
+        }
+    }
+
+    /// Records the first error and asks every thread to stop.
+    pub(crate) fn fail(&self, e: Error) {
+        log::error!("{e}");
+        let mut g = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            *g = Some(e);
+        }
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn error(&self) -> Option<Error> {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn add_frontend(&self, d: Duration) {
+        self.frontend_ns
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_inference(&self, d: Duration) {
+        self.inference_ns
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_window_stats(&self, s: WindowStats) {
+        *self.window_stats.lock().unwrap_or_else(|p| p.into_inner()) = s;
+    }
+
+    pub(crate) fn record_window(&self, latency_ms: f64, skew_ns: Option<Nanos>) {
+        self.windows_run.fetch_add(1, Ordering::Relaxed);
+        let mut r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        push_bounded(&mut r.latency_ms, latency_ms);
+        if let Some(s) = skew_ns {
+            push_bounded(&mut r.skew_ms, s as f64 / 1e6);
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        let elapsed = self.started.elapsed().as_secs_f64().max(1e-9);
+        let ws = *self.window_stats.lock().unwrap_or_else(|p| p.into_inner());
+        let r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let windows = self.windows_run.load(Ordering::Relaxed);
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            backend: self.backend.to_string(),
+            elapsed_s: elapsed,
+            frames: ws.frames,
+            fps: ws.frames as f64 / elapsed,
+            frames_dropped: load(&self.capture.frames_dropped),
+            samples: load(&self.capture.samples),
+            samples_dropped: load(&self.capture.samples_dropped),
+            windows,
+            windows_per_s: windows as f64 / elapsed,
+            windows_skipped: load(&self.windows_skipped),
+            windows_dropped: ws.windows_dropped,
+            windows_audio_incomplete: ws.windows_audio_incomplete,
+            outputs_dropped: load(&self.outputs_dropped),
+            latency_p50_ms: percentile(&r.latency_ms, 0.5),
+            latency_p99_ms: percentile(&r.latency_ms, 0.99),
+            skew_p50_ms: percentile(&r.skew_ms, 0.5),
+            skew_max_abs_ms: r.skew_ms.iter().fold(0.0, |m: f64, s| m.max(s.abs())),
+            frontend_ms_per_frame: load(&self.frontend_ns) as f64 / 1e6 / ws.frames.max(1) as f64,
+            inference_ms_per_window: load(&self.inference_ns) as f64 / 1e6 / windows.max(1) as f64,
+            degraded: self.degraded.clone(),
+        }
+    }
+}

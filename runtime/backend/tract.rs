@@ -1,0 +1,149 @@
+//! The tract backend: the ONNX graph is loaded once, its inputs checked against the
+//! manifest, optimised into a plan, and run many times on the CPU.
+
+use super::Backend;
+use crate::model::Bundle;
+use crate::{err, Result};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
+
+/// A model optimised and ready to run on the CPU with tract.
+pub struct TractBackend {
+    state: TypedSimpleState,
+    input_shapes: Vec<Vec<usize>>,
+    output: usize,
+}
+
+impl std::fmt::Debug for TractBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TractBackend")
+            .field("inputs", &self.input_shapes)
+            .finish()
+    }
+}
+
+impl TractBackend {
+    /// Loads, checks and optimises the bundle's graph. An input whose declared ONNX
+    /// shape disagrees with the manifest is refused, naming the input and both shapes.
+    pub fn load(bundle: &Bundle, _threads: usize) -> Result<TractBackend> {
+        let path = &bundle.graph;
+        let fail = |what: &str, e: TractError| err!(Backend, "{}: {what}: {e:#}", path.display());
+        let mut model = tract_onnx::onnx()
+            .model_for_path(path)
+            .map_err(|e| fail("cannot read ONNX model", e))?;
+        let inputs = &bundle.manifest.inputs;
+        let onnx_inputs = model.input_outlets().map_err(|e| fail("inputs", e))?.len();
+        if onnx_inputs != inputs.len() {
+            return Err(err!(
+                Model,
+                "{}: the graph has {onnx_inputs} inputs, the manifest declares {}",
+                path.display(),
+                inputs.len()
+            ));
+        }
+        for (ix, spec) in inputs.iter().enumerate() {
+            let node = model.input_outlets().map_err(|e| fail("inputs", e))?[ix].node;
+            let onnx_name = model.node(node).name.clone();
+            if onnx_name != spec.name {
+                return Err(err!(
+                    Model,
+                    "{}: input {ix} is named `{onnx_name}` in the graph but `{}` in the manifest",
+                    path.display(),
+                    spec.name
+                ));
+            }
+            let fact = model.input_fact(ix).map_err(|e| fail("input fact", e))?;
+            if let Some(dims) = fact.shape.concretize() {
+                let declared: Vec<Option<i64>> = dims.iter().map(|d| d.to_i64().ok()).collect();
+                let matches = declared.len() == spec.shape.len()
+                    && declared
+                        .iter()
+                        .zip(&spec.shape)
+                        .all(|(d, m)| d.is_none_or(|d| d == *m as i64));
+                if !matches {
+                    let shown: Vec<String> = declared
+                        .iter()
+                        .map(|d| d.map_or("?".to_string(), |d| d.to_string()))
+                        .collect();
+                    return Err(err!(
+                        Model,
+                        "{}: input `{}` has shape [{}] in the graph but {:?} in the manifest",
+                        path.display(),
+                        spec.name,
+                        shown.join(", "),
+                        spec.shape
+                    ));
+                }
+            }
+            model = model
+                .with_input_fact(ix, f32::fact(&spec.shape).into())
+                .map_err(|e| fail("setting input shape", e))?;
+        }
+        let typed = model
+            .into_optimized()
+            .map_err(|e| fail("cannot optimise (shapes or unsupported operator)", e))?;
+        let out_fact = typed.output_fact(0).map_err(|e| fail("output", e))?;
+        let out_shape: Option<Vec<usize>> = out_fact.shape.as_concrete().map(|s| s.to_vec());
+        if out_shape.as_deref() != Some(&bundle.manifest.output.shape[..]) {
+            return Err(err!(
+                Model,
+                "{}: output has shape {:?} in the graph but {:?} in the manifest",
+                path.display(),
+                out_shape,
+                bundle.manifest.output.shape
+            ));
+        }
+        let plan = TypedSimplePlan::new(typed).map_err(|e| fail("cannot plan", e))?;
+        let state = TypedSimpleState::new(&plan).map_err(|e| fail("cannot make state", e))?;
+        Ok(TractBackend {
+            state,
+            input_shapes: inputs.iter().map(|i| i.shape.clone()).collect(),
+            output: 0,
+        })
+    }
+}
+
+impl Backend for TractBackend {
+    fn name(&self) -> &'static str {
+        "tract"
+    }
+
+    fn run(&mut self, inputs: &[super::Tensor]) -> Result<super::Tensor> {
+        if inputs.len() != self.input_shapes.len() {
+            return Err(err!(
+                Backend,
+                "tract: {} inputs given, model takes {}",
+                inputs.len(),
+                self.input_shapes.len()
+            ));
+        }
+        let mut values: TVec<TValue> = tvec![];
+        for (t, shape) in inputs.iter().zip(&self.input_shapes) {
+            if &t.shape != shape || t.data.len() != shape.iter().product::<usize>() {
+                return Err(err!(
+                    Backend,
+                    "tract: input of shape {:?} given, model takes {:?}",
+                    t.shape,
+                    shape
+                ));
+            }
+            let tensor = tract_ndarray::ArrayD::from_shape_vec(t.shape.clone(), t.data.clone())
+                .map_err(|e| err!(Backend, "tract: {e}"))?;
+            values.push(Tensor::from(tensor).into());
+        }
+        let out = self
+            .state
+            .run(values)
+            .map_err(|e| err!(Backend, "tract: inference failed: {e:#}"))?;
+        let out = out
+            .get(self.output)
+            .ok_or_else(|| err!(Backend, "tract: model produced no output"))?;
+        let view = out
+            .to_plain_array_view::<f32>()
+            .map_err(|e| err!(Backend, "tract: output is not float32: {e}"))?;
+        Ok(super::Tensor {
+            shape: view.shape().to_vec(),
+            data: view.iter().copied().collect(),
+        })
+    }
+}

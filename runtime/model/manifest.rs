@@ -1,0 +1,406 @@
+//! `model.toml`: the manifest of a model bundle, parsed with unknown keys refused and
+//! checked for consistency (shapes agree with the window, frontends have their
+//! settings).
+
+use crate::frontend::image::ImageNormalize;
+use crate::frontend::logmel::FbankConfig;
+use crate::{err, Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The whole manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Short model name.
+    pub name: String,
+    /// Model version.
+    pub version: String,
+    /// One-line description.
+    #[serde(default)]
+    pub description: String,
+    /// ONNX file, relative to the bundle folder.
+    pub graph: String,
+    /// Labels file (one label per line), relative to the bundle folder.
+    pub labels: String,
+    /// Window length, rate and hop.
+    pub window: WindowSpec,
+    /// Model inputs and the frontend that fills each.
+    pub inputs: Vec<InputSpec>,
+    /// The model's one output (class scores).
+    pub output: OutputSpec,
+    /// How scores become predictions and events.
+    pub decoder: DecoderConfig,
+}
+
+/// The rolling window a model sees.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    /// Frames per window.
+    pub frames: usize,
+    /// Frame rate the model was trained at (capture is converted to it).
+    pub fps: u32,
+    /// Frames between two windows (the hop).
+    pub hop_frames: usize,
+    /// Whether the model may run with no audio (its audio input then holds the
+    /// normalised log floor, i.e. silence); otherwise a missing microphone is an error.
+    #[serde(default)]
+    pub audio_optional: bool,
+}
+
+/// Which frontend fills an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Frontend {
+    /// RGB frames, `[1, T, 3, H, W]`, normalised by `mean`/`std`.
+    Image,
+    /// MOV-encoded optical flow between consecutive frames, `[1, T-1, 3, H, W]`.
+    Flow,
+    /// Log-mel frames covering the window, `[1, A, bins]`.
+    Logmel,
+}
+
+/// One model input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// The ONNX input name.
+    pub name: String,
+    /// The frontend that fills it.
+    pub frontend: Frontend,
+    /// The full shape, batch included (batch must be 1).
+    pub shape: Vec<usize>,
+    /// Element type; only `float32` is supported.
+    #[serde(default = "default_dtype")]
+    pub dtype: String,
+    /// Per-channel mean (image, flow: 3 values in [0,1] units; logmel: 1 value).
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation, same layout as `mean`.
+    pub std: Vec<f32>,
+    /// Flow only: estimator name (`dis-ultrafast`, `dis-fast`, `dis-medium`).
+    #[serde(default)]
+    pub estimator: Option<String>,
+    /// Flow only: displacement clip bound in pixels (MOV: 20).
+    #[serde(default)]
+    pub bound: Option<f32>,
+    /// Logmel only: filterbank settings.
+    #[serde(default)]
+    pub fbank: Option<FbankConfig>,
+}
+
+fn default_dtype() -> String {
+    "float32".into()
+}
+
+/// Settings of a flow input, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowInput {
+    /// Estimator name.
+    pub estimator: String,
+    /// Clip bound in pixels.
+    pub bound: f32,
+    /// Normalisation applied to the 8-bit encoding.
+    pub normalize: ImageNormalize,
+}
+
+/// Settings of a log-mel input, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogMelInput {
+    /// Filterbank settings.
+    pub fbank: FbankConfig,
+    /// Mel frames per window.
+    pub frames: usize,
+    /// Mean subtracted from every log-mel value.
+    pub mean: f32,
+    /// Standard deviation every log-mel value is divided by.
+    pub std: f32,
+}
+
+/// The model output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// The ONNX output name.
+    pub name: String,
+    /// Its shape, `[1, classes]`.
+    pub shape: Vec<usize>,
+}
+
+/// How the output scores are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecoderKind {
+    /// Single-label: softmax over classes.
+    Softmax,
+    /// Multi-label: an independent sigmoid per class.
+    Sigmoid,
+}
+
+/// Decoder settings: smoothing, thresholds and hysteresis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecoderConfig {
+    /// Softmax or sigmoid.
+    pub kind: DecoderKind,
+    /// A label that never becomes an event (e.g. `background`).
+    #[serde(default)]
+    pub background: Option<String>,
+    /// Labels reported per prediction.
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+    /// Moving-average length over windows (1 = none).
+    #[serde(default = "default_smoothing")]
+    pub smoothing: usize,
+    /// Smoothed score at which an event starts.
+    pub enter: f32,
+    /// Smoothed score below which an event ends (<= enter).
+    pub exit: f32,
+    /// Minimum duration of an event in seconds; shorter activity is not reported.
+    #[serde(default)]
+    pub min_duration_s: f64,
+}
+
+fn default_top_k() -> usize {
+    3
+}
+fn default_smoothing() -> usize {
+    1
+}
+
+impl Manifest {
+    /// Reads and validates a manifest file.
+    pub fn load(path: &Path) -> Result<Manifest> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Manifest::parse(&text).map_err(|e| e.context(path.display()))
+    }
+
+    /// Parses and validates manifest text.
+    pub fn parse(text: &str) -> Result<Manifest> {
+        let m: Manifest =
+            toml::from_str(text).map_err(|e| err!(Model, "{}", e.to_string().trim_end()))?;
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// Checks that shapes, window and frontend settings agree.
+    pub fn validate(&self) -> Result<()> {
+        let w = &self.window;
+        if w.frames < 2 || w.fps == 0 || w.hop_frames == 0 {
+            return Err(err!(
+                Model,
+                "window: frames must be >= 2, fps and hop_frames >= 1 (got frames={}, fps={}, hop_frames={})",
+                w.frames, w.fps, w.hop_frames
+            ));
+        }
+        if self.inputs.is_empty() {
+            return Err(err!(Model, "inputs: at least one input is required"));
+        }
+        for (i, input) in self.inputs.iter().enumerate() {
+            if self.inputs[..i].iter().any(|o| o.name == input.name) {
+                return Err(err!(Model, "inputs: name `{}` appears twice", input.name));
+            }
+            input.validate(w)?;
+        }
+        for frontend in [Frontend::Image, Frontend::Flow, Frontend::Logmel] {
+            if self
+                .inputs
+                .iter()
+                .filter(|i| i.frontend == frontend)
+                .count()
+                > 1
+            {
+                return Err(err!(
+                    Model,
+                    "inputs: more than one input uses frontend {frontend:?}"
+                ));
+            }
+        }
+        let sizes: Vec<(usize, usize)> = self
+            .inputs
+            .iter()
+            .filter(|i| i.frontend != Frontend::Logmel)
+            .map(|i| (i.shape[3], i.shape[4]))
+            .collect();
+        if sizes.windows(2).any(|p| p[0] != p[1]) {
+            return Err(err!(
+                Model,
+                "inputs: image and flow inputs must have the same height and width"
+            ));
+        }
+        if sizes.is_empty() {
+            return Err(err!(
+                Model,
+                "inputs: a model needs an image or flow input (video drives the window)"
+            ));
+        }
+        if self.output.shape.len() != 2 || self.output.shape[0] != 1 || self.output.shape[1] == 0 {
+            return Err(err!(
+                Model,
+                "output `{}`: shape must be [1, classes], got {:?}",
+                self.output.name,
+                self.output.shape
+            ));
+        }
+        let d = &self.decoder;
+        if !(d.exit <= d.enter && d.exit >= 0.0 && d.enter <= 1.0) {
+            return Err(err!(
+                Model,
+                "decoder: need 0 <= exit <= enter <= 1 (got enter={}, exit={})",
+                d.enter,
+                d.exit
+            ));
+        }
+        if d.smoothing == 0 || d.top_k == 0 || d.min_duration_s < 0.0 {
+            return Err(err!(
+                Model,
+                "decoder: smoothing and top_k must be >= 1, min_duration_s >= 0"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The input filled by `frontend`, if any.
+    pub fn input(&self, frontend: Frontend) -> Option<&InputSpec> {
+        self.inputs.iter().find(|i| i.frontend == frontend)
+    }
+
+    /// Frame size `(width, height)` the capture must deliver.
+    pub fn frame_size(&self) -> (u32, u32) {
+        let i = self
+            .inputs
+            .iter()
+            .find(|i| i.frontend != Frontend::Logmel)
+            .unwrap_or(&self.inputs[0]);
+        (i.shape[4] as u32, i.shape[3] as u32)
+    }
+
+    /// The flow input's settings, if the model has one.
+    pub fn flow(&self) -> Option<FlowInput> {
+        let i = self.input(Frontend::Flow)?;
+        Some(FlowInput {
+            estimator: i.estimator.clone().unwrap_or_default(),
+            bound: i.bound.unwrap_or(20.0),
+            normalize: i.normalize3(),
+        })
+    }
+
+    /// The log-mel input's settings, if the model has one.
+    pub fn logmel(&self) -> Option<LogMelInput> {
+        let i = self.input(Frontend::Logmel)?;
+        Some(LogMelInput {
+            fbank: i.fbank.clone()?,
+            frames: i.shape[1],
+            mean: i.mean[0],
+            std: i.std[0],
+        })
+    }
+
+    /// The image input's normalisation, if the model has one.
+    pub fn image(&self) -> Option<ImageNormalize> {
+        self.input(Frontend::Image).map(InputSpec::normalize3)
+    }
+}
+
+impl InputSpec {
+    fn normalize3(&self) -> ImageNormalize {
+        let get = |v: &Vec<f32>, i: usize| v.get(i).copied().unwrap_or(1.0);
+        ImageNormalize {
+            mean: [get(&self.mean, 0), get(&self.mean, 1), get(&self.mean, 2)],
+            std: [get(&self.std, 0), get(&self.std, 1), get(&self.std, 2)],
+        }
+    }
+
+    fn validate(&self, w: &WindowSpec) -> Result<()> {
+        let name = &self.name;
+        let bad = |what: String| Err(err!(Model, "input `{name}`: {what}"));
+        if self.dtype != "float32" {
+            return bad(format!(
+                "dtype {:?} is not supported (expected \"float32\")",
+                self.dtype
+            ));
+        }
+        if self.shape.first() != Some(&1) || self.shape.contains(&0) {
+            return bad(format!(
+                "shape {:?} must start with batch 1 and have no zero dims",
+                self.shape
+            ));
+        }
+        let channels = if self.frontend == Frontend::Logmel {
+            1
+        } else {
+            3
+        };
+        if self.mean.len() != channels || self.std.len() != channels {
+            return bad(format!(
+                "mean and std need {channels} value(s) each (got {} and {})",
+                self.mean.len(),
+                self.std.len()
+            ));
+        }
+        if self.std.iter().any(|s| !(s.is_finite() && *s > 0.0))
+            || self.mean.iter().any(|m| !m.is_finite())
+        {
+            return bad("std must be finite and > 0, mean finite".into());
+        }
+        let has_flow_keys = self.estimator.is_some() || self.bound.is_some();
+        match self.frontend {
+            Frontend::Image | Frontend::Flow => {
+                let t = if self.frontend == Frontend::Image {
+                    w.frames
+                } else {
+                    w.frames - 1
+                };
+                if self.shape.len() != 5 || self.shape[1] != t || self.shape[2] != 3 {
+                    return bad(format!(
+                        "shape {:?} must be [1, {t}, 3, H, W] for a window of {} frames",
+                        self.shape, w.frames
+                    ));
+                }
+                if self.shape[3] < 16 || self.shape[4] < 16 {
+                    return bad(format!(
+                        "frame size {}x{} is below 16x16",
+                        self.shape[4], self.shape[3]
+                    ));
+                }
+                if self.fbank.is_some() {
+                    return bad("key `fbank` is only valid for frontend = \"logmel\"".into());
+                }
+                if self.frontend == Frontend::Image && has_flow_keys {
+                    return bad(
+                        "keys `estimator`/`bound` are only valid for frontend = \"flow\"".into(),
+                    );
+                }
+                if self.frontend == Frontend::Flow {
+                    if self.estimator.is_none() {
+                        return bad(
+                            "frontend = \"flow\" needs key `estimator` (e.g. \"dis-fast\")".into(),
+                        );
+                    }
+                    if let Some(b) = self.bound {
+                        if !(b.is_finite() && b > 0.0) {
+                            return bad(format!("bound must be > 0 (got {b})"));
+                        }
+                    }
+                }
+            }
+            Frontend::Logmel => {
+                if has_flow_keys {
+                    return bad(
+                        "keys `estimator`/`bound` are only valid for frontend = \"flow\"".into(),
+                    );
+                }
+                let Some(fbank) = &self.fbank else {
+                    return bad("frontend = \"logmel\" needs an [inputs.fbank] table".into());
+                };
+                if self.shape.len() != 3 || self.shape[2] != fbank.num_mel_bins {
+                    return bad(format!(
+                        "shape {:?} must be [1, frames, {}] (fbank.num_mel_bins)",
+                        self.shape, fbank.num_mel_bins
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
