@@ -1,1 +1,306 @@
-fn main() {}
+//! The `avaction` command: run a model on any source, list devices, inspect a model
+//! bundle, render synthetic scenes, and dump training features.
+
+mod features;
+mod npy;
+
+use avaction::backend::{self, BackendChoice};
+use avaction::capture::{audio, video};
+use avaction::model::{Bundle, Manifest};
+use avaction::synth::{self, Scene, SceneConfig};
+use avaction::{err, AudioSource, EventKind, Output, Result, Runtime, VideoSource};
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "avaction", version, about = "Real-time audio-video action recognition")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a model on a camera, file, URI or test source and print labels and events.
+    Run(RunArgs),
+    /// List cameras, microphones and backends found on this machine.
+    Devices,
+    /// Show a model bundle: inputs, outputs, labels, window, decoder.
+    Inspect {
+        /// The bundle folder (with model.toml).
+        bundle: PathBuf,
+    },
+    /// Render a synthetic audio-visual scene to a media file and its ground truth.
+    Synth {
+        /// Output media file (.mkv); ground truth goes next to it as .json.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Scene seed (deterministic).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Duration in seconds.
+        #[arg(long, default_value_t = 30.0)]
+        duration: f64,
+        /// Also write the audio as a 48 kHz stereo WAV next to it.
+        #[arg(long)]
+        wav: bool,
+    },
+    /// Dump training windows of synthetic scenes through the runtime's own frontends.
+    Features {
+        /// Manifest whose window and frontends to use.
+        #[arg(long, default_value = "models/cavnet-small/model.toml")]
+        manifest: PathBuf,
+        /// Scene seeds, comma-separated or ranges (e.g. 1-8,20).
+        #[arg(long)]
+        seeds: String,
+        /// Seconds per scene.
+        #[arg(long, default_value_t = 60.0)]
+        duration: f64,
+        /// Frames between dumped windows.
+        #[arg(long, default_value_t = 4)]
+        hop: usize,
+        /// Output folder.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Model bundle folder.
+    #[arg(long, short, default_value = "models/cavnet-small")]
+    model: PathBuf,
+    /// Video: `camera`, `camera:/dev/video0`, `test:ball`, a file path or a URI.
+    #[arg(long, short, default_value = "camera")]
+    video: String,
+    /// Audio: `mic`, `mic:NAME`, `video` (the file's own track) or `none`.
+    /// Default: `video` for files and URIs, `mic` otherwise.
+    #[arg(long, short)]
+    audio: Option<String>,
+    /// Backend: auto, tract or tensorrt.
+    #[arg(long, default_value = "auto")]
+    backend: String,
+    /// Play files at real time instead of as fast as possible.
+    #[arg(long)]
+    realtime: bool,
+    /// Write one JSON object per line (predictions and events).
+    #[arg(long)]
+    json: bool,
+    /// Print events only (no per-window predictions).
+    #[arg(long)]
+    events_only: bool,
+    /// Frames between windows (default: the model's).
+    #[arg(long)]
+    hop: Option<usize>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Print run statistics to stderr at the end (as JSON with --json).
+    #[arg(long)]
+    stats: bool,
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Devices => devices(),
+        Command::Inspect { bundle } => inspect(bundle),
+        Command::Synth { out, seed, duration, wav } => synth_cmd(out, seed, duration, wav),
+        Command::Features { manifest, seeds, duration, hop, out } => parse_seeds(&seeds)
+            .and_then(|s| Manifest::load(&manifest).map(|m| (m, s)))
+            .and_then(|(m, s)| features::dump(&m, &s, duration, hop, &out)),
+    };
+    if let Err(e) = result {
+        eprintln!("avaction: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn parse_seeds(s: &str) -> Result<Vec<u64>> {
+    let mut seeds = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let parse = |x: &str| x.trim().parse::<u64>().map_err(|_| err!(Config, "--seeds: {x:?} is not a number"));
+        match part.split_once('-') {
+            Some((a, b)) => seeds.extend(parse(a)?..=parse(b)?),
+            None => seeds.push(parse(part)?),
+        }
+    }
+    if seeds.is_empty() {
+        return Err(err!(Config, "--seeds: no seeds given"));
+    }
+    Ok(seeds)
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    let video = VideoSource::parse(&args.video);
+    let audio = match &args.audio {
+        Some(a) => AudioSource::parse(a),
+        None if matches!(video, VideoSource::Uri(_)) => AudioSource::FromVideo,
+        None => AudioSource::DefaultMicrophone,
+    };
+    let mut builder = Runtime::builder()
+        .model(&args.model)
+        .video(video)
+        .audio(audio)
+        .backend(args.backend.parse::<BackendChoice>()?)
+        .realtime(args.realtime);
+    if let Some(h) = args.hop {
+        builder = builder.hop_frames(h);
+    }
+    let mut runtime = builder.build()?;
+    let started = Instant::now();
+    let deadline = args.duration.map(|d| started + Duration::from_secs_f64(d.max(0.0)));
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    loop {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        let output = match runtime.recv_timeout(Duration::from_millis(100)) {
+            Ok(o) => o,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        if args.events_only && matches!(output, Output::Prediction(_)) {
+            continue;
+        }
+        let line = if args.json {
+            serde_json::to_string(&output).map_err(|e| err!(Io, "json: {e}"))?
+        } else {
+            human(&output)
+        };
+        if writeln!(out, "{line}").is_err() {
+            break; // stdout closed (e.g. piped into head)
+        }
+    }
+    drop(out);
+    runtime.stop();
+    let stats = runtime.stats();
+    if args.stats {
+        if args.json {
+            eprintln!("{}", serde_json::to_string(&stats).unwrap_or_default());
+        } else {
+            eprintln!(
+                "{} frames ({:.1} fps, {} dropped), {} windows ({:.1}/s, {} skipped), latency p50 {:.1} ms p99 {:.1} ms, skew p50 {:.1} ms max {:.1} ms, frontend {:.2} ms/frame, inference {:.2} ms/window on {}",
+                stats.frames, stats.fps, stats.frames_dropped, stats.windows, stats.windows_per_s,
+                stats.windows_skipped, stats.latency_p50_ms, stats.latency_p99_ms, stats.skew_p50_ms,
+                stats.skew_max_abs_ms, stats.frontend_ms_per_frame, stats.inference_ms_per_window, stats.backend
+            );
+        }
+    }
+    match runtime.error() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn human(output: &Output) -> String {
+    match output {
+        Output::Prediction(p) => {
+            let top: Vec<String> = p.top.iter().map(|l| format!("{} {:.2}", l.label, l.score)).collect();
+            let skew = p.skew_ms.map_or("no audio".to_string(), |s| format!("skew {s:+.1} ms"));
+            format!("{:8.2}s  {:<40} latency {:.0} ms, {skew}", p.end_s, top.join(" | "), p.latency_ms)
+        }
+        Output::Event(e) => match e.kind {
+            EventKind::Onset => format!("{:8.2}s  >> {} starts ({:.2})", e.time_s, e.label, e.score),
+            EventKind::Offset => format!(
+                "{:8.2}s  << {} ends after {:.2} s",
+                e.time_s,
+                e.label,
+                e.duration_s.unwrap_or(0.0)
+            ),
+        },
+    }
+}
+
+fn devices() -> Result<()> {
+    let cameras = video::list_cameras();
+    println!("cameras:");
+    if cameras.is_empty() {
+        println!("  (none found)");
+    }
+    for c in cameras {
+        println!("  {c}");
+    }
+    let mics = audio::list_microphones();
+    println!("microphones:");
+    if mics.is_empty() {
+        println!("  (none found)");
+    }
+    for m in mics {
+        println!("  {m}");
+    }
+    println!("backends:");
+    println!("  tract: available (CPU)");
+    println!("  tensorrt: unavailable: {}", backend::tensorrt_unavailable_reason());
+    Ok(())
+}
+
+fn inspect(dir: PathBuf) -> Result<()> {
+    let b = Bundle::load(&dir)?;
+    let m = &b.manifest;
+    println!("model: {} {} ({})", m.name, m.version, dir.display());
+    if !m.description.is_empty() {
+        println!("  {}", m.description);
+    }
+    println!("graph: {} (single graph)", m.graph);
+    let w = &m.window;
+    println!(
+        "window: {} frames at {} fps ({:.2} s), hop {} frames ({:.0} ms, {:.1} windows/s), audio {}",
+        w.frames,
+        w.fps,
+        w.frames as f64 / w.fps as f64,
+        w.hop_frames,
+        w.hop_frames as f64 * 1000.0 / w.fps as f64,
+        w.fps as f64 / w.hop_frames as f64,
+        if w.audio_optional { "optional" } else { "required" }
+    );
+    println!("inputs:");
+    for i in &m.inputs {
+        let extra = match (&i.estimator, &i.fbank) {
+            (Some(e), _) => format!(", flow {e}, bound {}", i.bound.unwrap_or(20.0)),
+            (_, Some(f)) => format!(
+                ", {} Hz, {} mel bins, {} ms / {} ms, {:?} window",
+                f.sample_rate, f.num_mel_bins, f.frame_length_ms, f.frame_shift_ms, f.window
+            ),
+            _ => String::new(),
+        };
+        println!(
+            "  {:<8} {:?} {:?} float32, mean {:?} std {:?}{extra}",
+            i.name, i.frontend, i.shape, i.mean, i.std
+        );
+    }
+    println!("output: {} {:?}", m.output.name, m.output.shape);
+    let d = &m.decoder;
+    println!(
+        "decoder: {:?}, top {}, smoothing {} windows, enter {} exit {}, min duration {} s, background {:?}",
+        d.kind, d.top_k, d.smoothing, d.enter, d.exit, d.min_duration_s, d.background
+    );
+    println!("labels ({}): {}", b.labels.len(), b.labels.join(", "));
+    Ok(())
+}
+
+fn synth_cmd(out: PathBuf, seed: u64, duration: f64, wav: bool) -> Result<()> {
+    let scene = Scene::generate(&SceneConfig {
+        seed,
+        duration_s: duration,
+        ..SceneConfig::default()
+    })?;
+    synth::write_media(&scene, &out)?;
+    let truth = out.with_extension("json");
+    synth::write_ground_truth(&scene, &truth)?;
+    println!("wrote {} and {}", out.display(), truth.display());
+    if wav {
+        let wav_path = out.with_extension("wav");
+        synth::write_wav(&scene, &wav_path, 2)?;
+        println!("wrote {}", wav_path.display());
+    }
+    for ev in scene.timeline() {
+        println!("  {:7.2}s - {:7.2}s  {}", ev.start_s, ev.end_s, ev.label);
+    }
+    Ok(())
+}

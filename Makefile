@@ -1,0 +1,27 @@
+# The two entry points of the README. Each installs what it needs and is safe to rerun.
+.PHONY: demo test setup check unit realtime bench
+
+setup:
+	./scripts/setup-debian.sh
+
+# Live labels from the camera and microphone, or the built-in synthetic scene
+# when this machine has neither.
+demo: setup
+	cargo run --example camera_demo
+
+# Formatting, lints, every test, and the real-time microphone test through a
+# virtual PulseAudio source.
+test: setup check unit realtime
+
+check:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+unit:
+	cargo test
+
+realtime:
+	./tests/virtual_mic.sh cargo test --test realtime -- --include-ignored --nocapture
+
+bench:
+	cargo bench --bench pipeline
