@@ -1,0 +1,436 @@
+//! Writes a scene as a media file with a video and an audio track through GStreamer:
+//! two appsrcs -> converters -> encoders -> muxer -> filesink, fed in time order
+//! from reusable render buffers with bounded queues, and a bus watched for errors.
+
+use super::Scene;
+use crate::Error;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Audio block pushed per buffer, in milliseconds.
+const AUDIO_BLOCK_MS: u64 = 20;
+/// Raw video frames the video appsrc may hold before we wait.
+const VIDEO_QUEUE_FRAMES: u64 = 4;
+/// Longest time without progress (a full queue that does not drain) before giving up.
+const STALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest wait for the muxer to finish after end-of-stream.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(60);
+/// MPEG-4 part 2 constant quantizer (2 is near-transparent for these flat scenes).
+const MPEG4_QUANTIZER: &str = "2.0";
+/// AAC bit rate in bits per second (mono).
+const AAC_BITRATE: &str = "160000";
+
+/// Which elements write one container format.
+struct Recipe {
+    container: &'static str,
+    muxer: &'static str,
+    video_encoder: &'static str,
+    audio_encoder: &'static str,
+}
+
+/// Picks the elements from the file extension (case-insensitive).
+fn recipe_for(path: &Path) -> crate::Result<Recipe> {
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let recipe = match extension.as_str() {
+        "mkv" => Recipe {
+            container: "Matroska",
+            muxer: "matroskamux",
+            video_encoder: "avenc_mpeg4",
+            audio_encoder: "flacenc",
+        },
+        "mp4" | "m4v" => Recipe {
+            container: "MP4",
+            muxer: "mp4mux",
+            video_encoder: "avenc_mpeg4",
+            audio_encoder: "avenc_aac",
+        },
+        "mov" => Recipe {
+            container: "QuickTime",
+            muxer: "qtmux",
+            video_encoder: "avenc_mpeg4",
+            audio_encoder: "avenc_aac",
+        },
+        _ => {
+            return Err(crate::err!(
+                Config,
+                "{}: cannot pick a container from extension {extension:?}; use .mkv, .mp4, \
+                 .m4v or .mov",
+                path.display()
+            ))
+        }
+    };
+    Ok(recipe)
+}
+
+/// Makes a GStreamer element, naming the plugin package when it is missing.
+fn make(factory: &str, path: &Path) -> crate::Result<gst::Element> {
+    gst::ElementFactory::make(factory).build().map_err(|_| {
+        let package = match factory {
+            f if f.starts_with("avenc_") => "gst-libav",
+            "flacenc" | "matroskamux" | "mp4mux" | "qtmux" => "gst-plugins-good",
+            _ => "gst-plugins-base",
+        };
+        crate::err!(
+            Unavailable,
+            "{}: GStreamer element '{factory}' is not installed (it comes with {package})",
+            path.display()
+        )
+    })
+}
+
+/// Sets an encoder option from its string form; a missing option or a value the
+/// element rejects is logged and skipped (never a panic), since options vary between
+/// plugin versions.
+fn set_option(element: &gst::Element, name: &str, value: &str) {
+    let Some(spec) = element.find_property(name) else {
+        log::warn!("synth: {} has no property '{name}'; left at default", element.name());
+        return;
+    };
+    match gst::glib::Value::deserialize(value, spec.value_type()) {
+        Ok(parsed) if spec.flags().contains(gst::glib::ParamFlags::WRITABLE) => {
+            element.set_property_from_value(name, &parsed)
+        }
+        _ => log::warn!(
+            "synth: cannot set {}.{name} = {value}; left at default",
+            element.name()
+        ),
+    }
+}
+
+/// Sets the pipeline to NULL when dropped, on every exit path.
+struct StopOnDrop(gst::Pipeline);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.set_state(gst::State::Null);
+    }
+}
+
+/// Nanoseconds of `index` units at `per_second` units per second (no overflow).
+fn nanos(index: u64, per_second: u32) -> gst::ClockTime {
+    let ns = u128::from(index) * 1_000_000_000 / u128::from(per_second.max(1));
+    gst::ClockTime::from_nseconds(u64::try_from(ns).unwrap_or(u64::MAX))
+}
+
+/// Turns an error or early end-of-stream message on the bus into an error.
+fn bus_failure(message: &gst::Message, path: &Path) -> Error {
+    match message.view() {
+        gst::MessageView::Error(e) => {
+            let source = message
+                .src()
+                .map(|s| s.path_string().to_string())
+                .unwrap_or_else(|| "pipeline".into());
+            let debug = e.debug().map(|d| format!(" ({d})")).unwrap_or_default();
+            crate::err!(
+                Video,
+                "{}: GStreamer error from {source}: {}{debug}",
+                path.display(),
+                e.error()
+            )
+        }
+        _ => crate::err!(
+            Video,
+            "{}: the pipeline ended before all data was written",
+            path.display()
+        ),
+    }
+}
+
+/// Fails if an error is waiting on the bus (does not block).
+fn check_bus(bus: &gst::Bus, path: &Path) -> crate::Result<()> {
+    match bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Eos]) {
+        Some(message) => Err(bus_failure(&message, path)),
+        None => Ok(()),
+    }
+}
+
+/// Waits until `source` holds fewer than `limit` bytes, watching the bus; fails on a
+/// pipeline error or when nothing drains for [`STALL_TIMEOUT`].
+fn wait_for_room(
+    source: &gst_app::AppSrc,
+    limit: u64,
+    bus: &gst::Bus,
+    path: &Path,
+) -> crate::Result<()> {
+    let started = Instant::now();
+    while source.current_level_bytes() >= limit {
+        let wait = gst::ClockTime::from_mseconds(2);
+        if let Some(message) =
+            bus.timed_pop_filtered(wait, &[gst::MessageType::Error, gst::MessageType::Eos])
+        {
+            return Err(bus_failure(&message, path));
+        }
+        if started.elapsed() > STALL_TIMEOUT {
+            return Err(crate::err!(
+                Video,
+                "{}: the encoder made no progress for {} s (queue of {} stays full)",
+                path.display(),
+                STALL_TIMEOUT.as_secs(),
+                source.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Pushes one buffer, mapping a refused push to an error naming the stream.
+fn push(
+    source: &gst_app::AppSrc,
+    buffer: gst::Buffer,
+    bus: &gst::Bus,
+    path: &Path,
+) -> crate::Result<()> {
+    source.push_buffer(buffer).map_err(|flow| {
+        // A refused push usually follows an error posted on the bus: report that.
+        match bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(200),
+            &[gst::MessageType::Error],
+        ) {
+            Some(message) => bus_failure(&message, path),
+            None => crate::err!(
+                Video,
+                "{}: {} refused a buffer: {flow:?}",
+                path.display(),
+                source.name()
+            ),
+        }
+    })?;
+    Ok(())
+}
+
+/// A gst buffer of `bytes` bytes filled by `fill`, stamped with `pts` and `duration`.
+fn stamped_buffer(
+    bytes: usize,
+    pts: gst::ClockTime,
+    duration: gst::ClockTime,
+    path: &Path,
+    fill: impl FnOnce(&mut [u8]),
+) -> crate::Result<gst::Buffer> {
+    let failed = || crate::err!(Video, "{}: cannot allocate a {bytes}-byte buffer", path.display());
+    let mut buffer = gst::Buffer::with_size(bytes).map_err(|_| failed())?;
+    {
+        let buffer = buffer.get_mut().ok_or_else(failed)?;
+        buffer.set_pts(pts);
+        buffer.set_duration(duration);
+        let mut map = buffer.map_writable().map_err(|_| failed())?;
+        fill(map.as_mut_slice());
+    }
+    Ok(buffer)
+}
+
+/// Writes the scene as a media file with a video and an audio track through
+/// GStreamer. The container comes from the extension: `.mkv` (MPEG-4 part 2 video
+/// at a constant quantizer of 2 + FLAC audio), `.mp4`/`.m4v` (MPEG-4 part 2 + AAC)
+/// or `.mov` (same, QuickTime). Memory stays bounded: frames and audio blocks are
+/// rendered into reusable buffers and the appsrc queues are kept short.
+pub fn write_media(scene: &Scene, path: &Path) -> crate::Result<()> {
+    let result = write_media_inner(scene, path);
+    if result.is_err() {
+        // Do not leave a truncated file that looks like a valid one.
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+fn write_media_inner(scene: &Scene, path: &Path) -> crate::Result<()> {
+    let recipe = recipe_for(path)?;
+    let location = path.to_str().ok_or_else(|| {
+        crate::err!(Config, "{}: the path is not valid UTF-8", path.display())
+    })?;
+    gst::init().map_err(|e| crate::err!(Unavailable, "cannot initialise GStreamer: {e}"))?;
+    let cfg = scene.config();
+    let width = cfg.width as usize;
+    let height = cfg.height as usize;
+    // GStreamer's packed RGB rows are padded to a multiple of 4 bytes.
+    let stride = (width * 3 + 3) & !3;
+    let frame_bytes = stride * height;
+
+    let video_caps = gst::Caps::builder("video/x-raw")
+        .field("format", "RGB")
+        .field("width", cfg.width as i32)
+        .field("height", cfg.height as i32)
+        .field("framerate", gst::Fraction::new(cfg.fps as i32, 1))
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+        .build();
+    let audio_caps = gst::Caps::builder("audio/x-raw")
+        .field("format", "F32LE")
+        .field("layout", "interleaved")
+        .field("rate", cfg.audio_rate as i32)
+        .field("channels", 1i32)
+        .build();
+    let video_limit = frame_bytes as u64 * VIDEO_QUEUE_FRAMES;
+    let audio_limit = u64::from(cfg.audio_rate); // a quarter second of f32 samples
+    let video_source = gst_app::AppSrc::builder()
+        .name("synth_video")
+        .caps(&video_caps)
+        .format(gst::Format::Time)
+        .is_live(false)
+        .block(false)
+        .max_bytes(video_limit)
+        .build();
+    let audio_source = gst_app::AppSrc::builder()
+        .name("synth_audio")
+        .caps(&audio_caps)
+        .format(gst::Format::Time)
+        .is_live(false)
+        .block(false)
+        .max_bytes(audio_limit)
+        .build();
+
+    let video_convert = make("videoconvert", path)?;
+    let video_encoder = make(recipe.video_encoder, path)?;
+    set_option(&video_encoder, "pass", "quant");
+    set_option(&video_encoder, "quantizer", MPEG4_QUANTIZER);
+    set_option(&video_encoder, "gop-size", &cfg.fps.to_string());
+    let video_queue = make("queue", path)?;
+    let audio_convert = make("audioconvert", path)?;
+    let audio_resample = make("audioresample", path)?;
+    let audio_encoder = make(recipe.audio_encoder, path)?;
+    if recipe.audio_encoder == "avenc_aac" {
+        set_option(&audio_encoder, "bitrate", AAC_BITRATE);
+    }
+    let audio_queue = make("queue", path)?;
+    let muxer = make(recipe.muxer, path)?;
+    let sink = make("filesink", path)?;
+    sink.set_property("location", location);
+
+    let pipeline = gst::Pipeline::new();
+    let guard = StopOnDrop(pipeline.clone());
+    let link_failed = |what: &str| {
+        crate::err!(
+            Video,
+            "{}: cannot link the {what} branch for {} ({} -> {})",
+            path.display(),
+            recipe.container,
+            recipe.video_encoder,
+            recipe.muxer
+        )
+    };
+    pipeline
+        .add_many([
+            video_source.upcast_ref(),
+            &video_convert,
+            &video_encoder,
+            &video_queue,
+            audio_source.upcast_ref(),
+            &audio_convert,
+            &audio_resample,
+            &audio_encoder,
+            &audio_queue,
+            &muxer,
+            &sink,
+        ])
+        .map_err(|_| link_failed("whole"))?;
+    gst::Element::link_many([
+        video_source.upcast_ref(),
+        &video_convert,
+        &video_encoder,
+        &video_queue,
+        &muxer,
+        &sink,
+    ])
+    .map_err(|_| link_failed("video"))?;
+    gst::Element::link_many([
+        audio_source.upcast_ref(),
+        &audio_convert,
+        &audio_resample,
+        &audio_encoder,
+        &audio_queue,
+        &muxer,
+    ])
+    .map_err(|_| link_failed("audio"))?;
+
+    let bus = pipeline
+        .bus()
+        .ok_or_else(|| crate::err!(Video, "{}: the pipeline has no bus", path.display()))?;
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        return Err(match bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(500),
+            &[gst::MessageType::Error],
+        ) {
+            Some(message) => bus_failure(&message, path),
+            None => crate::err!(Video, "{}: the pipeline refused to start", path.display()),
+        });
+    }
+
+    let mut frame = vec![0u8; cfg.frame_bytes()];
+    let block_samples = (u64::from(cfg.audio_rate) * AUDIO_BLOCK_MS / 1000).max(1);
+    let mut audio = vec![0.0f32; block_samples as usize];
+    let total_samples = scene.num_audio_samples();
+    let mut next_sample = 0u64;
+    let mut push_audio_until = |until: gst::ClockTime| -> crate::Result<()> {
+        while next_sample < total_samples && nanos(next_sample, cfg.audio_rate) < until {
+            let count = (total_samples - next_sample).min(block_samples);
+            let block = &mut audio[..count as usize];
+            scene.render_audio(next_sample, block);
+            let pts = nanos(next_sample, cfg.audio_rate);
+            let end = nanos(next_sample + count, cfg.audio_rate);
+            let buffer = stamped_buffer(block.len() * 4, pts, end - pts, path, |bytes| {
+                for (out, sample) in bytes.chunks_exact_mut(4).zip(block.iter()) {
+                    out.copy_from_slice(&sample.to_le_bytes());
+                }
+            })?;
+            wait_for_room(&audio_source, audio_limit, &bus, path)?;
+            push(&audio_source, buffer, &bus, path)?;
+            next_sample += count;
+        }
+        Ok(())
+    };
+
+    for index in 0..scene.num_frames() {
+        let pts = nanos(index, cfg.fps);
+        let end = nanos(index + 1, cfg.fps);
+        // Audio leads video slightly so the muxer never waits on audio.
+        push_audio_until(end)?;
+        scene.render_frame(index, &mut frame);
+        let buffer = stamped_buffer(frame_bytes, pts, end - pts, path, |bytes| {
+            for (out_row, in_row) in bytes.chunks_exact_mut(stride).zip(frame.chunks_exact(width * 3)) {
+                out_row[..width * 3].copy_from_slice(in_row);
+            }
+        })?;
+        check_bus(&bus, path)?;
+        wait_for_room(&video_source, video_limit, &bus, path)?;
+        push(&video_source, buffer, &bus, path)?;
+    }
+    push_audio_until(gst::ClockTime::MAX)?;
+    let eos_failed = |_| crate::err!(Video, "{}: cannot send end-of-stream", path.display());
+    video_source.end_of_stream().map_err(eos_failed)?;
+    audio_source.end_of_stream().map_err(eos_failed)?;
+
+    let started = Instant::now();
+    loop {
+        let left = FINISH_TIMEOUT.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return Err(crate::err!(
+                Video,
+                "{}: the muxer did not finish within {} s after end-of-stream",
+                path.display(),
+                FINISH_TIMEOUT.as_secs()
+            ));
+        }
+        let wait = gst::ClockTime::from_nseconds(left.as_nanos() as u64);
+        match bus.timed_pop_filtered(wait, &[gst::MessageType::Error, gst::MessageType::Eos]) {
+            Some(message) => match message.view() {
+                gst::MessageView::Eos(_) => break,
+                _ => return Err(bus_failure(&message, path)),
+            },
+            None => continue,
+        }
+    }
+    drop(guard);
+    log::debug!(
+        "synth: wrote {} ({} frames, {} samples, {})",
+        path.display(),
+        scene.num_frames(),
+        total_samples,
+        recipe.container
+    );
+    Ok(())
+}

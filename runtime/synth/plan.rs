@@ -1,0 +1,726 @@
+//! Plans a scene from its config: the event timeline, and for each stretch of time
+//! the backdrop, the objects and how they move, and the sounds with their timbres.
+
+use super::rng::{derive_key, SplitMix64};
+use super::SceneConfig;
+
+/// Event length range in seconds (before snapping to the frame grid).
+const EVENT_MIN_S: f64 = 1.2;
+const EVENT_MAX_S: f64 = 2.0;
+/// Background gap range between events, in seconds.
+const GAP_MIN_S: f64 = 0.6;
+const GAP_MAX_S: f64 = 1.5;
+/// Background kept after the last event, in seconds.
+const TAIL_MIN_S: f64 = 0.3;
+/// Smallest time an impact sound gets inside its event, in seconds.
+const IMPACT_ROOM_S: f64 = 0.25;
+/// Longest sound of any kind, in seconds (events are at most this long).
+pub(crate) const MAX_SOUND_S: f64 = EVENT_MAX_S + 0.1;
+/// Number of sinusoidal partials that make up a whoosh.
+const WHOOSH_PARTIALS: usize = 48;
+/// Number of partials in the low noise of a thud.
+const THUD_NOISE_PARTIALS: usize = 12;
+
+/// Number of non-background classes.
+const EVENT_CLASSES: usize = super::LABELS.len() - 1;
+const SLIDE_LEFT: usize = 1;
+const SLIDE_RIGHT: usize = 2;
+const DROP_CLICK: usize = 3;
+const DROP_THUD: usize = 4;
+const COLLIDE_THUD: usize = 5;
+
+/// Outline of an object.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Shape {
+    Square,
+    Disc,
+}
+
+/// One object: shape, colour (linear 0..255 per channel) and half its size in pixels.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Body {
+    pub shape: Shape,
+    pub color: [f32; 3],
+    pub half: f64,
+}
+
+/// The static part of a stretch of the scene: wall, floor, texture, ambient level.
+#[derive(Debug, Clone)]
+pub(crate) struct Backdrop {
+    pub wall: [f32; 3],
+    pub floor: [f32; 3],
+    /// Row where the floor begins (objects rest with their bottom here).
+    pub floor_y: f64,
+    /// Amplitude (in 0..255 levels) of the smooth blotchy texture.
+    pub texture_amp: f32,
+    /// Lattice cell size of the smooth texture, in pixels.
+    pub texture_cell: u32,
+    /// Amplitude of the per-pixel grain.
+    pub grain_amp: f32,
+    /// Key of the texture hashes.
+    pub texture_key: u64,
+    /// Scale of the ambient noise (roughly its RMS).
+    pub ambient_level: f32,
+}
+
+/// How the objects of an action move.
+#[derive(Debug, Clone)]
+pub(crate) enum Motion {
+    /// One body slides from `x0` to `x1` at height `y` with a smooth speed bump.
+    Slide { x0: f64, x1: f64, y: f64 },
+    /// One body falls from `y_top` at `x`, lands on `y_rest` after `fall_s`, bounces
+    /// once with restitution `bounce`, and rests.
+    Drop {
+        x: f64,
+        y_top: f64,
+        y_rest: f64,
+        fall_s: f64,
+        bounce: f64,
+    },
+    /// Body A (left) and body B (right) accelerate towards each other, touch at
+    /// `contact_s`, recoil by `recoil_a` / `recoil_b` pixels and stop.
+    Collide {
+        y_a: f64,
+        y_b: f64,
+        xa0: f64,
+        xa_contact: f64,
+        xb0: f64,
+        xb_contact: f64,
+        contact_s: f64,
+        recoil_a: f64,
+        recoil_b: f64,
+    },
+}
+
+/// Time constant of the recoil after a collision, in seconds.
+const RECOIL_TAU_S: f64 = 0.08;
+
+/// One labelled event: its class, its interval, its bodies and their motion.
+#[derive(Debug, Clone)]
+pub(crate) struct Action {
+    pub class: usize,
+    pub start_s: f64,
+    pub end_s: f64,
+    pub bodies: Vec<Body>,
+    pub motion: Motion,
+}
+
+/// A body at a fixed place that never moves.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StillBody {
+    pub body: Body,
+    pub x: f64,
+    pub y: f64,
+}
+
+/// A stretch of the scene with one backdrop and at most one action; segments change
+/// (a cut) in the middle of the background gaps between actions.
+#[derive(Debug, Clone)]
+pub(crate) struct Segment {
+    pub from_s: f64,
+    pub backdrop: Backdrop,
+    pub still: Option<StillBody>,
+    pub action: Option<Action>,
+}
+
+/// A sinusoid with an exact integer phase: phase(n) = phase0 + n * step (mod 2^32).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Partial {
+    pub step: u32,
+    pub phase0: u32,
+    pub amp: f32,
+}
+
+/// A sinusoid in real units for the short impact sounds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tone {
+    pub freq_hz: f64,
+    pub phase: f64,
+    pub amp: f64,
+    pub decay_s: f64,
+}
+
+/// The timbre of a sound.
+#[derive(Debug, Clone)]
+pub(crate) enum Voice {
+    /// Band-limited noise made of many partials, under a sin^2 swell over the sound.
+    Whoosh { partials: Vec<Partial>, norm: f32 },
+    /// A short bright transient: high-passed noise plus high resonances.
+    Click {
+        noise_key: u64,
+        decay_s: f64,
+        resonances: Vec<Tone>,
+    },
+    /// A low decaying sine with a slight downward glide, a 2nd harmonic and low noise.
+    Thud {
+        freq_hz: f64,
+        glide: f64,
+        glide_s: f64,
+        decay_s: f64,
+        harmonic: f64,
+        noise: Vec<Tone>,
+        noise_norm: f64,
+    },
+}
+
+/// A sound placed on the sample grid.
+#[derive(Debug, Clone)]
+pub(crate) struct Sound {
+    pub start_sample: u64,
+    pub len_samples: u64,
+    pub gain: f32,
+    pub voice: Voice,
+}
+
+/// Ambient level at a time (levels are interpolated linearly between knots).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AmbientKnot {
+    pub t_s: f64,
+    pub level: f32,
+}
+
+/// Everything decided about a scene; rendering only reads it.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    /// Sorted by `from_s`; the first starts at 0 and there is always at least one.
+    pub segments: Vec<Segment>,
+    /// Sorted by `start_sample`.
+    pub sounds: Vec<Sound>,
+    /// Sorted by time; at least one.
+    pub ambient: Vec<AmbientKnot>,
+    /// Key of the ambient noise hashes.
+    pub ambient_key: u64,
+    /// One period of a sine, `SINE_TABLE_LEN + 1` entries (the last repeats the first).
+    pub sine_table: Vec<f32>,
+}
+
+/// log2 of the sine table length.
+pub(crate) const SINE_TABLE_BITS: u32 = 12;
+const SINE_TABLE_LEN: usize = 1 << SINE_TABLE_BITS;
+
+impl Plan {
+    /// Plans the whole scene; `cfg` must be valid.
+    pub(crate) fn new(cfg: &SceneConfig) -> Plan {
+        let timing = plan_timing(cfg);
+        let mut segments = Vec::with_capacity(timing.len().max(1));
+        let mut sounds = Vec::new();
+        if timing.is_empty() {
+            let mut rng = SplitMix64::new(derive_key(cfg.seed, 0xB0));
+            let backdrop = plan_backdrop(cfg, &mut rng);
+            let still = plan_still(cfg, &backdrop, &mut rng, None);
+            segments.push(Segment {
+                from_s: 0.0,
+                backdrop,
+                still,
+                action: None,
+            });
+        }
+        for (k, slot) in timing.iter().enumerate() {
+            let mut rng = SplitMix64::new(derive_key(cfg.seed, 0x1000 + k as u64));
+            let backdrop = plan_backdrop(cfg, &mut rng);
+            let (action, mut action_sounds) = plan_action(cfg, &backdrop, slot, &mut rng);
+            let still = plan_still(cfg, &backdrop, &mut rng, Some(&action));
+            sounds.append(&mut action_sounds);
+            segments.push(Segment {
+                from_s: slot.segment_from_s,
+                backdrop,
+                still,
+                action: Some(action),
+            });
+        }
+        sounds.sort_by_key(|sound| sound.start_sample);
+        let ambient = segments
+            .iter()
+            .map(|segment| AmbientKnot {
+                t_s: segment
+                    .action
+                    .as_ref()
+                    .map_or(0.0, |action| 0.5 * (action.start_s + action.end_s)),
+                level: segment.backdrop.ambient_level,
+            })
+            .collect();
+        let sine_table = (0..=SINE_TABLE_LEN)
+            .map(|i| (std::f64::consts::TAU * i as f64 / SINE_TABLE_LEN as f64).sin() as f32)
+            .collect();
+        Plan {
+            segments,
+            sounds,
+            ambient,
+            ambient_key: derive_key(cfg.seed, 0xA0),
+            sine_table,
+        }
+    }
+
+    /// Index of the segment showing at `t_s` (the first for negative times).
+    pub(crate) fn segment_index_at(&self, t_s: f64) -> Option<usize> {
+        if self.segments.is_empty() {
+            return None;
+        }
+        let after = self.segments.partition_point(|s| s.from_s <= t_s);
+        Some(after.saturating_sub(1))
+    }
+}
+
+/// When one action happens, and where its segment starts.
+struct Slot {
+    class: usize,
+    start_s: f64,
+    end_s: f64,
+    segment_from_s: f64,
+}
+
+/// Lays out the events on the frame grid: gaps, durations and classes.
+fn plan_timing(cfg: &SceneConfig) -> Vec<Slot> {
+    let fps = f64::from(cfg.fps);
+    let snap = |t: f64| (t * fps).round() / fps;
+    let mut rng = SplitMix64::new(derive_key(cfg.seed, 0x7133));
+    let mut slots: Vec<Slot> = Vec::new();
+    // Classes come from shuffled bags of all five so every class appears every
+    // five events and the classes stay balanced.
+    let mut bag = [0usize; EVENT_CLASSES];
+    let mut bag_left = 0;
+    let mut t = rng.range(GAP_MIN_S, GAP_MAX_S);
+    loop {
+        let start_s = snap(t);
+        let end_s = snap(start_s + rng.range(EVENT_MIN_S, EVENT_MAX_S));
+        if end_s > cfg.duration_s - TAIL_MIN_S || end_s <= start_s {
+            break;
+        }
+        if bag_left == 0 {
+            for (i, class) in bag.iter_mut().enumerate() {
+                *class = i + 1;
+            }
+            for i in (1..EVENT_CLASSES).rev() {
+                let j = rng.below(i as u64 + 1) as usize;
+                bag.swap(i, j);
+            }
+            bag_left = EVENT_CLASSES;
+        }
+        bag_left -= 1;
+        let class = bag[bag_left];
+        let segment_from_s = match slots.last() {
+            Some(previous) => snap(0.5 * (previous.end_s + start_s)),
+            None => 0.0,
+        };
+        slots.push(Slot {
+            class,
+            start_s,
+            end_s,
+            segment_from_s,
+        });
+        t = end_s + rng.range(GAP_MIN_S, GAP_MAX_S);
+    }
+    slots
+}
+
+/// Relative luminance (0..255) of a linear RGB colour.
+fn luma(rgb: [f32; 3]) -> f32 {
+    0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+}
+
+/// RGB (each 0..1) from hue (0..1), saturation and value.
+fn hsv(hue: f64, sat: f64, val: f64) -> [f64; 3] {
+    let h = (hue.rem_euclid(1.0)) * 6.0;
+    let sector = h.floor();
+    let f = h - sector;
+    let p = val * (1.0 - sat);
+    let q = val * (1.0 - sat * f);
+    let r = val * (1.0 - sat * (1.0 - f));
+    match sector as u32 {
+        0 => [val, r, p],
+        1 => [q, val, p],
+        2 => [p, val, r],
+        3 => [p, q, val],
+        4 => [r, p, val],
+        _ => [val, p, q],
+    }
+}
+
+fn plan_backdrop(cfg: &SceneConfig, rng: &mut SplitMix64) -> Backdrop {
+    let dark = rng.chance(0.5);
+    let target_luma = if dark {
+        rng.range(30.0, 90.0)
+    } else {
+        rng.range(150.0, 210.0)
+    };
+    let tint = hsv(rng.unit(), rng.range(0.08, 0.35), 1.0);
+    let tint_luma = 255.0 * (0.299 * tint[0] + 0.587 * tint[1] + 0.114 * tint[2]);
+    let scale = target_luma / tint_luma.max(1.0);
+    let wall = tint.map(|c| (c * 255.0 * scale).clamp(0.0, 255.0) as f32);
+    let floor_factor = if dark {
+        rng.range(1.35, 1.7)
+    } else {
+        rng.range(0.55, 0.75)
+    } as f32;
+    let floor = wall.map(|c| (c * floor_factor + if dark { 10.0 } else { 0.0 }).min(255.0));
+    let height = f64::from(cfg.height);
+    Backdrop {
+        wall,
+        floor,
+        floor_y: (rng.range(0.80, 0.90) * height).round(),
+        texture_amp: rng.range(3.0, 8.0) as f32,
+        texture_cell: (rng.range(0.04, 0.12) * height).round().max(2.0) as u32,
+        grain_amp: rng.range(1.0, 3.5) as f32,
+        texture_key: rng.next_u64(),
+        ambient_level: rng.log_range(0.003, 0.02) as f32,
+    }
+}
+
+/// A body whose colour stands out from the wall by at least 80 luma levels.
+fn plan_body(cfg: &SceneConfig, backdrop: &Backdrop, rng: &mut SplitMix64) -> Body {
+    let shape = if rng.chance(0.5) {
+        Shape::Square
+    } else {
+        Shape::Disc
+    };
+    let side = f64::from(cfg.width.min(cfg.height));
+    let half = rng.range(0.045, 0.09) * side;
+    let wall_luma = luma(backdrop.wall);
+    let bright = wall_luma < 128.0;
+    let mut color = if bright {
+        [255.0, 255.0, 255.0]
+    } else {
+        [10.0, 10.0, 10.0]
+    };
+    for _ in 0..16 {
+        let val = if bright {
+            rng.range(0.8, 1.0)
+        } else {
+            rng.range(0.15, 0.45)
+        };
+        let candidate = hsv(rng.unit(), rng.range(0.45, 1.0), val).map(|c| (c * 255.0) as f32);
+        if (luma(candidate) - wall_luma).abs() >= 80.0 {
+            color = candidate;
+            break;
+        }
+    }
+    Body { shape, color, half }
+}
+
+/// Random value in [lo, hi], or the midpoint when the range is empty.
+fn range_or_mid(rng: &mut SplitMix64, lo: f64, hi: f64) -> f64 {
+    if hi > lo {
+        rng.range(lo, hi)
+    } else {
+        0.5 * (lo + hi)
+    }
+}
+
+fn plan_action(
+    cfg: &SceneConfig,
+    backdrop: &Backdrop,
+    slot: &Slot,
+    rng: &mut SplitMix64,
+) -> (Action, Vec<Sound>) {
+    let width = f64::from(cfg.width);
+    let height = f64::from(cfg.height);
+    let fps = f64::from(cfg.fps);
+    let rate = f64::from(cfg.audio_rate);
+    let snap = |t: f64| (t * fps).round() / fps;
+    let to_sample = |t: f64| (t * rate).round().max(0.0) as u64;
+    let duration = slot.end_s - slot.start_s;
+    let margin = 0.03 * width;
+    let first = plan_body(cfg, backdrop, rng);
+    let mut bodies = vec![first];
+    let mut sounds = Vec::new();
+    let motion = match slot.class {
+        SLIDE_LEFT | SLIDE_RIGHT => {
+            let lo = margin + first.half;
+            let hi = width - margin - first.half;
+            let travel = (rng.range(0.45, 0.75) * width).min(hi - lo).max(0.0);
+            let left = range_or_mid(rng, lo, hi - travel);
+            let (x0, x1) = if slot.class == SLIDE_LEFT {
+                (left + travel, left)
+            } else {
+                (left, left + travel)
+            };
+            sounds.push(Sound {
+                start_sample: to_sample(slot.start_s),
+                len_samples: to_sample(slot.end_s) - to_sample(slot.start_s),
+                gain: rng.range(0.22, 0.4) as f32,
+                voice: plan_whoosh(cfg, rng),
+            });
+            Motion::Slide {
+                x0,
+                x1,
+                y: backdrop.floor_y - first.half,
+            }
+        }
+        DROP_CLICK | DROP_THUD => {
+            let x = range_or_mid(rng, margin + first.half, width - margin - first.half);
+            let y_top = first.half + rng.range(0.02, 0.12) * height;
+            let y_rest = backdrop.floor_y - first.half;
+            let bounce = rng.range(0.15, 0.3);
+            let longest_fall = ((duration - IMPACT_ROOM_S) / (1.0 + 2.0 * bounce)).min(0.75);
+            let fall_s = snap(range_or_mid(rng, 0.45, longest_fall).min(longest_fall))
+                .max(1.0 / fps)
+                .min(duration);
+            let impact_s = slot.start_s + fall_s;
+            let gain = rng.range(0.5, 0.8) as f32;
+            let is_click = slot.class == DROP_CLICK;
+            let voice = if is_click {
+                plan_click(cfg, rng)
+            } else {
+                plan_thud(rng)
+            };
+            let len_s = sound_length(&voice);
+            // The bounce lands again after 2 * bounce * fall_s, with a softer sound.
+            let second_s = impact_s + 2.0 * bounce * fall_s;
+            let second_voice = match &voice {
+                Voice::Click { .. } => plan_click(cfg, rng),
+                _ => plan_thud(rng),
+            };
+            let second_len_s = sound_length(&second_voice);
+            sounds.push(Sound {
+                start_sample: to_sample(impact_s),
+                len_samples: to_sample(len_s),
+                gain,
+                voice,
+            });
+            if second_s + second_len_s < slot.end_s {
+                sounds.push(Sound {
+                    start_sample: to_sample(second_s),
+                    len_samples: to_sample(second_len_s),
+                    gain: gain * (1.5 * bounce) as f32,
+                    voice: second_voice,
+                });
+            }
+            Motion::Drop {
+                x,
+                y_top,
+                y_rest,
+                fall_s,
+                bounce,
+            }
+        }
+        _ => {
+            debug_assert_eq!(slot.class, COLLIDE_THUD);
+            let second = plan_body(cfg, backdrop, rng);
+            bodies.push(second);
+            let contact_x = rng.range(0.38, 0.62) * width;
+            let xa_contact = contact_x - first.half;
+            let xb_contact = contact_x + second.half;
+            let room_a = (xa_contact - first.half - margin).max(0.0);
+            let room_b = (width - margin - second.half - xb_contact).max(0.0);
+            let run_a = range_or_mid(rng, 0.15 * width, 0.32 * width).min(room_a);
+            let run_b = range_or_mid(rng, 0.15 * width, 0.32 * width).min(room_b);
+            let latest_contact = (duration - IMPACT_ROOM_S).max(1.0 / fps);
+            let contact_s = snap(rng.range(0.5, 0.72) * duration)
+                .min(latest_contact)
+                .max(1.0 / fps);
+            let restitution = rng.range(0.0, 0.35);
+            // Speed at contact under constant acceleration from rest: 2 * run / t.
+            let recoil_a = restitution * 2.0 * run_a / contact_s * RECOIL_TAU_S;
+            let recoil_b = restitution * 2.0 * run_b / contact_s * RECOIL_TAU_S;
+            let voice = plan_thud(rng);
+            let len_s = sound_length(&voice);
+            sounds.push(Sound {
+                start_sample: to_sample(slot.start_s + contact_s),
+                len_samples: to_sample(len_s),
+                gain: rng.range(0.5, 0.8) as f32,
+                voice,
+            });
+            Motion::Collide {
+                y_a: backdrop.floor_y - first.half,
+                y_b: backdrop.floor_y - second.half,
+                xa0: xa_contact - run_a,
+                xa_contact,
+                xb0: xb_contact + run_b,
+                xb_contact,
+                contact_s,
+                recoil_a,
+                recoil_b,
+            }
+        }
+    };
+    let action = Action {
+        class: slot.class,
+        start_s: slot.start_s,
+        end_s: slot.end_s,
+        bodies,
+        motion,
+    };
+    (action, sounds)
+}
+
+/// Length of an impact sound: clicks 5-15 ms, thuds 100-200 ms.
+fn sound_length(voice: &Voice) -> f64 {
+    match voice {
+        Voice::Click { decay_s, .. } => (decay_s * 4.5).clamp(0.005, 0.015),
+        Voice::Thud { decay_s, .. } => (decay_s * 4.0).clamp(0.1, 0.2),
+        // A whoosh lasts as long as its motion; its length is set where it is planned.
+        Voice::Whoosh { .. } => 0.0,
+    }
+}
+
+fn plan_whoosh(cfg: &SceneConfig, rng: &mut SplitMix64) -> Voice {
+    let rate = f64::from(cfg.audio_rate);
+    let nyquist_guard = 0.45 * rate;
+    let centre = rng.log_range(500.0, 1600.0).min(0.25 * rate);
+    let half_octaves = 0.5 * rng.range(1.0, 1.8);
+    let lo = centre / half_octaves.exp2();
+    let hi = (centre * half_octaves.exp2()).min(nyquist_guard);
+    let mut power = 0.0f64;
+    let partials: Vec<Partial> = (0..WHOOSH_PARTIALS)
+        .map(|_| {
+            let freq = rng.log_range(lo, hi);
+            let amp = rng.range(0.5, 1.0);
+            power += 0.5 * amp * amp;
+            Partial {
+                step: ((freq / rate) * 4_294_967_296.0).round() as u32,
+                phase0: rng.next_u64() as u32,
+                amp: amp as f32,
+            }
+        })
+        .collect();
+    Voice::Whoosh {
+        partials,
+        // Unit RMS at the top of the swell, then a crest allowance.
+        norm: (1.0 / (3.0 * power.sqrt())) as f32,
+    }
+}
+
+fn plan_click(cfg: &SceneConfig, rng: &mut SplitMix64) -> Voice {
+    let top = 0.42 * f64::from(cfg.audio_rate);
+    let resonances = (0..3)
+        .map(|_| Tone {
+            freq_hz: rng.log_range(2500.0, 8000.0).min(top),
+            phase: rng.range(0.0, std::f64::consts::TAU),
+            amp: rng.range(0.2, 0.5),
+            decay_s: rng.range(0.0015, 0.004),
+        })
+        .collect();
+    Voice::Click {
+        noise_key: rng.next_u64(),
+        decay_s: rng.range(0.0012, 0.0033),
+        resonances,
+    }
+}
+
+fn plan_thud(rng: &mut SplitMix64) -> Voice {
+    let mut noise_power = 0.0;
+    let noise: Vec<Tone> = (0..THUD_NOISE_PARTIALS)
+        .map(|_| {
+            let amp = rng.range(0.3, 1.0);
+            noise_power += 0.5 * amp * amp;
+            Tone {
+                freq_hz: rng.log_range(40.0, 260.0),
+                phase: rng.range(0.0, std::f64::consts::TAU),
+                amp,
+                decay_s: rng.range(0.015, 0.04),
+            }
+        })
+        .collect();
+    Voice::Thud {
+        freq_hz: rng.range(60.0, 150.0),
+        glide: rng.range(0.05, 0.25),
+        glide_s: rng.range(0.02, 0.06),
+        decay_s: rng.range(0.025, 0.05),
+        harmonic: rng.range(0.05, 0.3),
+        noise,
+        noise_norm: 1.0 / (2.0 * f64::sqrt(noise_power)),
+    }
+}
+
+/// Maybe a body resting on the floor that never moves, kept clear of the action.
+fn plan_still(
+    cfg: &SceneConfig,
+    backdrop: &Backdrop,
+    rng: &mut SplitMix64,
+    action: Option<&Action>,
+) -> Option<StillBody> {
+    if !rng.chance(0.5) {
+        return None;
+    }
+    let width = f64::from(cfg.width);
+    let body = plan_body(cfg, backdrop, rng);
+    let busy = action.map(action_x_extent);
+    for _ in 0..4 {
+        let x = range_or_mid(rng, body.half, width - body.half);
+        let clear = busy.is_none_or(|(lo, hi)| x + body.half < lo || x - body.half > hi);
+        if clear {
+            return Some(StillBody {
+                body,
+                x,
+                y: backdrop.floor_y - body.half,
+            });
+        }
+    }
+    None
+}
+
+/// Horizontal range swept by the bodies of an action, in pixels.
+fn action_x_extent(action: &Action) -> (f64, f64) {
+    let half = |i: usize| action.bodies.get(i).map_or(0.0, |b| b.half);
+    match action.motion {
+        Motion::Slide { x0, x1, .. } => (x0.min(x1) - half(0), x0.max(x1) + half(0)),
+        Motion::Drop { x, .. } => (x - half(0), x + half(0)),
+        Motion::Collide {
+            xa0,
+            xb0,
+            xa_contact,
+            xb_contact,
+            recoil_a,
+            recoil_b,
+            ..
+        } => (
+            xa0.min(xa_contact - recoil_a) - half(0),
+            xb0.max(xb_contact + recoil_b) + half(1),
+        ),
+    }
+}
+
+impl Action {
+    /// Centre (x, y) of body `index` at time `t_s`; before the start the bodies wait
+    /// where they start, after the end they rest where they stopped.
+    pub(crate) fn position(&self, index: usize, t_s: f64) -> (f64, f64) {
+        let tau = (t_s - self.start_s).clamp(0.0, self.end_s - self.start_s);
+        match self.motion {
+            Motion::Slide { x0, x1, y } => {
+                let u = tau / (self.end_s - self.start_s).max(1e-9);
+                let eased = u - (std::f64::consts::TAU * u).sin() / std::f64::consts::TAU;
+                (x0 + (x1 - x0) * eased, y)
+            }
+            Motion::Drop {
+                x,
+                y_top,
+                y_rest,
+                fall_s,
+                bounce,
+            } => {
+                let gravity = 2.0 * (y_rest - y_top) / (fall_s * fall_s);
+                if tau < fall_s {
+                    return (x, y_top + 0.5 * gravity * tau * tau);
+                }
+                let up_speed = bounce * gravity * fall_s;
+                let s = tau - fall_s;
+                let lift = (up_speed * s - 0.5 * gravity * s * s).max(0.0);
+                (x, y_rest - lift)
+            }
+            Motion::Collide {
+                y_a,
+                y_b,
+                xa0,
+                xa_contact,
+                xb0,
+                xb_contact,
+                contact_s,
+                recoil_a,
+                recoil_b,
+            } => {
+                let (x0, x_contact, recoil, y, direction) = if index == 0 {
+                    (xa0, xa_contact, recoil_a, y_a, -1.0)
+                } else {
+                    (xb0, xb_contact, recoil_b, y_b, 1.0)
+                };
+                if tau < contact_s {
+                    let u = tau / contact_s;
+                    (x0 + (x_contact - x0) * u * u, y)
+                } else {
+                    let back = recoil * (1.0 - (-(tau - contact_s) / RECOIL_TAU_S).exp());
+                    (x_contact + direction * back, y)
+                }
+            }
+        }
+    }
+}
