@@ -6,8 +6,6 @@
 
 pub mod window;
 
-
-
 /// Nanoseconds on the runtime's one timeline.
 pub type Nanos = i64;
 
