@@ -1,0 +1,749 @@
+//! DIS optical flow (Kroeger et al. 2016, "Fast Optical Flow using Dense Inverse Search"):
+//! coarse-to-fine patch search by inverse-compositional Gauss-Newton, densification by
+//! photometric-error weighting, optional variational refinement on every level.
+//!
+//! Per pyramid level (coarsest first): a grid of `patch_size` patches spaced at most
+//! `patch_stride` apart is laid over the previous frame; each patch starts from the dense flow
+//! of the coarser level at its centre (or a better neighbour's vector when spatial
+//! propagation is on), and is refined by Gauss-Newton steps on the mean-normalised SSD with
+//! the template gradients and Hessian fixed (inverse compositional). The dense flow is the
+//! per-pixel average of the vectors of all patches covering the pixel, each weighted by
+//! `1 / max(1, |I1(x + u) - I0(x)|)`; the variational refinement then polishes it.
+
+use super::ops;
+use super::variational::{VariationalParams, VariationalRefinement};
+use super::{FlowEstimator, FlowField};
+
+/// Smallest image side the estimator accepts, in pixels.
+pub const MIN_SIDE: usize = 8;
+
+/// Parameters of [`DisFlow`]. The presets mirror OpenCV's `DISOpticalFlow` presets, with
+/// finer finest levels because this runtime computes flow on small frames (64x64 to 320x240).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DisParams {
+    /// Side of the square patches, in pixels; a multiple of 4 (lanes), at least 4.
+    /// Small images use a smaller patch (the largest multiple of 4 that fits).
+    pub patch_size: usize,
+    /// Largest spacing between neighbouring patches, 1..=`patch_size`. The grid always
+    /// touches all four image borders, so the real spacing may be a little smaller.
+    pub patch_stride: usize,
+    /// Gauss-Newton iterations per patch and level (split over the two propagation passes).
+    pub grad_descent_iters: usize,
+    /// Pyramid level where the search stops (0 = full resolution); the flow of that level
+    /// is upsampled bilinearly to full resolution. Lowered automatically on small images.
+    pub finest_scale: usize,
+    /// Fixed-point iterations of the variational refinement per level (0 = none).
+    pub variational_iters: usize,
+    /// Tries the left/upper (then right/lower) neighbour's vector before each patch search.
+    pub spatial_propagation: bool,
+}
+
+impl DisParams {
+    /// `dis-ultrafast`: 8x8 patches every 6 px, 16 Gauss-Newton iterations, search stops at
+    /// half resolution, no variational refinement.
+    pub fn ultrafast() -> Self {
+        DisParams {
+            patch_size: 8,
+            patch_stride: 6,
+            grad_descent_iters: 16,
+            finest_scale: 1,
+            variational_iters: 0,
+            spatial_propagation: true,
+        }
+    }
+
+    /// `dis-fast`: 8x8 patches every 4 px, 16 iterations, full resolution, 5 fixed-point
+    /// iterations of variational refinement.
+    pub fn fast() -> Self {
+        DisParams {
+            patch_size: 8,
+            patch_stride: 4,
+            grad_descent_iters: 16,
+            finest_scale: 0,
+            variational_iters: 5,
+            spatial_propagation: true,
+        }
+    }
+
+    /// `dis-medium`: 12x12 patches every 4 px, 25 iterations, full resolution, 5 fixed-point
+    /// iterations of variational refinement.
+    pub fn medium() -> Self {
+        DisParams {
+            patch_size: 12,
+            patch_stride: 4,
+            grad_descent_iters: 25,
+            finest_scale: 0,
+            variational_iters: 5,
+            spatial_propagation: true,
+        }
+    }
+
+    fn validate(&self) -> crate::Result<()> {
+        if self.patch_size < 4 || self.patch_size % 4 != 0 || self.patch_size > 64 {
+            return Err(crate::err!(
+                Config,
+                "DIS flow: patch_size {} must be a multiple of 4 in 4..=64",
+                self.patch_size
+            ));
+        }
+        if self.patch_stride == 0 || self.patch_stride > self.patch_size {
+            return Err(crate::err!(
+                Config,
+                "DIS flow: patch_stride {} must be in 1..=patch_size ({})",
+                self.patch_stride,
+                self.patch_size
+            ));
+        }
+        if self.grad_descent_iters == 0 || self.grad_descent_iters > 1000 {
+            return Err(crate::err!(
+                Config,
+                "DIS flow: grad_descent_iters {} must be in 1..=1000",
+                self.grad_descent_iters
+            ));
+        }
+        if self.finest_scale > 8 || self.variational_iters > 100 {
+            return Err(crate::err!(
+                Config,
+                "DIS flow: finest_scale {} must be <= 8 and variational_iters {} <= 100",
+                self.finest_scale,
+                self.variational_iters
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One pyramid level: both frames, the padded next frame, gradients of the previous frame
+/// and the dense flow (initial guess before the search, result after).
+#[derive(Default)]
+struct Level {
+    width: usize,
+    height: usize,
+    prev: Vec<f32>,
+    next: Vec<f32>,
+    next_padded: Vec<f32>,
+    grad_x: Vec<f32>,
+    grad_y: Vec<f32>,
+    flow_u: Vec<f32>,
+    flow_v: Vec<f32>,
+}
+
+/// A patch of the grid with its precomputed template statistics.
+#[derive(Debug, Clone, Copy, Default)]
+struct Patch {
+    x: usize,
+    y: usize,
+    /// Inverse of the (regularised, mean-centred) Gauss-Newton Hessian: [h11, h12, h22].
+    inv_hessian: [f32; 3],
+    /// Mean template gradient (for the mean-normalised residual).
+    mean_grad: [f32; 2],
+}
+
+/// The sizes and scales chosen for one frame size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Plan {
+    width: usize,
+    height: usize,
+    patch: usize,
+    stride: usize,
+    finest: usize,
+    coarsest: usize,
+    border: usize,
+}
+
+/// Buffers of the patch search and densification, sized for the largest searched level.
+#[derive(Default)]
+struct SearchBuffers {
+    patches: Vec<Patch>,
+    sparse_u: Vec<f32>,
+    sparse_v: Vec<f32>,
+    acc_u: Vec<f32>,
+    acc_v: Vec<f32>,
+    acc_w: Vec<f32>,
+}
+
+/// The DIS optical flow estimator. Keeps all buffers between calls: after the first call at
+/// a given frame size, [`compute`](FlowEstimator::compute) does not allocate.
+pub struct DisFlow {
+    name: &'static str,
+    params: DisParams,
+    variational: VariationalParams,
+    plan: Plan,
+    levels: Vec<Level>,
+    search: SearchBuffers,
+    refinement: VariationalRefinement,
+}
+
+impl DisFlow {
+    /// A DIS estimator with these parameters (a [`Config`](crate::ErrorKind::Config) error
+    /// names the first invalid one).
+    pub fn new(params: DisParams) -> crate::Result<Self> {
+        params.validate()?;
+        let name = if params == DisParams::ultrafast() {
+            "dis-ultrafast"
+        } else if params == DisParams::fast() {
+            "dis-fast"
+        } else if params == DisParams::medium() {
+            "dis-medium"
+        } else {
+            "dis-custom"
+        };
+        Ok(DisFlow {
+            name,
+            params,
+            variational: VariationalParams::opencv_like(params.variational_iters),
+            plan: Plan::default(),
+            levels: Vec::new(),
+            search: SearchBuffers::default(),
+            refinement: VariationalRefinement::default(),
+        })
+    }
+
+    /// The parameters this estimator runs with.
+    pub fn params(&self) -> &DisParams {
+        &self.params
+    }
+
+    /// Chooses patch size, pyramid depth and buffer sizes for a frame size, reusing the
+    /// current buffers when the size did not change.
+    fn prepare(&mut self, width: usize, height: usize) -> crate::Result<()> {
+        if self.plan.width == width && self.plan.height == height {
+            return Ok(());
+        }
+        if width < MIN_SIDE || height < MIN_SIDE {
+            return Err(crate::err!(
+                Video,
+                "optical flow needs frames of at least {MIN_SIDE}x{MIN_SIDE} pixels, got {width}x{height}"
+            ));
+        }
+        let min_side = width.min(height);
+        let patch = self.params.patch_size.min(min_side / 4 * 4);
+        let stride = self.params.patch_stride.min(patch);
+        // Finest level: the requested one, or the deepest whose smaller side still holds a patch.
+        let mut finest = self.params.finest_scale;
+        while finest > 0 && (min_side >> finest) < patch {
+            finest -= 1;
+        }
+        // Coarsest level as in the paper/OpenCV: motion up to about a quarter of the image,
+        // and the level must still hold a patch.
+        let by_motion = ((width.max(height) as f64) / (4.0 * patch as f64))
+            .log2()
+            .round();
+        let by_patch = ((min_side as f64) / (patch as f64)).log2().floor();
+        let coarsest_f = by_motion.min(by_patch).max(0.0);
+        // Both are small non-negative numbers here (sides are usize, patch >= 4).
+        let coarsest = (coarsest_f as usize).max(finest);
+        let plan = Plan {
+            width,
+            height,
+            patch,
+            stride,
+            finest,
+            coarsest,
+            border: patch + 2,
+        };
+
+        self.levels.resize_with(coarsest + 1, Level::default);
+        self.levels.truncate(coarsest + 1);
+        let mut max_patches = 0;
+        for (s, level) in self.levels.iter_mut().enumerate() {
+            let (w, h) = (width >> s, height >> s);
+            level.width = w;
+            level.height = h;
+            let n = w * h;
+            level.prev.resize(n, 0.0);
+            level.next.resize(n, 0.0);
+            let searched = s >= finest;
+            let (gn, pn) = if searched {
+                (n, (w + 2 * plan.border) * (h + 2 * plan.border))
+            } else {
+                (0, 0)
+            };
+            level.grad_x.resize(gn, 0.0);
+            level.grad_y.resize(gn, 0.0);
+            level.next_padded.resize(pn, 0.0);
+            // Level 0 always holds the full-resolution output flow.
+            let fn_ = if searched || s == 0 { n } else { 0 };
+            level.flow_u.resize(fn_, 0.0);
+            level.flow_v.resize(fn_, 0.0);
+            if searched {
+                let nx = grid_count(w, patch, stride);
+                let ny = grid_count(h, patch, stride);
+                max_patches = max_patches.max(nx * ny);
+            }
+        }
+        let finest_n = (width >> finest) * (height >> finest);
+        let sb = &mut self.search;
+        sb.patches.resize(max_patches, Patch::default());
+        sb.sparse_u.resize(max_patches, 0.0);
+        sb.sparse_v.resize(max_patches, 0.0);
+        sb.acc_u.resize(finest_n, 0.0);
+        sb.acc_v.resize(finest_n, 0.0);
+        sb.acc_w.resize(finest_n, 0.0);
+        if self.params.variational_iters > 0 {
+            self.refinement.reserve(width >> finest, height >> finest);
+        }
+        self.plan = plan;
+        Ok(())
+    }
+
+    /// Runs the coarse-to-fine search; the result is left in level 0's flow planes.
+    fn run(&mut self) {
+        let plan = self.plan;
+        for s in 1..=plan.coarsest {
+            let (upper, lower) = self.levels.split_at_mut(s);
+            let (src, dst) = (&upper[s - 1], &mut lower[0]);
+            ops::downsample_half(&src.prev, src.width, src.height, &mut dst.prev);
+            ops::downsample_half(&src.next, src.width, src.height, &mut dst.next);
+        }
+        if let Some(coarsest) = self.levels.get_mut(plan.coarsest) {
+            coarsest.flow_u.fill(0.0);
+            coarsest.flow_v.fill(0.0);
+        }
+        for s in (plan.finest..=plan.coarsest).rev() {
+            {
+                let level = &mut self.levels[s];
+                let (w, h) = (level.width, level.height);
+                ops::sobel_gradients(&level.prev, w, h, &mut level.grad_x, &mut level.grad_y);
+                ops::pad_replicate(&level.next, w, h, plan.border, &mut level.next_padded);
+            }
+            let level = &mut self.levels[s];
+            let sb = &mut self.search;
+            let (nx, ny) = layout_patches(level, &plan, &mut sb.patches);
+            let count = nx * ny;
+            inverse_search(
+                level,
+                &plan,
+                &self.params,
+                &sb.patches[..count],
+                nx,
+                ny,
+                &mut sb.sparse_u[..count],
+                &mut sb.sparse_v[..count],
+            );
+            densify(
+                level,
+                &plan,
+                &sb.patches[..count],
+                (&sb.sparse_u[..count], &sb.sparse_v[..count]),
+                (&mut sb.acc_u, &mut sb.acc_v, &mut sb.acc_w),
+            );
+            if self.variational.fixed_point_iters > 0 {
+                self.refinement.refine(
+                    &self.variational,
+                    &level.prev,
+                    &level.next,
+                    level.width,
+                    level.height,
+                    &mut level.flow_u,
+                    &mut level.flow_v,
+                );
+            }
+            if s > plan.finest {
+                let (upper, lower) = self.levels.split_at_mut(s);
+                let (dst, src) = (&mut upper[s - 1], &lower[0]);
+                ops::upsample_flow(
+                    &src.flow_u,
+                    &src.flow_v,
+                    src.width,
+                    src.height,
+                    &mut dst.flow_u,
+                    &mut dst.flow_v,
+                    dst.width,
+                    dst.height,
+                    2.0,
+                );
+            }
+        }
+        if plan.finest > 0 {
+            let (upper, lower) = self.levels.split_at_mut(plan.finest);
+            let (dst, src) = (&mut upper[0], &lower[0]);
+            ops::upsample_flow(
+                &src.flow_u,
+                &src.flow_v,
+                src.width,
+                src.height,
+                &mut dst.flow_u,
+                &mut dst.flow_v,
+                dst.width,
+                dst.height,
+                (1u32 << plan.finest) as f32,
+            );
+        }
+    }
+}
+
+impl FlowEstimator for DisFlow {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn compute(
+        &mut self,
+        prev: &[f32],
+        next: &[f32],
+        width: usize,
+        height: usize,
+        out: &mut FlowField,
+    ) -> crate::Result<()> {
+        let n = width.checked_mul(height).ok_or_else(|| {
+            crate::err!(Video, "optical flow: frame size {width}x{height} overflows")
+        })?;
+        if prev.len() != n || next.len() != n {
+            return Err(crate::err!(
+                Video,
+                "optical flow: frames must hold {width}x{height} = {n} gray values, got {} (prev) and {} (next)",
+                prev.len(),
+                next.len()
+            ));
+        }
+        self.prepare(width, height)?;
+        self.levels[0].prev.copy_from_slice(prev);
+        self.levels[0].next.copy_from_slice(next);
+        self.run();
+        out.reshape(width, height);
+        let level = &self.levels[0];
+        for ((uv, &u), &v) in out
+            .uv
+            .chunks_exact_mut(2)
+            .zip(&level.flow_u)
+            .zip(&level.flow_v)
+        {
+            uv[0] = u;
+            uv[1] = v;
+        }
+        Ok(())
+    }
+}
+
+/// How many patches of side `patch` spaced at most `stride` apart cover `len` pixels.
+fn grid_count(len: usize, patch: usize, stride: usize) -> usize {
+    if len <= patch {
+        1
+    } else {
+        (len - patch).div_ceil(stride) + 1
+    }
+}
+
+/// The `i`-th of `count` patch origins spread evenly over `0..=len - patch`.
+fn grid_origin(i: usize, count: usize, len: usize, patch: usize) -> usize {
+    let span = len.saturating_sub(patch);
+    if count <= 1 {
+        0
+    } else {
+        (i * span + (count - 1) / 2) / (count - 1)
+    }
+}
+
+/// Lays out the patch grid of a level and precomputes each template's Hessian.
+/// Returns the grid dimensions.
+fn layout_patches(level: &Level, plan: &Plan, patches: &mut [Patch]) -> (usize, usize) {
+    let (w, h, p) = (level.width, level.height, plan.patch);
+    let nx = grid_count(w, p, plan.stride);
+    let ny = grid_count(h, p, plan.stride);
+    let inv_n = 1.0 / (p * p) as f32;
+    for (k, patch) in patches.iter_mut().take(nx * ny).enumerate() {
+        let x = grid_origin(k % nx, nx, w, p);
+        let y = grid_origin(k / nx, ny, h, p);
+        let (mut sxx, mut sxy, mut syy, mut sx, mut sy) = (0.0f32, 0.0f32, 0.0f32, 0.0f32, 0.0f32);
+        for r in 0..p {
+            let gx = &level.grad_x[(y + r) * w + x..][..p];
+            let gy = &level.grad_y[(y + r) * w + x..][..p];
+            for (&a, &b) in gx.iter().zip(gy) {
+                sxx += a * a;
+                sxy += a * b;
+                syy += b * b;
+                sx += a;
+                sy += b;
+            }
+        }
+        let (mx, my) = (sx * inv_n, sy * inv_n);
+        // Hessian of the mean-normalised residual: covariance of the gradients.
+        let h11 = sxx - sx * mx;
+        let h12 = sxy - sx * my;
+        let h22 = syy - sy * my;
+        // Tikhonov term keeps edge-only (aperture) patches well-posed.
+        let lambda = 1e-3 * (h11 + h22) + 1e-6;
+        let (a, b, c) = (h11 + lambda, h12, h22 + lambda);
+        let det = a * c - b * b;
+        let inv_hessian = if det > 0.0 && det.is_finite() {
+            [c / det, -b / det, a / det]
+        } else {
+            [0.0; 3]
+        };
+        *patch = Patch {
+            x,
+            y,
+            inv_hessian,
+            mean_grad: [mx, my],
+        };
+    }
+    (nx, ny)
+}
+
+/// Where a patch at `origin` displaced by `d` reads the padded next frame: the integer
+/// start and the bilinear fraction. `d` must already be clamped by [`clamp_displacement`].
+#[inline]
+fn sample_start(origin: usize, d: f32, border: usize) -> (usize, f32) {
+    let s = (origin + border) as f32 + d;
+    let f = s.floor();
+    // s >= border - patch + 1 > 0 after clamping, so the cast is exact.
+    (f as usize, s - f)
+}
+
+/// Keeps a patch displacement where the patch still overlaps the image by at least one
+/// pixel (so reads stay inside the padded frame). Maps NaN to the lower limit.
+#[inline]
+fn clamp_displacement(d: f32, origin: usize, len: usize, patch: usize) -> f32 {
+    let lo = 1.0 - patch as f32 - origin as f32;
+    let hi = (len - 1) as f32 - origin as f32;
+    d.max(lo).min(hi)
+}
+
+/// Sums over one patch of the residual `d = I1(x + u) - I0(x)`: `[sum d, sum d^2,
+/// sum gx d, sum gy d]` (gradient sums only when `GRAD`).
+#[inline(always)]
+fn patch_sums<const GRAD: bool>(
+    level: &Level,
+    plan: &Plan,
+    patch: &Patch,
+    u: f32,
+    v: f32,
+) -> [f32; 4] {
+    let (w, p) = (level.width, plan.patch);
+    let pw = w + 2 * plan.border;
+    let (tx, ax) = sample_start(patch.x, u, plan.border);
+    let (ty, ay) = sample_start(patch.y, v, plan.border);
+    let w00 = (1.0 - ax) * (1.0 - ay);
+    let w01 = ax * (1.0 - ay);
+    let w10 = (1.0 - ax) * ay;
+    let w11 = ax * ay;
+    let mut sum_d = [0.0f32; 4];
+    let mut sum_d2 = [0.0f32; 4];
+    let mut sum_gx = [0.0f32; 4];
+    let mut sum_gy = [0.0f32; 4];
+    for r in 0..p {
+        let base = (patch.y + r) * w + patch.x;
+        let t = level.prev[base..base + p].as_chunks::<4>().0;
+        let a = &level.next_padded[(ty + r) * pw + tx..][..p + 1];
+        let b = &level.next_padded[(ty + r + 1) * pw + tx..][..p + 1];
+        let (a0, a1) = (a[..p].as_chunks::<4>().0, a[1..].as_chunks::<4>().0);
+        let (b0, b1) = (b[..p].as_chunks::<4>().0, b[1..].as_chunks::<4>().0);
+        if GRAD {
+            let gx = level.grad_x[base..base + p].as_chunks::<4>().0;
+            let gy = level.grad_y[base..base + p].as_chunks::<4>().0;
+            for ((((((t, a0), a1), b0), b1), gx), gy) in
+                t.iter().zip(a0).zip(a1).zip(b0).zip(b1).zip(gx).zip(gy)
+            {
+                for l in 0..4 {
+                    let d = w00 * a0[l] + w01 * a1[l] + w10 * b0[l] + w11 * b1[l] - t[l];
+                    sum_d[l] += d;
+                    sum_d2[l] += d * d;
+                    sum_gx[l] += gx[l] * d;
+                    sum_gy[l] += gy[l] * d;
+                }
+            }
+        } else {
+            for ((((t, a0), a1), b0), b1) in t.iter().zip(a0).zip(a1).zip(b0).zip(b1) {
+                for l in 0..4 {
+                    let d = w00 * a0[l] + w01 * a1[l] + w10 * b0[l] + w11 * b1[l] - t[l];
+                    sum_d[l] += d;
+                    sum_d2[l] += d * d;
+                }
+            }
+        }
+    }
+    let total = |x: [f32; 4]| (x[0] + x[1]) + (x[2] + x[3]);
+    [total(sum_d), total(sum_d2), total(sum_gx), total(sum_gy)]
+}
+
+/// Mean-normalised SSD of a patch at displacement (`u`, `v`).
+#[inline]
+fn patch_cost(level: &Level, plan: &Plan, patch: &Patch, u: f32, v: f32) -> f32 {
+    let [sd, sd2, _, _] = patch_sums::<false>(level, plan, patch, u, v);
+    sd2 - sd * sd / (plan.patch * plan.patch) as f32
+}
+
+/// Inverse-compositional Gauss-Newton from (`u`, `v`); returns the refined displacement,
+/// or the start when the search wandered more than a patch away (unreliable).
+fn refine_patch(
+    level: &Level,
+    plan: &Plan,
+    patch: &Patch,
+    start: (f32, f32),
+    iters: usize,
+) -> (f32, f32) {
+    let (w, h, p) = (level.width, level.height, plan.patch);
+    let inv_n = 1.0 / (p * p) as f32;
+    let [h11, h12, h22] = patch.inv_hessian;
+    let [mgx, mgy] = patch.mean_grad;
+    let (mut u, mut v) = start;
+    let (mut best_u, mut best_v) = start;
+    let mut best_cost = f32::INFINITY;
+    for _ in 0..iters {
+        let [sd, sd2, sgx, sgy] = patch_sums::<true>(level, plan, patch, u, v);
+        let cost = sd2 - sd * sd * inv_n;
+        if !(cost < best_cost) {
+            // The last step did not help: go back to the best point and stop.
+            u = best_u;
+            v = best_v;
+            break;
+        }
+        best_cost = cost;
+        best_u = u;
+        best_v = v;
+        let bx = sgx - mgx * sd;
+        let by = sgy - mgy * sd;
+        let du = h11 * bx + h12 * by;
+        let dv = h12 * bx + h22 * by;
+        u = clamp_displacement(u - du, patch.x, w, p);
+        v = clamp_displacement(v - dv, patch.y, h, p);
+        if du * du + dv * dv < 1e-6 {
+            break;
+        }
+    }
+    let (eu, ev) = (u - start.0, v - start.1);
+    if eu * eu + ev * ev > (p * p) as f32 || !u.is_finite() || !v.is_finite() {
+        start
+    } else {
+        (u, v)
+    }
+}
+
+/// Patch search on one level: initial vectors from the level's dense flow at the patch
+/// centres, then one forward and (with propagation) one backward pass over the grid.
+#[allow(clippy::too_many_arguments)]
+fn inverse_search(
+    level: &Level,
+    plan: &Plan,
+    params: &DisParams,
+    patches: &[Patch],
+    nx: usize,
+    ny: usize,
+    sparse_u: &mut [f32],
+    sparse_v: &mut [f32],
+) {
+    let (w, h, p) = (level.width, level.height, plan.patch);
+    for ((patch, su), sv) in patches.iter().zip(sparse_u.iter_mut()).zip(sparse_v.iter_mut()) {
+        let c = (patch.y + p / 2) * w + patch.x + p / 2;
+        *su = clamp_displacement(level.flow_u[c], patch.x, w, p);
+        *sv = clamp_displacement(level.flow_v[c], patch.y, h, p);
+    }
+    let passes = if params.spatial_propagation { 2 } else { 1 };
+    let iters = (params.grad_descent_iters / passes).max(1);
+    let count = nx * ny;
+    for pass in 0..passes {
+        let forward = pass == 0;
+        for step in 0..count {
+            let k = if forward { step } else { count - 1 - step };
+            let patch = &patches[k];
+            let (mut u, mut v) = (sparse_u[k], sparse_v[k]);
+            if params.spatial_propagation {
+                let (ix, iy) = (k % nx, k / nx);
+                let neighbours = if forward {
+                    [(ix > 0).then(|| k - 1), (iy > 0).then(|| k - nx)]
+                } else {
+                    [(ix + 1 < nx).then(|| k + 1), (iy + 1 < ny).then(|| k + nx)]
+                };
+                let mut best = patch_cost(level, plan, patch, u, v);
+                for j in neighbours.into_iter().flatten() {
+                    let cu = clamp_displacement(sparse_u[j], patch.x, w, p);
+                    let cv = clamp_displacement(sparse_v[j], patch.y, h, p);
+                    let cost = patch_cost(level, plan, patch, cu, cv);
+                    if cost < best {
+                        best = cost;
+                        u = cu;
+                        v = cv;
+                    }
+                }
+            }
+            let (ru, rv) = refine_patch(level, plan, patch, (u, v), iters);
+            sparse_u[k] = ru;
+            sparse_v[k] = rv;
+        }
+    }
+}
+
+/// Dense flow of a level: every pixel averages the vectors of the patches covering it,
+/// weighted by `1 / max(1, |I1(x + u) - I0(x)|)`.
+fn densify(
+    level: &mut Level,
+    plan: &Plan,
+    patches: &[Patch],
+    (sparse_u, sparse_v): (&[f32], &[f32]),
+    (acc_u, acc_v, acc_w): (&mut [f32], &mut [f32], &mut [f32]),
+) {
+    let (w, p) = (level.width, plan.patch);
+    let n = w * level.height;
+    let pw = w + 2 * plan.border;
+    let acc_u = &mut acc_u[..n];
+    let acc_v = &mut acc_v[..n];
+    let acc_w = &mut acc_w[..n];
+    acc_u.fill(0.0);
+    acc_v.fill(0.0);
+    acc_w.fill(0.0);
+    for ((patch, &u), &v) in patches.iter().zip(sparse_u).zip(sparse_v) {
+        let (tx, ax) = sample_start(patch.x, u, plan.border);
+        let (ty, ay) = sample_start(patch.y, v, plan.border);
+        let w00 = (1.0 - ax) * (1.0 - ay);
+        let w01 = ax * (1.0 - ay);
+        let w10 = (1.0 - ax) * ay;
+        let w11 = ax * ay;
+        for r in 0..p {
+            let base = (patch.y + r) * w + patch.x;
+            let t = &level.prev[base..base + p];
+            let a = &level.next_padded[(ty + r) * pw + tx..][..p + 1];
+            let b = &level.next_padded[(ty + r + 1) * pw + tx..][..p + 1];
+            let au = &mut acc_u[base..base + p];
+            let av = &mut acc_v[base..base + p];
+            let aw = &mut acc_w[base..base + p];
+            for c in 0..p {
+                let d = w00 * a[c] + w01 * a[c + 1] + w10 * b[c] + w11 * b[c + 1] - t[c];
+                let wgt = 1.0 / d.abs().max(1.0);
+                aw[c] += wgt;
+                au[c] += wgt * u;
+                av[c] += wgt * v;
+            }
+        }
+    }
+    for (((fu, fv), (&su, &sv)), &sw) in level
+        .flow_u
+        .iter_mut()
+        .zip(level.flow_v.iter_mut())
+        .zip(acc_u.iter().zip(acc_v.iter()))
+        .zip(acc_w.iter())
+    {
+        if sw > 0.0 {
+            *fu = su / sw;
+            *fv = sv / sw;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_covers_the_whole_side() {
+        for (len, p, s) in [(64, 8, 4), (32, 8, 6), (17, 8, 4), (8, 8, 4), (120, 12, 4)] {
+            let n = grid_count(len, p, s);
+            assert_eq!(grid_origin(0, n, len, p), 0);
+            assert_eq!(grid_origin(n - 1, n, len, p) + p, len);
+            for i in 1..n {
+                let gap = grid_origin(i, n, len, p) - grid_origin(i - 1, n, len, p);
+                assert!(gap <= s && gap > 0, "{len} {p} {s}: gap {gap}");
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_params_are_config_errors() {
+        let mut bad = DisParams::fast();
+        bad.patch_size = 6;
+        assert!(DisFlow::new(bad).is_err());
+        let mut bad = DisParams::fast();
+        bad.patch_stride = 0;
+        assert!(DisFlow::new(bad).is_err());
+    }
+}

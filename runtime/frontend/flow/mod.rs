@@ -1,0 +1,169 @@
+//! Dense optical flow between consecutive frames (a DIS-family estimator, see [`DisFlow`])
+//! and MOV's 8-bit flow encoding ([`mov_encode`]) that turns a flow field into a model input.
+
+mod dis;
+mod ops;
+mod variational;
+
+pub use dis::{DisFlow, DisParams};
+
+/// A dense flow field: for each pixel (row-major), the (u, v) displacement in pixels
+/// from the previous frame to the next one (u to the right, v downwards).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowField {
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Interleaved displacements `u0, v0, u1, v1, ...`, length `2 * width * height`.
+    pub uv: Vec<f32>,
+}
+
+impl FlowField {
+    /// A zero flow field of `width` x `height` pixels.
+    pub fn new(width: usize, height: usize) -> Self {
+        FlowField {
+            width,
+            height,
+            uv: vec![0.0; 2 * width * height],
+        }
+    }
+
+    /// The (u, v) displacement at pixel (`x`, `y`), or `None` outside the field.
+    pub fn at(&self, x: usize, y: usize) -> Option<(f32, f32)> {
+        if x >= self.width || y >= self.height {
+            return None;
+        }
+        let i = 2 * (y * self.width + x);
+        Some((*self.uv.get(i)?, *self.uv.get(i + 1)?))
+    }
+
+    /// Makes the field `width` x `height`, reusing its buffer (allocates only when it grows).
+    pub fn reshape(&mut self, width: usize, height: usize) {
+        self.width = width;
+        self.height = height;
+        self.uv.resize(2 * width * height, 0.0);
+    }
+}
+
+/// Estimates dense optical flow between two grayscale images.
+pub trait FlowEstimator: Send {
+    /// The name this estimator was built from (e.g. `"dis-fast"`).
+    fn name(&self) -> &'static str;
+
+    /// Computes the flow from `prev` to `next`: both are grayscale `f32` images with values
+    /// in 0..255, row-major, `width` x `height`. `out` is reshaped to that size if needed.
+    /// After the first call at a given size no memory is allocated.
+    fn compute(
+        &mut self,
+        prev: &[f32],
+        next: &[f32],
+        width: usize,
+        height: usize,
+        out: &mut FlowField,
+    ) -> crate::Result<()>;
+}
+
+/// The estimator names [`estimator`] accepts, fastest first.
+pub const ESTIMATOR_NAMES: [&str; 3] = ["dis-ultrafast", "dis-fast", "dis-medium"];
+
+/// Builds a flow estimator by name: `"dis-ultrafast"`, `"dis-fast"` or `"dis-medium"`
+/// (see [`DisParams`] for what each preset does). Any other name is a
+/// [`Config`](crate::ErrorKind::Config) error that lists the valid names.
+pub fn estimator(name: &str) -> crate::Result<Box<dyn FlowEstimator>> {
+    let params = match name {
+        "dis-ultrafast" => DisParams::ultrafast(),
+        "dis-fast" => DisParams::fast(),
+        "dis-medium" => DisParams::medium(),
+        _ => {
+            return Err(crate::err!(
+                Config,
+                "unknown optical flow estimator {name:?}; valid names: {}",
+                ESTIMATOR_NAMES.join(", ")
+            ))
+        }
+    };
+    Ok(Box::new(DisFlow::new(params)?))
+}
+
+/// Converts packed RGB `u8` pixels to grayscale `f32` in 0..255 with the ITU-R BT.601 weights
+/// OpenCV's `COLOR_RGB2GRAY` uses (0.299 R + 0.587 G + 0.114 B), without rounding.
+/// Converts `min(rgb.len() / 3, out.len())` pixels; the rest of `out` is left untouched.
+pub fn rgb_to_gray(rgb: &[u8], out: &mut [f32]) {
+    for (px, y) in rgb.chunks_exact(3).zip(out.iter_mut()) {
+        *y = 0.299 * f32::from(px[0]) + 0.587 * f32::from(px[1]) + 0.114 * f32::from(px[2]);
+    }
+}
+
+/// The flow bound MOV uses when it stores flow as 8-bit images, in pixels.
+pub const MOV_FLOW_BOUND: f32 = 20.0;
+
+/// MOV's flow encoding (as in its TV-L1 flow images): clips u and v to `[-bound, bound]`,
+/// maps them linearly to `[0, 255]` (`255 * (x + bound) / (2 * bound)`) and rounds half to
+/// even like OpenCV's `cvRound`, so zero flow becomes 128. Writes planar CHW `u8`:
+/// plane 0 is u, plane 1 is v, plane 2 is all zeros; `out_chw` should hold
+/// `3 * width * height` bytes. NaN displacements encode as zero flow. If `out_chw` or
+/// `flow.uv` is shorter than its size says, only the pixels present in both are written.
+pub fn mov_encode(flow: &FlowField, bound: f32, out_chw: &mut [u8]) {
+    let plane = flow.width * flow.height;
+    let bound = if bound.is_finite() && bound > 0.0 {
+        bound
+    } else {
+        MOV_FLOW_BOUND
+    };
+    let scale = 255.0 / (2.0 * bound);
+    let encode = |x: f32| -> u8 {
+        let x = if x.is_nan() { 0.0 } else { x };
+        let x = x.clamp(-bound, bound);
+        // In range 0..=255 by construction; `as` saturates anyway.
+        ((x + bound) * scale).round_ties_even() as u8
+    };
+    let (u_plane, rest) = out_chw.split_at_mut(plane.min(out_chw.len()));
+    let (v_plane, zero_plane) = rest.split_at_mut(plane.min(rest.len()));
+    for ((uv, u_out), v_out) in flow
+        .uv
+        .chunks_exact(2)
+        .zip(u_plane.iter_mut())
+        .zip(v_plane.iter_mut())
+    {
+        *u_out = encode(uv[0]);
+        *v_out = encode(uv[1]);
+    }
+    let zero_len = plane.min(zero_plane.len());
+    zero_plane[..zero_len].fill(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimator_names_build_and_unknown_lists_valid_names() {
+        for name in ESTIMATOR_NAMES {
+            let est = estimator(name).map_err(|e| e.to_string());
+            assert_eq!(est.map(|e| e.name()), Ok(name));
+        }
+        let err = estimator("farneback").err().map(|e| e.to_string());
+        let msg = err.unwrap_or_default();
+        assert!(msg.contains("dis-ultrafast") && msg.contains("dis-medium"), "{msg}");
+    }
+
+    #[test]
+    fn rgb_to_gray_uses_bt601_weights() {
+        let rgb = [255u8, 0, 0, 0, 255, 0, 0, 0, 255, 10, 20, 30];
+        let mut gray = [0.0f32; 4];
+        rgb_to_gray(&rgb, &mut gray);
+        let want = [76.245, 149.685, 29.07, 0.299 * 10.0 + 0.587 * 20.0 + 0.114 * 30.0];
+        for (g, w) in gray.iter().zip(want) {
+            assert!((g - w).abs() < 1e-3, "{g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn mov_encode_tolerates_short_buffers() {
+        let flow = FlowField::new(4, 4);
+        let mut out = vec![7u8; 10];
+        mov_encode(&flow, 20.0, &mut out);
+        assert!(out.iter().all(|&b| b == 128));
+    }
+}

@@ -1,0 +1,237 @@
+//! Image helpers for the flow estimators: 2x box downsampling, gradients, replicate padding,
+//! bilinear warping and flow upsampling. All work on row-major `f32` planes in caller buffers.
+
+/// Halves an image with a 2x2 box filter (OpenCV's `INTER_AREA` for an exact factor of 2);
+/// an odd last row or column is dropped. `dst` holds `(sw / 2) * (sh / 2)` values.
+pub(crate) fn downsample_half(src: &[f32], sw: usize, sh: usize, dst: &mut [f32]) {
+    let (dw, dh) = (sw / 2, sh / 2);
+    if dw == 0 || dh == 0 {
+        return;
+    }
+    for (y, out) in dst.chunks_exact_mut(dw).take(dh).enumerate() {
+        let r0 = &src[2 * y * sw..][..2 * dw];
+        let r1 = &src[(2 * y + 1) * sw..][..2 * dw];
+        for ((o, a), b) in out
+            .iter_mut()
+            .zip(r0.chunks_exact(2))
+            .zip(r1.chunks_exact(2))
+        {
+            *o = 0.25 * (a[0] + a[1] + b[0] + b[1]);
+        }
+    }
+}
+
+/// Sobel gradients divided by 8 (so they are derivatives per pixel), replicate border.
+pub(crate) fn sobel_gradients(src: &[f32], w: usize, h: usize, gx: &mut [f32], gy: &mut [f32]) {
+    if w == 0 || h == 0 {
+        return;
+    }
+    for y in 0..h {
+        let up = &src[y.saturating_sub(1) * w..][..w];
+        let mid = &src[y * w..][..w];
+        let down = &src[(y + 1).min(h - 1) * w..][..w];
+        let gxr = &mut gx[y * w..][..w];
+        let gyr = &mut gy[y * w..][..w];
+        // Vertical smoothing and difference per column, then the horizontal pass.
+        let col_smooth = |x: usize| up[x] + 2.0 * mid[x] + down[x];
+        let col_diff = |x: usize| down[x] - up[x];
+        if w == 1 {
+            gxr[0] = 0.0;
+            gyr[0] = col_diff(0) * 0.5;
+            continue;
+        }
+        gxr[0] = (col_smooth(1) - col_smooth(0)) * 0.125;
+        gyr[0] = (3.0 * col_diff(0) + col_diff(1)) * 0.125;
+        for x in 1..w - 1 {
+            gxr[x] = (col_smooth(x + 1) - col_smooth(x - 1)) * 0.125;
+            gyr[x] = (col_diff(x - 1) + 2.0 * col_diff(x) + col_diff(x + 1)) * 0.125;
+        }
+        let l = w - 1;
+        gxr[l] = (col_smooth(l) - col_smooth(l - 1)) * 0.125;
+        gyr[l] = (col_diff(l - 1) + 3.0 * col_diff(l)) * 0.125;
+    }
+}
+
+/// Central differences `(f(x+1) - f(x-1)) / 2`, one-sided at the border (replicate).
+pub(crate) fn central_gradients(
+    src: &[f32],
+    w: usize,
+    h: usize,
+    gx: &mut [f32],
+    gy: &mut [f32],
+) {
+    if w == 0 || h == 0 {
+        return;
+    }
+    for y in 0..h {
+        let row = &src[y * w..][..w];
+        let gxr = &mut gx[y * w..][..w];
+        if w == 1 {
+            gxr[0] = 0.0;
+        } else {
+            gxr[0] = 0.5 * (row[1] - row[0]);
+            for x in 1..w - 1 {
+                gxr[x] = 0.5 * (row[x + 1] - row[x - 1]);
+            }
+            gxr[w - 1] = 0.5 * (row[w - 1] - row[w - 2]);
+        }
+        let up = &src[y.saturating_sub(1) * w..][..w];
+        let down = &src[(y + 1).min(h - 1) * w..][..w];
+        for ((g, d), u) in gy[y * w..][..w].iter_mut().zip(down).zip(up) {
+            *g = 0.5 * (d - u);
+        }
+    }
+}
+
+/// Copies `src` (`w` x `h`) into `dst` (`(w + 2 * border)` x `(h + 2 * border)`) with
+/// replicated borders.
+pub(crate) fn pad_replicate(src: &[f32], w: usize, h: usize, border: usize, dst: &mut [f32]) {
+    if w == 0 || h == 0 {
+        return;
+    }
+    let pw = w + 2 * border;
+    for py in 0..h + 2 * border {
+        let sy = py.saturating_sub(border).min(h - 1);
+        let srow = &src[sy * w..][..w];
+        let drow = &mut dst[py * pw..][..pw];
+        drow[..border].fill(srow[0]);
+        drow[border..border + w].copy_from_slice(srow);
+        drow[border + w..].fill(srow[w - 1]);
+    }
+}
+
+/// Bilinear sample of `src` at (`x`, `y`) with replicated borders.
+#[inline]
+pub(crate) fn sample_bilinear(src: &[f32], w: usize, h: usize, x: f32, y: f32) -> f32 {
+    let xmax = (w - 1) as f32;
+    let ymax = (h - 1) as f32;
+    // max/min (not clamp) so NaN maps to the border instead of propagating into indices.
+    let x = x.max(0.0).min(xmax);
+    let y = y.max(0.0).min(ymax);
+    let x0 = x as usize; // x >= 0, truncation is floor
+    let y0 = y as usize;
+    let fx = x - x0 as f32;
+    let fy = y - y0 as f32;
+    let x1 = (x0 + 1).min(w - 1);
+    let y1 = (y0 + 1).min(h - 1);
+    let r0 = y0 * w;
+    let r1 = y1 * w;
+    let top = src[r0 + x0] + fx * (src[r0 + x1] - src[r0 + x0]);
+    let bottom = src[r1 + x0] + fx * (src[r1 + x1] - src[r1 + x0]);
+    top + fy * (bottom - top)
+}
+
+/// Warps `src` by the flow: `dst(x, y) = src(x + u(x, y), y + v(x, y))`, bilinear,
+/// replicated borders.
+pub(crate) fn warp_bilinear(
+    src: &[f32],
+    w: usize,
+    h: usize,
+    u: &[f32],
+    v: &[f32],
+    dst: &mut [f32],
+) {
+    if w == 0 || h == 0 {
+        return;
+    }
+    for y in 0..h {
+        let ur = &u[y * w..][..w];
+        let vr = &v[y * w..][..w];
+        let dr = &mut dst[y * w..][..w];
+        for (x, ((d, &du), &dv)) in dr.iter_mut().zip(ur).zip(vr).enumerate() {
+            *d = sample_bilinear(src, w, h, x as f32 + du, y as f32 + dv);
+        }
+    }
+}
+
+/// Bilinearly resizes a flow field by `factor` (a power of two) with pixel-centre alignment
+/// (`x_src = (x + 0.5) / factor - 0.5`) and multiplies the vectors by `factor`.
+/// Source is `sw` x `sh`, destination `dw` x `dh` (which may be a little smaller or larger
+/// than `factor` times the source when sizes were odd).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn upsample_flow(
+    src_u: &[f32],
+    src_v: &[f32],
+    sw: usize,
+    sh: usize,
+    dst_u: &mut [f32],
+    dst_v: &mut [f32],
+    dw: usize,
+    dh: usize,
+    factor: f32,
+) {
+    if sw == 0 || sh == 0 || dw == 0 || dh == 0 {
+        return;
+    }
+    let inv = 1.0 / factor;
+    let xmax = (sw - 1) as f32;
+    let ymax = (sh - 1) as f32;
+    for y in 0..dh {
+        let sy = ((y as f32 + 0.5) * inv - 0.5).max(0.0).min(ymax);
+        let y0 = sy as usize;
+        let y1 = (y0 + 1).min(sh - 1);
+        let fy = sy - y0 as f32;
+        let (u0, u1) = (&src_u[y0 * sw..][..sw], &src_u[y1 * sw..][..sw]);
+        let (v0, v1) = (&src_v[y0 * sw..][..sw], &src_v[y1 * sw..][..sw]);
+        let du = &mut dst_u[y * dw..][..dw];
+        let dv = &mut dst_v[y * dw..][..dw];
+        for x in 0..dw {
+            let sx = ((x as f32 + 0.5) * inv - 0.5).max(0.0).min(xmax);
+            let x0 = sx as usize;
+            let x1 = (x0 + 1).min(sw - 1);
+            let fx = sx - x0 as f32;
+            let lerp2 = |a: &[f32], b: &[f32]| {
+                let top = a[x0] + fx * (a[x1] - a[x0]);
+                let bottom = b[x0] + fx * (b[x1] - b[x0]);
+                top + fy * (bottom - top)
+            };
+            du[x] = factor * lerp2(u0, u1);
+            dv[x] = factor * lerp2(v0, v1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gradients_of_a_ramp_are_exact_inside() {
+        let (w, h) = (7, 5);
+        let img: Vec<f32> = (0..w * h)
+            .map(|i| 3.0 * (i % w) as f32 - 2.0 * (i / w) as f32)
+            .collect();
+        let (mut gx, mut gy) = (vec![0.0; w * h], vec![0.0; w * h]);
+        sobel_gradients(&img, w, h, &mut gx, &mut gy);
+        for y in 1..h - 1 {
+            for x in 1..w - 1 {
+                assert!((gx[y * w + x] - 3.0).abs() < 1e-5);
+                assert!((gy[y * w + x] + 2.0).abs() < 1e-5);
+            }
+        }
+        central_gradients(&img, w, h, &mut gx, &mut gy);
+        assert!((gx[2 * w + 3] - 3.0).abs() < 1e-5 && (gy[2 * w + 3] + 2.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn upsampling_constant_flow_scales_it() {
+        let (u, v) = (vec![1.5f32; 12], vec![-0.5f32; 12]);
+        let (mut du, mut dv) = (vec![0.0; 7 * 5], vec![0.0; 7 * 5]);
+        upsample_flow(&u, &v, 4, 3, &mut du, &mut dv, 7, 5, 2.0);
+        assert!(du.iter().all(|&x| (x - 3.0).abs() < 1e-6));
+        assert!(dv.iter().all(|&x| (x + 1.0).abs() < 1e-6));
+    }
+
+    #[test]
+    fn downsample_and_pad_shapes() {
+        let img: Vec<f32> = (0..5 * 3).map(|i| i as f32).collect();
+        let mut half = vec![0.0; 2];
+        downsample_half(&img, 5, 3, &mut half);
+        assert_eq!(half, vec![3.0, 5.0]);
+        let mut padded = vec![0.0; 9 * 7];
+        pad_replicate(&img, 5, 3, 2, &mut padded);
+        assert_eq!(padded[0], 0.0);
+        assert_eq!(padded[9 * 7 - 1], 14.0);
+        assert_eq!(padded[2 * 9 + 3], 1.0);
+    }
+}
