@@ -6,6 +6,8 @@
 
 pub mod window;
 
+pub use window::{Window, WindowConfig, WindowScheduler, WindowStats};
+
 /// Nanoseconds on the runtime's one timeline.
 pub type Nanos = i64;
 
