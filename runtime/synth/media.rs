@@ -143,6 +143,14 @@ fn bus_failure(message: &gst::Message, path: &Path) -> Error {
     }
 }
 
+/// Lets a muxer queue hold as much as the other stream's encoder latency needs:
+/// no time or buffer limit, a 64 MiB byte bound (encoded data of these scenes is small).
+fn unbounded_by_time(queue: &gst::Element) {
+    queue.set_property("max-size-time", 0u64);
+    queue.set_property("max-size-buffers", 0u32);
+    queue.set_property("max-size-bytes", 64u32 << 20);
+}
+
 /// Fails if an error is waiting on the bus (does not block).
 fn check_bus(bus: &gst::Bus, path: &Path) -> crate::Result<()> {
     match bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Eos]) {
@@ -290,6 +298,7 @@ fn write_media_inner(scene: &Scene, path: &Path) -> crate::Result<()> {
     set_option(&video_encoder, "quantizer", MPEG4_QUANTIZER);
     set_option(&video_encoder, "gop-size", &cfg.fps.to_string());
     let video_queue = make("queue", path)?;
+    unbounded_by_time(&video_queue);
     let audio_convert = make("audioconvert", path)?;
     let audio_resample = make("audioresample", path)?;
     let audio_encoder = make(recipe.audio_encoder, path)?;
@@ -297,6 +306,7 @@ fn write_media_inner(scene: &Scene, path: &Path) -> crate::Result<()> {
         set_option(&audio_encoder, "bitrate", AAC_BITRATE);
     }
     let audio_queue = make("queue", path)?;
+    unbounded_by_time(&audio_queue);
     let muxer = make(recipe.muxer, path)?;
     let sink = make("filesink", path)?;
     sink.set_property("location", location);

@@ -1,0 +1,96 @@
+//! Helpers shared by the integration tests: run the CLI with a deadline, make
+//! temporary folders, and generate small media files with GStreamer.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What a CLI run produced.
+pub struct CliRun {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+/// Runs `avaction args...` from the repo root; fails the test if it outlives `timeout`.
+pub fn avaction(args: &[&str], timeout: Duration) -> CliRun {
+    avaction_env(args, &[], timeout)
+}
+
+/// Like [`avaction`] with extra environment variables.
+pub fn avaction_env(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> CliRun {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_avaction"))
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn avaction");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        out.read_to_string(&mut s).ok();
+        s
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        err.read_to_string(&mut s).ok();
+        s
+    });
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code();
+        }
+        if started.elapsed() > timeout {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("avaction {args:?} did not finish within {timeout:?} (hang)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    CliRun {
+        code,
+        stdout: out_thread.join().unwrap_or_default(),
+        stderr: err_thread.join().unwrap_or_default(),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// A fresh temporary folder for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("avaction-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Path of a file in the repository.
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// Runs a gst-launch style pipeline description to completion (EOS) within 60 s.
+pub fn gst_launch(description: &str) {
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+    gst::init().expect("gst init");
+    let pipeline = gst::parse::launch(description).expect("pipeline");
+    pipeline.set_state(gst::State::Playing).expect("play");
+    let bus = pipeline.bus().expect("bus");
+    let msg = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(60),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    pipeline.set_state(gst::State::Null).ok();
+    match msg.map(|m| m.view().type_()) {
+        Some(gst::MessageType::Eos) => {}
+        other => panic!("pipeline {description:?} did not reach EOS: {other:?}"),
+    }
+}
