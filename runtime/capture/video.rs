@@ -36,7 +36,7 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -97,7 +97,16 @@ struct Flags {
     halted: AtomicBool,
     /// Branches (appsinks) that have not reached end of stream yet.
     branches_left: AtomicUsize,
+    /// Time of the last frame delivered plus one (0: none yet); paces file audio.
+    video_progress: AtomicI64,
+    /// The video branch has ended: audio no longer waits for it.
+    video_done: AtomicBool,
 }
+
+/// Files read as fast as possible: how far audio may run ahead of video. Without
+/// this bound, decodebin's multiqueue lets the cheaper stream race ahead by tens of
+/// seconds while frontends work on video, and the window's audio is gone.
+const MAX_AUDIO_LEAD_NS: Nanos = NANOS_PER_SEC;
 
 /// What `uridecodebin`'s dynamic pads turned out to contain.
 #[derive(Default)]
@@ -988,6 +997,7 @@ fn video_loop(sink: gst_app::AppSink, ctx: PullContext, fps: u32, size: (u32, u3
         let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(POLL_INTERVAL_MS))
         else {
             if sink.is_eos() && !ctx.flags.stop.load(Ordering::SeqCst) {
+                ctx.flags.video_done.store(true, Ordering::SeqCst);
                 warn_if_truncated(&ctx, last_end);
                 finish_branch(&ctx);
                 return;
@@ -1047,6 +1057,7 @@ fn video_loop(sink: gst_app::AppSink, ctx: PullContext, fps: u32, size: (u32, u3
             rgb,
         };
         if deliver(&ctx, CaptureEvent::Frame(frame), ctx.live_delivery, false) {
+            ctx.flags.video_progress.store(t_ns.saturating_add(1), Ordering::SeqCst);
             CaptureStats::add(&ctx.stats.frames, 1);
         } else if ctx.live_delivery && !ctx.flags.halted.load(Ordering::SeqCst) {
             CaptureStats::add(&ctx.stats.frames_dropped, 1);
@@ -1092,6 +1103,9 @@ fn audio_loop(sink: gst_app::AppSink, ctx: PullContext, rate: u32) {
         if samples.is_empty() {
             continue;
         }
+        if !ctx.live_delivery {
+            wait_for_video(&ctx, t_ns);
+        }
         let n = samples.len() as u64;
         let chunk = AudioChunk {
             t_ns,
@@ -1103,6 +1117,26 @@ fn audio_loop(sink: gst_app::AppSink, ctx: PullContext, rate: u32) {
         } else if ctx.live_delivery && !ctx.flags.halted.load(Ordering::SeqCst) {
             CaptureStats::add(&ctx.stats.samples_dropped, n);
         }
+    }
+}
+
+/// Files: holds audio at `t_ns` until video has caught up to within
+/// [`MAX_AUDIO_LEAD_NS`] (or ended, or the capture stops).
+fn wait_for_video(ctx: &PullContext, t_ns: Nanos) {
+    let f = &ctx.flags;
+    loop {
+        let progress = f.video_progress.load(Ordering::SeqCst);
+        let caught_up = progress > 0 && t_ns <= progress - 1 + MAX_AUDIO_LEAD_NS;
+        let first = progress == 0 && t_ns <= MAX_AUDIO_LEAD_NS;
+        if caught_up
+            || first
+            || f.video_done.load(Ordering::SeqCst)
+            || f.stop.load(Ordering::SeqCst)
+            || f.halted.load(Ordering::SeqCst)
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

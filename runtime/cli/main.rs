@@ -14,6 +14,13 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// `println!` that ignores a closed stdout (e.g. piped into `head`) instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[derive(Parser)]
 #[command(name = "avaction", version, about = "Real-time audio-video action recognition")]
 struct Cli {
@@ -115,7 +122,7 @@ fn main() {
             .and_then(|(m, s)| features::dump(&m, &s, duration, hop, &out)),
     };
     if let Err(e) = result {
-        eprintln!("avaction: {e}");
+        eoutln!("avaction: {e}");
         std::process::exit(1);
     }
 }
@@ -182,9 +189,9 @@ fn run(args: RunArgs) -> Result<()> {
     let stats = runtime.stats();
     if args.stats {
         if args.json {
-            eprintln!("{}", serde_json::to_string(&stats).unwrap_or_default());
+            eoutln!("{}", serde_json::to_string(&stats).unwrap_or_default());
         } else {
-            eprintln!(
+            eoutln!(
                 "{} frames ({:.1} fps, {} dropped), {} windows ({:.1}/s, {} skipped), latency p50 {:.1} ms p99 {:.1} ms, skew p50 {:.1} ms max {:.1} ms, frontend {:.2} ms/frame, inference {:.2} ms/window on {}",
                 stats.frames, stats.fps, stats.frames_dropped, stats.windows, stats.windows_per_s,
                 stats.windows_skipped, stats.latency_p50_ms, stats.latency_p99_ms, stats.skew_p50_ms,
@@ -219,37 +226,37 @@ fn human(output: &Output) -> String {
 
 fn devices() -> Result<()> {
     let cameras = video::list_cameras();
-    println!("cameras:");
+    outln!("cameras:");
     if cameras.is_empty() {
-        println!("  (none found)");
+        outln!("  (none found)");
     }
     for c in cameras {
-        println!("  {c}");
+        outln!("  {c}");
     }
     let mics = audio::list_microphones();
-    println!("microphones:");
+    outln!("microphones:");
     if mics.is_empty() {
-        println!("  (none found)");
+        outln!("  (none found)");
     }
     for m in mics {
-        println!("  {m}");
+        outln!("  {m}");
     }
-    println!("backends:");
-    println!("  tract: available (CPU)");
-    println!("  tensorrt: unavailable: {}", backend::tensorrt_unavailable_reason());
+    outln!("backends:");
+    outln!("  tract: available (CPU)");
+    outln!("  tensorrt: unavailable: {}", backend::tensorrt_unavailable_reason());
     Ok(())
 }
 
 fn inspect(dir: PathBuf) -> Result<()> {
     let b = Bundle::load(&dir)?;
     let m = &b.manifest;
-    println!("model: {} {} ({})", m.name, m.version, dir.display());
+    outln!("model: {} {} ({})", m.name, m.version, dir.display());
     if !m.description.is_empty() {
-        println!("  {}", m.description);
+        outln!("  {}", m.description);
     }
-    println!("graph: {} (single graph)", m.graph);
+    outln!("graph: {} (single graph)", m.graph);
     let w = &m.window;
-    println!(
+    outln!(
         "window: {} frames at {} fps ({:.2} s), hop {} frames ({:.0} ms, {:.1} windows/s), audio {}",
         w.frames,
         w.fps,
@@ -259,7 +266,7 @@ fn inspect(dir: PathBuf) -> Result<()> {
         w.fps as f64 / w.hop_frames as f64,
         if w.audio_optional { "optional" } else { "required" }
     );
-    println!("inputs:");
+    outln!("inputs:");
     for i in &m.inputs {
         let extra = match (&i.estimator, &i.fbank) {
             (Some(e), _) => format!(", flow {e}, bound {}", i.bound.unwrap_or(20.0)),
@@ -269,18 +276,18 @@ fn inspect(dir: PathBuf) -> Result<()> {
             ),
             _ => String::new(),
         };
-        println!(
+        outln!(
             "  {:<8} {:?} {:?} float32, mean {:?} std {:?}{extra}",
             i.name, i.frontend, i.shape, i.mean, i.std
         );
     }
-    println!("output: {} {:?}", m.output.name, m.output.shape);
+    outln!("output: {} {:?}", m.output.name, m.output.shape);
     let d = &m.decoder;
-    println!(
+    outln!(
         "decoder: {:?}, top {}, smoothing {} windows, enter {} exit {}, min duration {} s, background {:?}",
         d.kind, d.top_k, d.smoothing, d.enter, d.exit, d.min_duration_s, d.background
     );
-    println!("labels ({}): {}", b.labels.len(), b.labels.join(", "));
+    outln!("labels ({}): {}", b.labels.len(), b.labels.join(", "));
     Ok(())
 }
 
@@ -293,14 +300,14 @@ fn synth_cmd(out: PathBuf, seed: u64, duration: f64, wav: bool) -> Result<()> {
     synth::write_media(&scene, &out)?;
     let truth = out.with_extension("json");
     synth::write_ground_truth(&scene, &truth)?;
-    println!("wrote {} and {}", out.display(), truth.display());
+    outln!("wrote {} and {}", out.display(), truth.display());
     if wav {
         let wav_path = out.with_extension("wav");
         synth::write_wav(&scene, &wav_path, 2)?;
-        println!("wrote {}", wav_path.display());
+        outln!("wrote {}", wav_path.display());
     }
     for ev in scene.timeline() {
-        println!("  {:7.2}s - {:7.2}s  {}", ev.start_s, ev.end_s, ev.label);
+        outln!("  {:7.2}s - {:7.2}s  {}", ev.start_s, ev.end_s, ev.label);
     }
     Ok(())
 }
