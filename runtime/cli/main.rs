@@ -122,7 +122,7 @@ fn main() {
             .and_then(|(m, s)| features::dump(&m, &s, duration, hop, &out)),
     };
     if let Err(e) = result {
-        eoutln!("avaction: {e}");
+        eprintln!("avaction: {e}");
         std::process::exit(1);
     }
 }
@@ -189,9 +189,9 @@ fn run(args: RunArgs) -> Result<()> {
     let stats = runtime.stats();
     if args.stats {
         if args.json {
-            eoutln!("{}", serde_json::to_string(&stats).unwrap_or_default());
+            eprintln!("{}", serde_json::to_string(&stats).unwrap_or_default());
         } else {
-            eoutln!(
+            eprintln!(
                 "{} frames ({:.1} fps, {} dropped), {} windows ({:.1}/s, {} skipped), latency p50 {:.1} ms p99 {:.1} ms, skew p50 {:.1} ms max {:.1} ms, frontend {:.2} ms/frame, inference {:.2} ms/window on {}",
                 stats.frames, stats.fps, stats.frames_dropped, stats.windows, stats.windows_per_s,
                 stats.windows_skipped, stats.latency_p50_ms, stats.latency_p99_ms, stats.skew_p50_ms,
