@@ -49,7 +49,10 @@ fn rgb_to_chw_matches_torchvision_style_goldens() {
             .zip(&golden)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
-        println!("{:16} {}x{}: max |diff| {worst:.2e}", case.name, case.width, case.height);
+        println!(
+            "{:16} {}x{}: max |diff| {worst:.2e}",
+            case.name, case.width, case.height
+        );
         assert!(worst <= TOLERANCE, "{}: max diff {worst}", case.name);
     }
 }
@@ -57,14 +60,18 @@ fn rgb_to_chw_matches_torchvision_style_goldens() {
 #[test]
 fn a_224_frame_converts_quickly() {
     let (width, height) = (224, 224);
-    let rgb: Vec<u8> = (0..width * height * 3).map(|i| (i * 31 % 251) as u8).collect();
+    let rgb: Vec<u8> = (0..width * height * 3)
+        .map(|i| (i * 31 % 251) as u8)
+        .collect();
     let mut out = vec![0.0f32; rgb.len()];
     let norm = ImageNormalize::IMAGENET;
-    norm.rgb_to_chw(&rgb, width, height, &mut out).expect("valid");
+    norm.rgb_to_chw(&rgb, width, height, &mut out)
+        .expect("valid");
     let runs = 50;
     let start = Instant::now();
     for _ in 0..runs {
-        norm.rgb_to_chw(&rgb, width, height, &mut out).expect("valid");
+        norm.rgb_to_chw(&rgb, width, height, &mut out)
+            .expect("valid");
     }
     let per_frame = start.elapsed().as_secs_f64() / f64::from(runs);
     println!("rgb_to_chw 224x224: {:.1} us per frame", per_frame * 1e6);

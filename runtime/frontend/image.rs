@@ -50,12 +50,15 @@ impl ImageNormalize {
         out: &mut [f32],
     ) -> crate::Result<()> {
         self.validate()?;
-        let pixels = width.checked_mul(height).filter(|&n| n > 0).ok_or_else(|| {
-            crate::err!(
-                Config,
-                "image normalisation: image size {width} x {height} is empty or too large"
-            )
-        })?;
+        let pixels = width
+            .checked_mul(height)
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                crate::err!(
+                    Config,
+                    "image normalisation: image size {width} x {height} is empty or too large"
+                )
+            })?;
         let bytes = pixels.checked_mul(3).ok_or_else(|| {
             crate::err!(
                 Config,
@@ -112,7 +115,8 @@ mod tests {
             for x in 0..width {
                 for c in 0..3 {
                     let px = rgb[(y * width + x) * 3 + c] as f32;
-                    out[c * width * height + y * width + x] = (px / 255.0 - norm.mean[c]) / norm.std[c];
+                    out[c * width * height + y * width + x] =
+                        (px / 255.0 - norm.mean[c]) / norm.std[c];
                 }
             }
         }
@@ -138,7 +142,8 @@ mod tests {
             },
         ] {
             let mut out = vec![f32::NAN; rgb.len()];
-            norm.rgb_to_chw(&rgb, width, height, &mut out).expect("valid");
+            norm.rgb_to_chw(&rgb, width, height, &mut out)
+                .expect("valid");
             assert_eq!(out, reference(&norm, &rgb, width, height), "{norm:?}");
         }
     }
@@ -165,7 +170,9 @@ mod tests {
     fn rejects_bad_sizes_and_statistics() {
         let norm = ImageNormalize::IMAGENET;
         let mut out = [0.0; 12];
-        let short = norm.rgb_to_chw(&[0; 11], 2, 2, &mut out).expect_err("short frame");
+        let short = norm
+            .rgb_to_chw(&[0; 11], 2, 2, &mut out)
+            .expect_err("short frame");
         assert!(short.message().contains("11 bytes"), "{short}");
         let wrong_out = norm
             .rgb_to_chw(&[0; 12], 2, 2, &mut out[..9])

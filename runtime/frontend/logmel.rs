@@ -91,7 +91,9 @@ struct FbankGeometry {
 /// The decimal value a user wrote for an `f32` field, as the `f64` Python would hold
 /// (shortest round-trip representation), so that sizes truncate exactly as torchaudio's.
 fn as_written(value: f32) -> f64 {
-    format!("{value}").parse::<f64>().unwrap_or(f64::from(value))
+    format!("{value}")
+        .parse::<f64>()
+        .unwrap_or(f64::from(value))
 }
 
 /// `int(sample_frequency * ms * 0.001)` as torchaudio computes it (f64, truncation).
@@ -227,14 +229,13 @@ fn window_function(kind: WindowType, len: usize) -> Vec<f64> {
         .map(|n| {
             let phase = step * n as f64;
             let hann = 0.5 - 0.5 * phase.cos();
-            let value = match kind {
+            match kind {
                 WindowType::Hamming => 0.54 - 0.46 * phase.cos(),
                 WindowType::Hanning => hann,
                 WindowType::Povey => hann.powf(0.85),
                 WindowType::Rectangular => 1.0,
                 WindowType::Blackman => 0.42 - 0.5 * phase.cos() + 0.08 * (2.0 * phase).cos(),
-            };
-            value
+            }
         })
         .collect()
 }
@@ -477,7 +478,11 @@ impl LogMel {
 
         let fft_ok = self
             .fft
-            .process_with_scratch(&mut self.fft_input, &mut self.spectrum, &mut self.fft_scratch)
+            .process_with_scratch(
+                &mut self.fft_input,
+                &mut self.spectrum,
+                &mut self.fft_scratch,
+            )
             .is_ok();
         if !fft_ok {
             // Unreachable: every buffer was sized by the plan itself in `new`.
@@ -522,7 +527,11 @@ mod tests {
         assert_eq!(cfg, FbankConfig::default());
         let log_mel = LogMel::new(&cfg).expect("default config is valid");
         assert_eq!(
-            (log_mel.num_bins(), log_mel.frame_len(), log_mel.frame_shift()),
+            (
+                log_mel.num_bins(),
+                log_mel.frame_len(),
+                log_mel.frame_shift()
+            ),
             (128, 400, 160)
         );
         assert_eq!(log_mel.fft.len(), 512);
@@ -639,7 +648,10 @@ mod tests {
     fn windows_have_the_kaldi_shapes() {
         let hann = window_function(WindowType::Hanning, 5);
         let expected = [0.0, 0.5, 1.0, 0.5, 0.0];
-        assert!(hann.iter().zip(expected).all(|(w, e)| (w - e).abs() < 1e-12));
+        assert!(hann
+            .iter()
+            .zip(expected)
+            .all(|(w, e)| (w - e).abs() < 1e-12));
         let hamming = window_function(WindowType::Hamming, 5);
         assert!((hamming[0] - 0.08).abs() < 1e-6 && (hamming[2] - 1.0).abs() < 1e-6);
         let povey = window_function(WindowType::Povey, 5);
@@ -676,10 +688,9 @@ mod tests {
         let cases: Vec<serde_json::Value> = serde_json::from_str(&index).expect("json");
         assert!(!cases.is_empty());
         for case in cases {
-            let cfg: FbankConfig =
-                serde_json::from_value(case["config"].clone()).expect("config");
-            let bytes = std::fs::read(dir.join(case["file"].as_str().expect("file")))
-                .expect("bank file");
+            let cfg: FbankConfig = serde_json::from_value(case["config"].clone()).expect("config");
+            let bytes =
+                std::fs::read(dir.join(case["file"].as_str().expect("file"))).expect("bank file");
             let golden: Vec<f32> = bytes
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
