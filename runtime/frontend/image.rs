@@ -90,15 +90,17 @@ impl ImageNormalize {
         let [red_table, green_table, blue_table] = &table;
         let (red, rest) = out.split_at_mut(pixels);
         let (green, blue) = rest.split_at_mut(pixels);
-        for (((px, r), g), b) in rgb
-            .chunks_exact(3)
-            .zip(red.iter_mut())
-            .zip(green.iter_mut())
-            .zip(blue.iter_mut())
-        {
-            *r = red_table[usize::from(px[0])];
-            *g = green_table[usize::from(px[1])];
-            *b = blue_table[usize::from(px[2])];
+        // Equal lengths, checked above, let the compiler drop every bounds check.
+        let (red, green, blue) = (
+            &mut red[..pixels],
+            &mut green[..pixels],
+            &mut blue[..pixels],
+        );
+        let rgb = &rgb[..3 * pixels];
+        for i in 0..pixels {
+            red[i] = red_table[usize::from(rgb[3 * i])];
+            green[i] = green_table[usize::from(rgb[3 * i + 1])];
+            blue[i] = blue_table[usize::from(rgb[3 * i + 2])];
         }
         Ok(())
     }
