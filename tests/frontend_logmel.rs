@@ -79,7 +79,11 @@ fn fbank_matches_torchaudio_goldens() {
         let golden = read_f32(&case.file, case.num_frames * case.num_bins);
         let frames = fbank(&samples, &case.config).expect("golden config is valid");
         assert_eq!(frames.len(), case.num_frames, "{}: frame count", case.name);
-        assert!(frames.iter().all(|f| f.len() == case.num_bins), "{}", case.name);
+        assert!(
+            frames.iter().all(|f| f.len() == case.num_bins),
+            "{}",
+            case.name
+        );
         let ours: Vec<f32> = frames.concat();
 
         let raw = max_abs_diff(&ours, &golden, |x| x);
@@ -100,8 +104,16 @@ fn fbank_matches_torchaudio_goldens() {
             case.name, case.num_frames, case.num_bins
         );
         assert!(raw <= RAW_TOLERANCE, "{}: raw diff {raw}", case.name);
-        assert!(ast <= RAW_TOLERANCE, "{}: AST-normalised diff {ast}", case.name);
-        assert!(clip <= RAW_TOLERANCE, "{}: clip-normalised diff {clip}", case.name);
+        assert!(
+            ast <= RAW_TOLERANCE,
+            "{}: AST-normalised diff {ast}",
+            case.name
+        );
+        assert!(
+            clip <= RAW_TOLERANCE,
+            "{}: clip-normalised diff {clip}",
+            case.name
+        );
     }
 }
 
@@ -172,7 +184,10 @@ fn a_shift_longer_than_the_frame_skips_samples_like_snip_edges() {
     for (k, frame) in frames.iter().enumerate() {
         let alone = fbank(&samples[k * 320..k * 320 + 128], &cfg).expect("valid");
         assert_eq!(alone.len(), 1);
-        assert!(bits(&alone) == bits(std::slice::from_ref(frame)), "frame {k}");
+        assert!(
+            bits(&alone) == bits(std::slice::from_ref(frame)),
+            "frame {k}"
+        );
     }
     let mut log_mel = LogMel::new(&cfg).expect("valid");
     let streamed = stream(&mut log_mel, &samples, &mut ChunkSizes(7));

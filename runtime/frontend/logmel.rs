@@ -8,7 +8,7 @@ use realfft::num_complex::Complex;
 use realfft::{RealFftPlanner, RealToComplex};
 
 /// Floor applied before the logarithm: `f32::EPSILON`, as Kaldi and torchaudio use.
-const LOG_FLOOR: f32 = f32::EPSILON;
+const LOG_FLOOR: f64 = f32::EPSILON as f64;
 
 /// Largest frame (in samples) accepted; anything bigger is a unit mistake in the config.
 const MAX_FRAME_SAMPLES: usize = 1 << 20;
@@ -91,7 +91,9 @@ struct FbankGeometry {
 /// The decimal value a user wrote for an `f32` field, as the `f64` Python would hold
 /// (shortest round-trip representation), so that sizes truncate exactly as torchaudio's.
 fn as_written(value: f32) -> f64 {
-    format!("{value}").parse::<f64>().unwrap_or(f64::from(value))
+    format!("{value}")
+        .parse::<f64>()
+        .unwrap_or(f64::from(value))
 }
 
 /// `int(sample_frequency * ms * 0.001)` as torchaudio computes it (f64, truncation).
@@ -221,20 +223,19 @@ fn mel_of_hz(hz: f64) -> f64 {
 }
 
 /// The window function of `len` samples, as torchaudio builds it.
-fn window_function(kind: WindowType, len: usize) -> Vec<f32> {
+fn window_function(kind: WindowType, len: usize) -> Vec<f64> {
     let step = 2.0 * std::f64::consts::PI / (len - 1) as f64;
     (0..len)
         .map(|n| {
             let phase = step * n as f64;
             let hann = 0.5 - 0.5 * phase.cos();
-            let value = match kind {
+            match kind {
                 WindowType::Hamming => 0.54 - 0.46 * phase.cos(),
                 WindowType::Hanning => hann,
                 WindowType::Povey => hann.powf(0.85),
                 WindowType::Rectangular => 1.0,
                 WindowType::Blackman => 0.42 - 0.5 * phase.cos() + 0.08 * (2.0 * phase).cos(),
-            };
-            value as f32
+            }
         })
         .collect()
 }
@@ -317,19 +318,22 @@ impl MelFilters {
 /// construction or [`LogMel::reset`] (torchaudio's `snip_edges=True`).
 ///
 /// All buffers and the FFT plan are made in [`LogMel::new`]; `push` does not allocate.
+/// Each frame is processed in f64 (mean, pre-emphasis, window, FFT, mel sums) and
+/// rounded to f32 at the end, so the result sits at the exact value that torchaudio's
+/// float32 pipeline approximates (its own rounding moves near-silent bins by < 1e-3).
 #[derive(Clone)]
 pub struct LogMel {
     frame_len: usize,
     frame_shift: usize,
-    preemphasis: f32,
+    preemphasis: f64,
     remove_dc_offset: bool,
-    window: Vec<f32>,
+    window: Vec<f64>,
     filters: MelFilters,
-    fft: Arc<dyn RealToComplex<f32>>,
-    fft_input: Vec<f32>,
-    spectrum: Vec<Complex<f32>>,
-    fft_scratch: Vec<Complex<f32>>,
-    power: Vec<f32>,
+    fft: Arc<dyn RealToComplex<f64>>,
+    fft_input: Vec<f64>,
+    spectrum: Vec<Complex<f64>>,
+    fft_scratch: Vec<Complex<f64>>,
+    power: Vec<f64>,
     log_mel: Vec<f32>,
     /// The last `frame_len` samples, oldest at `ring_write`.
     ring: Vec<f32>,
@@ -353,7 +357,7 @@ impl LogMel {
     /// Validates `cfg`, plans the FFT and precomputes the window and mel filters.
     pub fn new(cfg: &FbankConfig) -> crate::Result<Self> {
         let geometry = cfg.geometry()?;
-        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(geometry.fft_len);
+        let fft = RealFftPlanner::<f64>::new().plan_fft_forward(geometry.fft_len);
         let filters = MelFilters::new(
             cfg.num_mel_bins,
             geometry.fft_len,
@@ -364,7 +368,7 @@ impl LogMel {
         Ok(LogMel {
             frame_len: geometry.frame_len,
             frame_shift: geometry.frame_shift,
-            preemphasis: cfg.preemphasis,
+            preemphasis: f64::from(cfg.preemphasis),
             remove_dc_offset: cfg.remove_dc_offset,
             window: window_function(cfg.window, geometry.frame_len),
             filters,
@@ -448,11 +452,14 @@ impl LogMel {
         let len = self.frame_len;
         let oldest = self.ring_write;
         let frame = &mut self.fft_input[..len];
-        frame[..len - oldest].copy_from_slice(&self.ring[oldest..]);
-        frame[len - oldest..].copy_from_slice(&self.ring[..oldest]);
+        let chronological = self.ring[oldest..].iter().chain(&self.ring[..oldest]);
+        frame
+            .iter_mut()
+            .zip(chronological)
+            .for_each(|(x, &sample)| *x = f64::from(sample));
 
         if self.remove_dc_offset {
-            let mean = (frame.iter().map(|&x| f64::from(x)).sum::<f64>() / len as f64) as f32;
+            let mean = frame.iter().sum::<f64>() / len as f64;
             frame.iter_mut().for_each(|x| *x -= mean);
         }
         let p = self.preemphasis;
@@ -471,12 +478,16 @@ impl LogMel {
 
         let fft_ok = self
             .fft
-            .process_with_scratch(&mut self.fft_input, &mut self.spectrum, &mut self.fft_scratch)
+            .process_with_scratch(
+                &mut self.fft_input,
+                &mut self.spectrum,
+                &mut self.fft_scratch,
+            )
             .is_ok();
         if !fft_ok {
             // Unreachable: every buffer was sized by the plan itself in `new`.
             log::error!("log-mel: FFT rejected its buffers; emitting a silent frame");
-            self.log_mel.fill(LOG_FLOOR.ln());
+            self.log_mel.fill(LOG_FLOOR.ln() as f32);
             return;
         }
         self.power
@@ -486,12 +497,12 @@ impl LogMel {
 
         for (bin, out) in self.log_mel.iter_mut().enumerate() {
             let (first, weights) = self.filters.bin(bin);
-            let energy: f32 = weights
+            let energy: f64 = weights
                 .iter()
                 .zip(&self.power[first..])
-                .map(|(w, p)| w * p)
+                .map(|(&w, p)| f64::from(w) * p)
                 .sum();
-            *out = energy.max(LOG_FLOOR).ln();
+            *out = energy.max(LOG_FLOOR).ln() as f32;
         }
     }
 }
@@ -516,7 +527,11 @@ mod tests {
         assert_eq!(cfg, FbankConfig::default());
         let log_mel = LogMel::new(&cfg).expect("default config is valid");
         assert_eq!(
-            (log_mel.num_bins(), log_mel.frame_len(), log_mel.frame_shift()),
+            (
+                log_mel.num_bins(),
+                log_mel.frame_len(),
+                log_mel.frame_shift()
+            ),
             (128, 400, 160)
         );
         assert_eq!(log_mel.fft.len(), 512);
@@ -632,11 +647,15 @@ mod tests {
     #[test]
     fn windows_have_the_kaldi_shapes() {
         let hann = window_function(WindowType::Hanning, 5);
-        assert_eq!(hann, vec![0.0, 0.5, 1.0, 0.5, 0.0]);
+        let expected = [0.0, 0.5, 1.0, 0.5, 0.0];
+        assert!(hann
+            .iter()
+            .zip(expected)
+            .all(|(w, e)| (w - e).abs() < 1e-12));
         let hamming = window_function(WindowType::Hamming, 5);
         assert!((hamming[0] - 0.08).abs() < 1e-6 && (hamming[2] - 1.0).abs() < 1e-6);
         let povey = window_function(WindowType::Povey, 5);
-        assert!((povey[1] - 0.5f32.powf(0.85)).abs() < 1e-6);
+        assert!((povey[1] - 0.5f64.powf(0.85)).abs() < 1e-6);
         let blackman = window_function(WindowType::Blackman, 5);
         assert!(blackman[0].abs() < 1e-6 && (blackman[2] - 1.0).abs() < 1e-6);
         assert_eq!(window_function(WindowType::Rectangular, 3), vec![1.0; 3]);
@@ -669,10 +688,9 @@ mod tests {
         let cases: Vec<serde_json::Value> = serde_json::from_str(&index).expect("json");
         assert!(!cases.is_empty());
         for case in cases {
-            let cfg: FbankConfig =
-                serde_json::from_value(case["config"].clone()).expect("config");
-            let bytes = std::fs::read(dir.join(case["file"].as_str().expect("file")))
-                .expect("bank file");
+            let cfg: FbankConfig = serde_json::from_value(case["config"].clone()).expect("config");
+            let bytes =
+                std::fs::read(dir.join(case["file"].as_str().expect("file"))).expect("bank file");
             let golden: Vec<f32> = bytes
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
