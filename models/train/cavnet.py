@@ -15,7 +15,7 @@ N_d = sqrt(head dim), inside a pre-LayerNorm residual block with an MLP (standar
 The gate r is a small MLP giving one score per token, normalised with a softmax over the tokens
 (the paper uses a sigmoid; the softmax keeps z on the scale of one token whatever the token count).
 
-Only ops that tract runs on CPU are produced: Conv, Relu, Reshape/Transpose, MatMul/Gemm, Add/Mul,
+Only ops that tract runs on CPU are produced: Conv, Relu, Flatten, Gemm, Reshape/Transpose, MatMul/Gemm, Add/Mul,
 Softmax, LayerNormalization, Erf (exact GELU), ReduceSum. Shapes are fixed (batch 1 at export).
 """
 
@@ -53,13 +53,11 @@ class CavNetConfig:
         return asdict(self)
 
 
-def conv_bn_relu(cin: int, cout: int, stride) -> nn.Sequential:
-    """3x3 conv (no bias) + BatchNorm + ReLU; BN folds into the conv at export."""
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-    )
+def conv_relu(cin: int, cout: int, kernel, stride, padding=0) -> nn.Sequential:
+    """Conv + ReLU. No BatchNorm: with few steps per epoch its running statistics lag the weights
+    and eval-mode accuracy trails train-mode accuracy by tens of points; the tokens are
+    LayerNorm-ed right after the encoders instead (pre-LN blocks), which has no running state."""
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding), nn.ReLU(inplace=True))
 
 
 class ImageEncoder(nn.Module):
@@ -75,11 +73,9 @@ class ImageEncoder(nn.Module):
     def __init__(self, dim: int, image_size: int = 64):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 16, 4, stride=4, bias=False),
-            nn.BatchNorm2d(16),
-            nn.ReLU(inplace=True),
-            conv_bn_relu(16, 32, 2),
-            conv_bn_relu(32, 32, 2),
+            conv_relu(3, 16, 4, 4),  # [16, 16, 16]
+            conv_relu(16, 32, 3, 2, 1),  # [32, 8, 8]
+            conv_relu(32, 32, 3, 2, 1),  # [32, 4, 4]
         )
         side = image_size // 16
         self.proj = nn.Linear(32 * side * side, dim)
@@ -101,11 +97,9 @@ class AudioEncoder(nn.Module):
     def __init__(self, dim: int, mel_frames: int = 64, mel_bins: int = 128):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 4, stride=4, bias=False),  # [16, 32]
-            nn.BatchNorm2d(16),
-            nn.ReLU(inplace=True),
-            conv_bn_relu(16, 32, (1, 2)),  # [16, 16]
-            conv_bn_relu(32, 32, (1, 2)),  # [16, 8]
+            conv_relu(1, 16, 4, 4),  # [16, 16 time, 32 mel]
+            conv_relu(16, 32, 3, (1, 2), 1),  # [32, 16, 16]
+            conv_relu(32, 32, 3, (1, 2), 1),  # [32, 16, 8]
         )
         self.tokens = mel_frames // 4
         self.proj = nn.Linear(32 * (mel_bins // 16), dim)
