@@ -10,6 +10,9 @@ Writes into --out:
   norm.json         normalisation constants (image/flow mean+std per channel, mel_mean, mel_std)
   metrics.json      held-out accuracy, per-class accuracy, confusion matrix, params, command, seed, data
   config.json       model hyper-parameters
+  stages/           the same model split for staged execution: video_encoder.onnx and
+                    flow_encoder.onnx (one image -> one token, cacheable per frame) and head.onnx
+                    (16 + 15 cached tokens + log-mel -> logits), checked to compose to model.onnx
   cavnet.pt         trained weights (state dict) for re-export or fine-tuning
   golden/           inputs_*.bin, logits.bin (raw little-endian f32), raw_*.bin (un-normalised
                     dump values) and golden.json describing them, for the Rust parity test
@@ -256,6 +259,88 @@ def export_onnx(model, cfg: CavNetConfig, path: Path) -> None:
     )
 
 
+class _FrameStage(torch.nn.Module):
+    """One RGB frame or one flow image -> its token (what a runtime caches per new frame)."""
+
+    def __init__(self, model: CavNet, which: str):
+        super().__init__()
+        self.enc = model.video_enc if which == "video" else model.flow_enc
+        self.zero = not model.use[which]
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.enc(image * 0.0 if self.zero else image)
+
+
+class _HeadStage(torch.nn.Module):
+    """Cached per-frame tokens + the window's log-mel -> logits (runs every hop)."""
+
+    def __init__(self, model: CavNet):
+        super().__init__()
+        self.model = model
+
+    def forward(self, video_tokens, flow_tokens, logmel):
+        return self.model.fuse(video_tokens, flow_tokens, logmel)
+
+
+def export_stages(model: CavNet, cfg: CavNetConfig, out: Path, samples: list[tuple]) -> dict:
+    """Staged graphs (per-frame encoders + head); checks with onnxruntime that they compose to the
+    single-graph model's logits within ORT_TOLERANCE."""
+    import onnxruntime as ort
+
+    sdir = out / "stages"
+    sdir.mkdir(parents=True, exist_ok=True)
+    img = torch.zeros(1, 3, cfg.image_size, cfg.image_size)
+    for which in ("video", "flow"):
+        torch.onnx.export(
+            _FrameStage(model, which).eval(), (img,), str(sdir / f"{which}_encoder.onnx"),
+            input_names=["image"], output_names=["token"], opset_version=17, dynamo=False,
+        )
+    head_in = (
+        torch.zeros(1, cfg.num_frames, cfg.dim),
+        torch.zeros(1, cfg.num_flow, cfg.dim),
+        torch.zeros(1, cfg.mel_frames, cfg.mel_bins),
+    )
+    torch.onnx.export(
+        _HeadStage(model).eval(), head_in, str(sdir / "head.onnx"),
+        input_names=["video_tokens", "flow_tokens", "logmel"], output_names=["logits"],
+        opset_version=17, dynamo=False,
+    )
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = {n: ort.InferenceSession(str(sdir / f"{n}.onnx"), so, providers=["CPUExecutionProvider"])
+            for n in ("video_encoder", "flow_encoder", "head")}
+    max_diff = 0.0
+    for f, fl, m in samples:
+        with torch.no_grad():
+            ref = model(f, fl, m).numpy()
+        vt = np.stack([sess["video_encoder"].run(None, {"image": f[:, t].numpy()})[0] for t in range(f.shape[1])], 1)
+        ft = np.stack([sess["flow_encoder"].run(None, {"image": fl[:, t].numpy()})[0] for t in range(fl.shape[1])], 1)
+        got = sess["head"].run(None, {"video_tokens": vt, "flow_tokens": ft, "logmel": m.numpy()})[0]
+        max_diff = max(max_diff, float(np.abs(ref - got).max()))
+    if not max_diff <= ORT_TOLERANCE:
+        raise SystemExit(f"{sdir}: staged graphs differ from the model by {max_diff:.3g} > {ORT_TOLERANCE}")
+    feed = {"video_tokens": vt, "flow_tokens": ft, "logmel": samples[0][2].numpy()}
+    times = {}
+    for name, fd in (("video_encoder", {"image": samples[0][0][:, 0].numpy()}), ("head", feed)):
+        for _ in range(5):
+            sess[name].run(None, fd)
+        ts = []
+        for _ in range(50):
+            t0 = time.perf_counter()
+            sess[name].run(None, fd)
+            ts.append((time.perf_counter() - t0) * 1e3)
+        times[name] = round(float(np.median(ts)), 3)
+    return {
+        "files": {
+            "video_encoder": "stages/video_encoder.onnx  image [1,3,64,64] -> token [1,64] (one RGB frame)",
+            "flow_encoder": "stages/flow_encoder.onnx  image [1,3,64,64] -> token [1,64] (one MOV flow image)",
+            "head": "stages/head.onnx  video_tokens [1,16,64], flow_tokens [1,15,64], logmel [1,64,128] -> logits",
+        },
+        "max_abs_diff_vs_torch": max_diff,
+        "ort_ms_median_1_thread": times,
+    }
+
+
 def onnx_ops(path: Path) -> dict:
     import onnx
 
@@ -472,6 +557,12 @@ def main() -> None:
         f"onnxruntime == torch on {ort_report['samples_checked']} windows, max |diff| "
         f"{ort_report['max_abs_diff_vs_torch']:.2e}; 1 thread: median {ort_report['ort_ms_median']} ms"
     )
+    stage_report = export_stages(model, cfg, out, samples[:4])
+    print(
+        f"staged graphs == model, max |diff| {stage_report['max_abs_diff_vs_torch']:.2e}; "
+        f"1 thread: encoder/frame {stage_report['ort_ms_median_1_thread']['video_encoder']} ms, "
+        f"head {stage_report['ort_ms_median_1_thread']['head']} ms"
+    )
     golden = write_golden(out, model, val, norm, val_logits)
     print(f"golden window {golden['window_index']} label {names[golden['label']]} -> {out / 'golden'}")
 
@@ -498,6 +589,7 @@ def main() -> None:
         "onnx_bytes": size,
         "onnx_ops": ops,
         "onnxruntime": ort_report,
+        "stages": stage_report,
         "training_command": " ".join(cmd),
         "seed": args.seed,
         "epochs": args.epochs,
