@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -45,6 +45,13 @@ SHAPES = {
 FLOW_MEAN = [0.5, 0.5, 0.5]
 FLOW_STD = [0.5, 0.5, 0.5]
 ORT_TOLERANCE = 1e-4
+
+
+def write_json(path: Path, obj) -> None:
+    """Indented JSON with short number lists (shapes, matrix rows) kept on one line."""
+    text = json.dumps(obj, indent=1)
+    text = re.sub(r"\[\s+([-+\deE.,\s]+?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
+    path.write_text(text + "\n")
 
 
 def rel(p: str | Path) -> str:
@@ -420,7 +427,7 @@ def write_golden(out: Path, model, ds: Dump, norm: Normaliser, logits_val: np.nd
     entries["predicted"] = int(logits.argmax())
     entries["tolerance"] = ORT_TOLERANCE
     entries["note"] = "raw little-endian arrays, C order; inputs_* are the normalised model inputs"
-    (gdir / "golden.json").write_text(json.dumps(entries, indent=1))
+    write_json(gdir / "golden.json", entries)
     return entries
 
 
@@ -541,9 +548,9 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out / "cavnet.pt")
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    write_json(out / "config.json", cfg.to_dict())
     (out / "labels.txt").write_text("".join(n + "\n" for n in names))
-    (out / "norm.json").write_text(json.dumps(norm_d, indent=1))
+    write_json(out / "norm.json", norm_d)
 
     onnx_path = out / "model.onnx"
     export_onnx(model, cfg, onnx_path)
@@ -602,7 +609,7 @@ def main() -> None:
         "history": history,
         "fake_data": train.fake or val.fake,
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    write_json(out / "metrics.json", metrics)
     print(f"wrote {out} in {time.time() - t_start:.0f} s")
 
 
