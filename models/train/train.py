@@ -271,11 +271,14 @@ class _FrameStage(torch.nn.Module):
 
     def __init__(self, model: CavNet, which: str):
         super().__init__()
-        self.enc = model.video_enc if which == "video" else model.flow_enc
+        self.model = model
+        self.video = which == "video"
         self.zero = not model.use[which]
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.enc(image * 0.0 if self.zero else image)
+        if self.zero:
+            image = image * 0.0
+        return self.model.video_enc(image) if self.video else self.model.flow_image_token(image)
 
 
 class _HeadStage(torch.nn.Module):
