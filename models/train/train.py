@@ -167,7 +167,7 @@ def shift2d(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
     return out.reshape(*lead, h, w)
 
 
-def augment(frames, flow, logmel, gen: torch.Generator, args):
+def augment(frames, flow, logmel, gen: torch.Generator, mel_std: float, modality_dropout: float):
     """Label-preserving augmentation on normalised tensors. No flips: they swap slide_left/right.
 
     * same small translation (<= 4 px) for all frames and flow images of a window
@@ -201,10 +201,10 @@ def augment(frames, flow, logmel, gen: torch.Generator, args):
     bright = ((r(b) - 0.5) * 0.8).view(b, 1, 1, 1, 1)
     mean = frames.mean(dim=(1, 3, 4), keepdim=True)
     frames = (frames - mean) * contrast + mean + bright
-    gain = ((r(b) - 0.5) * 2.0).view(b, 1, 1) / 1.0  # +-1 nat in log power ~ +-4.3 dB
-    logmel = logmel + gain / args.mel_std_for_aug
-    if args.modality_dropout > 0:
-        drop = r(b, 3) < args.modality_dropout
+    gain = ((r(b) - 0.5) * 2.0).view(b, 1, 1)  # +-1 in natural-log power (~ +-4.3 dB)
+    logmel = logmel + gain / mel_std
+    if modality_dropout > 0:
+        drop = r(b, 3) < modality_dropout
         keep_one = drop.all(dim=1)
         drop[keep_one] = False
         frames = frames * (~drop[:, 0]).float().view(b, 1, 1, 1, 1)
@@ -479,7 +479,6 @@ def main() -> None:
 
     norm_d = compute_norm(train)
     norm = Normaliser(norm_d)
-    args.mel_std_for_aug = norm.mel_std
     print("norm", {k_: v for k_, v in norm_d.items() if not k_.endswith("layout")})
 
     cfg = CavNetConfig(
@@ -510,7 +509,7 @@ def main() -> None:
             idx = np.sort(order[s : s + args.batch_size])
             f, fl, m = norm.batch(train, idx)
             if not args.no_augment:
-                f, fl, m = augment(f, fl, m, gen, args)
+                f, fl, m = augment(f, fl, m, gen, norm.mel_std, args.modality_dropout)
             y = torch.from_numpy(train.labels[idx])
             logits = model(f, fl, m)
             loss = F.cross_entropy(logits, y, label_smoothing=args.label_smoothing)
