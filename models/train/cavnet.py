@@ -4,7 +4,8 @@ Three token streams, each from a tiny per-item CNN:
   * video: one token per RGB frame      (16 frames  -> 16 tokens)
   * flow:  one token per MOV flow image  (15 images  -> 15 tokens)
   * audio: log-mel [64 time x 128 mel]   (CNN, stride 4 in time -> 16 tokens)
-Learned temporal position embeddings and a modality embedding are added, then
+Learned temporal position embeddings (one table per modality, so they also mark the modality)
+are added, then
   self-attention per modality      V_self = B(V, V), F_self = B(F, F), A_self = B(A, A)
   cross-attention (CAV-Net eq.4-5) Vis_fuse = B(Vis_self, A_self), A_fuse = B(A_self, Vis_self)
                                    with Vis = [video tokens ; flow tokens]
@@ -15,8 +16,8 @@ N_d = sqrt(head dim), inside a pre-LayerNorm residual block with an MLP (standar
 The gate r is a small MLP giving one score per token, normalised with a softmax over the tokens
 (the paper uses a sigmoid; the softmax keeps z on the scale of one token whatever the token count).
 
-Only ops that tract runs on CPU are produced: Conv, Relu, Flatten, Gemm, Slice, Reshape/Transpose, MatMul/Gemm, Add/Mul,
-Softmax, LayerNormalization, Erf (exact GELU), ReduceSum. Shapes are fixed (batch 1 at export).
+Only ops that tract runs on CPU are produced: Conv, Relu, Flatten, Gemm, Slice, Reshape, Transpose,
+MatMul, Add, Mul, Div, Softmax, LayerNormalization, Erf (exact GELU), ReduceSum. Shapes are fixed (batch 1 at export).
 """
 
 from __future__ import annotations
