@@ -1,0 +1,167 @@
+"""Write a small stand-in training dump in the exact format the Rust runtime dumps.
+
+Until the runtime's real dump exists, this lets the pipeline (train -> export -> verify) run end
+to end. The scenes are crude but learnable, and keep the confusions of the real task:
+  background     static square, ambient noise
+  slide_left     square moving left,  broadband whoosh          (differs from slide_right only in motion)
+  slide_right    square moving right, broadband whoosh
+  drop_click     square falling, short high-band click at impact (differs from drop_thud only in sound)
+  drop_thud      square falling, longer low-band thud at impact
+  collide_thud   two squares meeting, low-band thud at contact   (differs from drop_thud only in motion)
+
+Output directory:
+  frames.npy  uint8   [N, 16, 64, 64, 3]  RGB, 25 fps
+  flow.npy    uint8   [N, 15, 3, 64, 64]  MOV encoding: u, v clipped to +-20 px -> 0..255, third channel 0
+  logmel.npy  float32 [N, 64, 128]        log-mel, 10 ms hop (4 mel frames per video frame)
+  labels.npy  int64   [N]
+  meta.json   {"labels": [...], "scene_seeds": [...], "fake": true, ...}
+
+Usage: python models/train/fake_dump.py --out models/train/data/fake_train --n 240 --seed 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+LABELS = ["background", "slide_left", "slide_right", "drop_click", "drop_thud", "collide_thud"]
+T, H, W = 16, 64, 64
+MEL_T, MEL_F = 64, 128
+FLOW_CLIP = 20.0
+
+
+def encode_flow(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """MOV flow image: clip to +-20, map linearly to 0..255, zero third channel -> [3, H, W] uint8."""
+    def q(x):
+        return np.round((np.clip(x, -FLOW_CLIP, FLOW_CLIP) + FLOW_CLIP) * (255.0 / (2 * FLOW_CLIP)))
+
+    return np.stack([q(u), q(v), np.zeros_like(u)]).astype(np.uint8)
+
+
+def add_event(mel: np.ndarray, t0: float, dur: float, lo: int, hi: int, level: float, rng) -> None:
+    """Add energy in mel bands [lo, hi) from mel frame t0 with exponential decay, in the log domain."""
+    t = np.arange(MEL_T, dtype=np.float64)
+    env = np.where(t >= t0, np.exp(-(t - t0) / max(dur, 1e-3)), 0.0)
+    bands = np.zeros(MEL_F)
+    bands[lo:hi] = 1.0 + 0.2 * rng.standard_normal(hi - lo)
+    energy = level * env[:, None] * np.clip(bands, 0, None)[None, :]
+    mel[:] = np.log(np.exp(mel) + energy)
+
+
+def scene(label: int, seed: int):
+    rng = np.random.default_rng(seed)
+    bg = rng.uniform(0, 120, 3)
+    base = np.empty((H, W, 3))
+    base[:] = bg
+    base += rng.normal(0, 6, (H, W, 3))  # static texture
+    frames = np.empty((T, H, W, 3))
+    flows = np.empty((T - 1, 3, H, W), np.uint8)
+    mel = rng.normal(-6.0, 0.6, (MEL_T, MEL_F)) - np.linspace(0, 2, MEL_F)[None, :]
+    if rng.random() < 0.5:  # ambient hum, any class
+        add_event(mel, 0, 1e6, 2, 10, rng.uniform(0.0, 0.01), rng)
+
+    size = int(rng.integers(8, 15))
+    # per object: list of (x, y) over T frames and a colour
+    objs = []
+    impact = None
+    name = LABELS[label]
+    if name == "background":
+        x, y = rng.uniform(4, W - size - 4), rng.uniform(4, H - size - 4)
+        objs.append(np.tile([x, y], (T, 1)))
+    elif name in ("slide_left", "slide_right"):
+        speed = rng.uniform(1.5, 3.0) * (-1 if name == "slide_left" else 1)
+        x0 = (W - size - 2 - rng.uniform(0, 6)) if speed < 0 else (2 + rng.uniform(0, 6))
+        y = rng.uniform(4, H - size - 4)
+        xs = np.clip(x0 + speed * np.arange(T), 0, W - size)
+        objs.append(np.stack([xs, np.full(T, y)], 1))
+        t0 = rng.uniform(0, 8)
+        add_event(mel, t0, rng.uniform(20, 40), 30, 120, rng.uniform(0.02, 0.05), rng)
+    elif name in ("drop_click", "drop_thud"):
+        x = rng.uniform(4, W - size - 4)
+        floor = H - size - 1
+        k = int(rng.integers(6, 13))  # impact frame
+        g = (floor - 2) / (k * k)
+        ys = np.minimum(2 + g * np.arange(T) ** 2, floor)
+        objs.append(np.stack([np.full(T, x), ys], 1))
+        impact = k
+    else:  # collide_thud
+        y = rng.uniform(4, H - size - 4)
+        k = int(rng.integers(6, 13))
+        meet = rng.uniform(W / 2 - 8, W / 2 + 8)
+        xl0, xr0 = rng.uniform(0, 6), W - size - rng.uniform(0, 6)
+        t = np.minimum(np.arange(T), k) / k
+        xl = xl0 + (meet - size - xl0) * t
+        xr = xr0 + (meet - xr0) * t
+        objs.append(np.stack([xl, np.full(T, y)], 1))
+        objs.append(np.stack([xr, np.full(T, y + rng.uniform(-2, 2))], 1))
+        impact = k
+    if impact is not None:
+        t0 = impact * 4 + rng.uniform(-1, 1)
+        if name == "drop_click":
+            add_event(mel, t0, rng.uniform(1.0, 2.5), 80, 128, rng.uniform(0.05, 0.2), rng)
+        else:
+            add_event(mel, t0, rng.uniform(6, 12), 0, 30, rng.uniform(0.05, 0.2), rng)
+
+    colours = [rng.uniform(120, 255, 3) for _ in objs]
+    for t in range(T):
+        img = base.copy()
+        for pos, c in zip(objs, colours):
+            x, y = int(round(pos[t, 0])), int(round(pos[t, 1]))
+            img[y : y + size, x : x + size] = c
+        frames[t] = img
+    for t in range(T - 1):
+        u = np.zeros((H, W))
+        v = np.zeros((H, W))
+        for pos in objs:
+            x, y = int(round(pos[t, 0])), int(round(pos[t, 1]))
+            d = pos[t + 1] - pos[t]
+            u[y : y + size, x : x + size] = d[0]
+            v[y : y + size, x : x + size] = d[1]
+        u += rng.normal(0, 0.15, (H, W))
+        v += rng.normal(0, 0.15, (H, W))
+        flows[t] = encode_flow(u, v)
+    frames = np.clip(frames + rng.normal(0, 3, frames.shape), 0, 255).astype(np.uint8)
+    return frames, flows, mel.astype(np.float32)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--n", type=int, default=240, help="windows (spread evenly over the 6 classes)")
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    n = args.n
+    frames = np.empty((n, T, H, W, 3), np.uint8)
+    flow = np.empty((n, T - 1, 3, H, W), np.uint8)
+    logmel = np.empty((n, MEL_T, MEL_F), np.float32)
+    labels = np.arange(n, dtype=np.int64) % len(LABELS)
+    rng = np.random.default_rng(args.seed)
+    seeds = rng.integers(0, 2**31 - 1, n).tolist()
+    for i in range(n):
+        frames[i], flow[i], logmel[i] = scene(int(labels[i]), seeds[i])
+    np.save(out / "frames.npy", frames)
+    np.save(out / "flow.npy", flow)
+    np.save(out / "logmel.npy", logmel)
+    np.save(out / "labels.npy", labels)
+    meta = {
+        "labels": LABELS,
+        "scene_seeds": seeds,
+        "fake": True,
+        "generator": "models/train/fake_dump.py",
+        "seed": args.seed,
+        "fps": 25,
+        "window_frames": T,
+        "mel_hop_ms": 10,
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=1))
+    print(f"wrote {n} windows to {out}")
+
+
+if __name__ == "__main__":
+    main()
