@@ -92,8 +92,8 @@ pub(crate) enum Motion {
     },
 }
 
-/// Time constant of the recoil after a collision, in seconds.
-const RECOIL_TAU_S: f64 = 0.08;
+/// Duration of the recoil after a collision, in seconds (within `IMPACT_ROOM_S`).
+const RECOIL_S: f64 = 0.2;
 
 /// One labelled event: its class, its interval, its bodies and their motion.
 #[derive(Debug, Clone)]
@@ -509,9 +509,11 @@ fn plan_action(
                 .min(latest_contact)
                 .max(1.0 / fps);
             let restitution = rng.range(0.0, 0.35);
-            // Speed at contact under constant acceleration from rest: 2 * run / t.
-            let recoil_a = restitution * 2.0 * run_a / contact_s * RECOIL_TAU_S;
-            let recoil_b = restitution * 2.0 * run_b / contact_s * RECOIL_TAU_S;
+            // Speed at contact under constant acceleration from rest is 2 * run / t; the
+            // recoil starts at `restitution` times that and decelerates evenly to rest
+            // within RECOIL_S, covering half of speed * RECOIL_S.
+            let recoil_a = restitution * run_a / contact_s * RECOIL_S;
+            let recoil_b = restitution * run_b / contact_s * RECOIL_S;
             let voice = plan_thud(rng);
             let len_s = sound_length(&voice);
             sounds.push(Sound {
@@ -717,7 +719,8 @@ impl Action {
                     let u = tau / contact_s;
                     (x0 + (x_contact - x0) * u * u, y)
                 } else {
-                    let back = recoil * (1.0 - (-(tau - contact_s) / RECOIL_TAU_S).exp());
+                    let left = (1.0 - (tau - contact_s) / RECOIL_S).max(0.0);
+                    let back = recoil * (1.0 - left * left);
                     (x_contact + direction * back, y)
                 }
             }
