@@ -52,28 +52,78 @@ fn frames_in(scene: &Scene, start_s: f64, end_s: f64) -> std::ops::Range<u64> {
 }
 
 fn events_of<'a>(scene: &'a Scene, label: &str) -> Vec<&'a GroundTruth> {
-    scene.timeline().iter().filter(|e| e.label == label).collect()
+    scene
+        .timeline()
+        .iter()
+        .filter(|e| e.label == label)
+        .collect()
 }
 
 #[test]
 fn config_validation_names_the_bad_field() {
     assert!(Scene::generate(&SceneConfig::default()).is_ok());
     let bad = [
-        (SceneConfig { duration_s: 0.0, ..SceneConfig::default() }, "duration_s"),
-        (SceneConfig { duration_s: f64::NAN, ..SceneConfig::default() }, "duration_s"),
-        (SceneConfig { width: 321, ..SceneConfig::default() }, "width"),
-        (SceneConfig { height: 8, ..SceneConfig::default() }, "height"),
-        (SceneConfig { fps: 0, ..SceneConfig::default() }, "fps"),
-        (SceneConfig { audio_rate: 1000, ..SceneConfig::default() }, "audio_rate"),
+        (
+            SceneConfig {
+                duration_s: 0.0,
+                ..SceneConfig::default()
+            },
+            "duration_s",
+        ),
+        (
+            SceneConfig {
+                duration_s: f64::NAN,
+                ..SceneConfig::default()
+            },
+            "duration_s",
+        ),
+        (
+            SceneConfig {
+                width: 321,
+                ..SceneConfig::default()
+            },
+            "width",
+        ),
+        (
+            SceneConfig {
+                height: 8,
+                ..SceneConfig::default()
+            },
+            "height",
+        ),
+        (
+            SceneConfig {
+                fps: 0,
+                ..SceneConfig::default()
+            },
+            "fps",
+        ),
+        (
+            SceneConfig {
+                audio_rate: 1000,
+                ..SceneConfig::default()
+            },
+            "audio_rate",
+        ),
     ];
     for (cfg, field) in bad {
-        let error = Scene::generate(&cfg).err().expect("invalid config is refused");
+        let error = Scene::generate(&cfg).expect_err("invalid config is refused");
         assert_eq!(error.kind(), ErrorKind::Config);
-        assert!(error.message().contains(field), "{error} should name {field}");
+        assert!(
+            error.message().contains(field),
+            "{error} should name {field}"
+        );
     }
     // Serde: missing keys take defaults, unknown keys are refused.
     let parsed: SceneConfig = serde_json::from_str(r#"{"seed": 5, "duration_s": 3.5}"#).unwrap();
-    assert_eq!(parsed, SceneConfig { seed: 5, duration_s: 3.5, ..SceneConfig::default() });
+    assert_eq!(
+        parsed,
+        SceneConfig {
+            seed: 5,
+            duration_s: 3.5,
+            ..SceneConfig::default()
+        }
+    );
     assert!(serde_json::from_str::<SceneConfig>(r#"{"seed": 5, "colour": 1}"#).is_err());
 }
 
@@ -113,9 +163,14 @@ fn audio_does_not_depend_on_block_split() {
         s.render_audio(at as u64, &mut pieces[at..end]);
         at = end;
     }
-    assert!(whole.iter().zip(&pieces).all(|(a, b)| a.to_bits() == b.to_bits()));
+    assert!(whole
+        .iter()
+        .zip(&pieces)
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
     // Past the end: silence.
-    assert!(audio(&s, n as u64 - 10, 100)[10..].iter().all(|&v| v == 0.0));
+    assert!(audio(&s, n as u64 - 10, 100)[10..]
+        .iter()
+        .all(|&v| v == 0.0));
 }
 
 #[test]
@@ -123,14 +178,28 @@ fn timeline_is_sorted_disjoint_and_covers_every_class() {
     for seed in 0..20 {
         let s = scene(seed, 60.0);
         let timeline = s.timeline();
-        assert!(timeline.len() >= 15, "seed {seed}: only {} events", timeline.len());
+        assert!(
+            timeline.len() >= 15,
+            "seed {seed}: only {} events",
+            timeline.len()
+        );
         let frame_s = 1.0 / f64::from(s.config().fps);
         let mut previous_end = 0.0;
         for event in timeline {
-            assert!(LABELS[1..].contains(&event.label.as_str()), "{}", event.label);
+            assert!(
+                LABELS[1..].contains(&event.label.as_str()),
+                "{}",
+                event.label
+            );
             let length = event.end_s - event.start_s;
-            assert!((1.2 - frame_s..=2.0 + frame_s).contains(&length), "length {length}");
-            assert!(event.start_s - previous_end >= 0.6 - frame_s, "gap before {event:?}");
+            assert!(
+                (1.2 - frame_s..=2.0 + frame_s).contains(&length),
+                "length {length}"
+            );
+            assert!(
+                event.start_s - previous_end >= 0.6 - frame_s,
+                "gap before {event:?}"
+            );
             assert!(event.end_s <= 60.0);
             previous_end = event.end_s;
             let middle = 0.5 * (event.start_s + event.end_s);
@@ -168,7 +237,11 @@ fn background_is_still_and_events_move() {
             still_changes += 1;
         }
         if changed {
-            if let Some(k) = s.timeline().iter().position(|e| t_now >= e.start_s && t_now < e.end_s) {
+            if let Some(k) = s
+                .timeline()
+                .iter()
+                .position(|e| t_now >= e.start_s && t_now < e.end_s)
+            {
                 moving_frames[k] += 1;
             }
         }
@@ -203,7 +276,11 @@ fn median_frame(frames: &[Vec<u8>]) -> Vec<u8> {
 fn foreground(frame: &[u8], reference: &[u8], width: usize) -> Option<(f64, f64, usize, usize)> {
     let (mut sx, mut sy, mut n) = (0.0, 0.0, 0.0);
     let (mut min_x, mut max_x) = (usize::MAX, 0);
-    for (i, (a, b)) in frame.chunks_exact(3).zip(reference.chunks_exact(3)).enumerate() {
+    for (i, (a, b)) in frame
+        .chunks_exact(3)
+        .zip(reference.chunks_exact(3))
+        .enumerate()
+    {
         let diff = (0..3).map(|c| a[c].abs_diff(b[c])).max().unwrap_or(0);
         if diff > 40 {
             let (x, y) = (i % width, i / width);
@@ -239,9 +316,15 @@ fn slides_move_the_way_their_label_says() {
         for event in events.iter().take(2) {
             let xs = slide_track(&s, event);
             let travel = sign * (xs[xs.len() - 1] - xs[0]);
-            assert!(travel > 0.3 * width, "{label}: travel {travel} px of {xs:?}");
+            assert!(
+                travel > 0.3 * width,
+                "{label}: travel {travel} px of {xs:?}"
+            );
             for pair in xs.windows(2) {
-                assert!(sign * (pair[1] - pair[0]) > -1.0, "{label} went back: {xs:?}");
+                assert!(
+                    sign * (pair[1] - pair[0]) > -1.0,
+                    "{label} went back: {xs:?}"
+                );
             }
         }
     }
@@ -251,7 +334,10 @@ fn slides_move_the_way_their_label_says() {
 fn drops_fall_and_collisions_close_in() {
     let s = scene(5, 60.0);
     let (width, height) = (s.config().width as usize, f64::from(s.config().height));
-    for event in events_of(&s, "drop_click").into_iter().chain(events_of(&s, "drop_thud")) {
+    for event in events_of(&s, "drop_click")
+        .into_iter()
+        .chain(events_of(&s, "drop_thud"))
+    {
         // Track the moving region frame to frame: it must go down and then settle.
         let range = frames_in(&s, event.start_s, event.end_s);
         let mut previous = frame(&s, range.start.saturating_sub(1));
@@ -267,8 +353,14 @@ fn drops_fall_and_collisions_close_in() {
         }
         assert!(ys.len() >= 5, "{event:?}: moving in {} frames", ys.len());
         let descent = ys.iter().cloned().fold(f64::MIN, f64::max) - ys[0];
-        assert!(descent > 0.25 * height, "{event:?}: descent {descent} of {ys:?}");
-        assert!(last_motion + 3 < range.end, "{event:?}: still moving at the end");
+        assert!(
+            descent > 0.25 * height,
+            "{event:?}: descent {descent} of {ys:?}"
+        );
+        assert!(
+            last_motion + 3 < range.end,
+            "{event:?}: still moving at the end"
+        );
     }
     for event in events_of(&s, "collide_thud") {
         let frames: Vec<Vec<u8>> = frames_in(&s, event.start_s, event.end_s)
@@ -280,7 +372,10 @@ fn drops_fall_and_collisions_close_in() {
         assert!(hi - lo > width / 3, "{event:?}: start extent {}", hi - lo);
         let start_mid = 0.5 * (lo + hi) as f64;
         let end_region = frames_in(&s, event.end_s, event.end_s + 0.2).start;
-        assert!(frame(&s, end_region) == *last, "{event:?}: bodies rest after the end");
+        assert!(
+            frame(&s, end_region) == *last,
+            "{event:?}: bodies rest after the end"
+        );
         assert!(start_mid > 0.2 * width as f64 && start_mid < 0.8 * width as f64);
     }
 }
@@ -320,16 +415,18 @@ fn impact(s: &Scene, event: &GroundTruth, hop_s: f64) -> (u64, f64) {
         .chunks(hop)
         .map(|c| c.iter().map(|&v| f64::from(v * v)).sum::<f64>() / c.len() as f64)
         .collect();
-    let (peak, peak_energy) = energies
-        .iter()
-        .cloned()
-        .enumerate()
-        .fold((0, 0.0), |best, (i, e)| if e > best.1 { (i, e) } else { best });
+    let (peak, peak_energy) = energies.iter().cloned().enumerate().fold(
+        (0, 0.0),
+        |best, (i, e)| if e > best.1 { (i, e) } else { best },
+    );
     // Ambient floor: the median block energy of the event.
     let mut sorted = energies.clone();
     sorted.sort_by(f64::total_cmp);
     let floor = sorted[sorted.len() / 2];
-    assert!(peak_energy > 100.0 * floor, "{event:?}: impact not above ambient");
+    assert!(
+        peak_energy > 100.0 * floor,
+        "{event:?}: impact not above ambient"
+    );
     let loud = energies[peak..]
         .iter()
         .take_while(|&&e| e > 10.0 * floor.max(peak_energy * 1e-4))
@@ -339,7 +436,10 @@ fn impact(s: &Scene, event: &GroundTruth, hop_s: f64) -> (u64, f64) {
     while onset > 0 && energies[onset - 1] > 0.01 * peak_energy {
         onset -= 1;
     }
-    (start + (onset * hop) as u64, (loud + peak - onset) as f64 * hop_s)
+    (
+        start + (onset * hop) as u64,
+        (loud + peak - onset) as f64 * hop_s,
+    )
 }
 
 #[test]
@@ -362,7 +462,10 @@ fn click_is_bright_and_short_thud_is_low_and_long() {
         let (onset, loud_s) = impact(&s, event, 0.02);
         let centroid = spectral_centroid(&audio(&s, onset.saturating_sub(96), 8192), rate);
         assert!(centroid < 400.0, "{event:?}: thud centroid {centroid} Hz");
-        assert!((0.06..=0.24).contains(&loud_s), "{event:?}: thud lasts {loud_s} s");
+        assert!(
+            (0.06..=0.24).contains(&loud_s),
+            "{event:?}: thud lasts {loud_s} s"
+        );
     }
 }
 
@@ -371,20 +474,33 @@ fn slides_whoosh_over_the_whole_motion_and_background_is_quiet() {
     let s = scene(13, 60.0);
     let rate = f64::from(s.config().audio_rate);
     let rms = |from_s: f64, to_s: f64| {
-        let v = audio(&s, (from_s * rate) as u64, ((to_s - from_s) * rate) as usize);
+        let v = audio(
+            &s,
+            (from_s * rate) as u64,
+            ((to_s - from_s) * rate) as usize,
+        );
         (v.iter().map(|&x| f64::from(x * x)).sum::<f64>() / v.len() as f64).sqrt()
     };
-    for event in events_of(&s, "slide_left").into_iter().chain(events_of(&s, "slide_right")) {
+    for event in events_of(&s, "slide_left")
+        .into_iter()
+        .chain(events_of(&s, "slide_right"))
+    {
         let length = event.end_s - event.start_s;
         let (start, end) = (event.start_s, event.end_s);
         let middle = rms(start + 0.35 * length, start + 0.65 * length);
         let before = rms(start - 0.3, start);
-        assert!(middle > 5.0 * before, "{event:?}: whoosh {middle} vs ambient {before}");
+        assert!(
+            middle > 5.0 * before,
+            "{event:?}: whoosh {middle} vs ambient {before}"
+        );
         let centroid = spectral_centroid(
             &audio(&s, ((start + 0.4 * length) * rate) as u64, 8192),
             rate,
         );
-        assert!((250.0..3000.0).contains(&centroid), "whoosh centroid {centroid}");
+        assert!(
+            (250.0..3000.0).contains(&centroid),
+            "whoosh centroid {centroid}"
+        );
         // It swells and fades: the edges are much quieter than the middle.
         assert!(rms(start, start + 0.08 * length) < 0.3 * middle);
         assert!(rms(end - 0.08 * length, end) < 0.3 * middle);
@@ -470,8 +586,16 @@ fn decode(path: &std::path::Path, width: u32, height: u32) -> Decoded {
         .downcast::<gst::Pipeline>()
         .unwrap();
     let decoded = Arc::new(Mutex::new(Decoded::default()));
-    let video_sink = pipeline.by_name("v").unwrap().downcast::<gst_app::AppSink>().unwrap();
-    let audio_sink = pipeline.by_name("a").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    let video_sink = pipeline
+        .by_name("v")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let audio_sink = pipeline
+        .by_name("a")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
     let sink_state = decoded.clone();
     video_sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
@@ -480,7 +604,11 @@ fn decode(path: &std::path::Path, width: u32, height: u32) -> Decoded {
                 let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
                 let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
                 let pts = buffer.pts().map_or(u64::MAX, |t| t.nseconds());
-                sink_state.lock().unwrap().frames.push((pts, map.as_slice().to_vec()));
+                sink_state
+                    .lock()
+                    .unwrap()
+                    .frames
+                    .push((pts, map.as_slice().to_vec()));
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),
@@ -509,7 +637,12 @@ fn decode(path: &std::path::Path, width: u32, height: u32) -> Decoded {
         )
         .expect("decoding finished within 30 s");
     if let gst::MessageView::Error(e) = message.view() {
-        panic!("decoding {} failed: {} ({:?})", path.display(), e.error(), e.debug());
+        panic!(
+            "decoding {} failed: {} ({:?})",
+            path.display(),
+            e.error(),
+            e.debug()
+        );
     }
     pipeline.set_state(gst::State::Null).unwrap();
     let result = std::mem::take(&mut *decoded.lock().unwrap());
@@ -563,7 +696,10 @@ fn check_media_round_trip(extension: &str) {
         decoded.frames.len()
     );
     let audio_s = decoded.audio_samples as f64 / 48_000.0;
-    assert!((audio_s - 4.0).abs() < 0.06, "{extension}: {audio_s} s of audio");
+    assert!(
+        (audio_s - 4.0).abs() < 0.06,
+        "{extension}: {audio_s} s of audio"
+    );
     assert!((decoded.audio_end_ns as f64 * 1e-9 - 4.0).abs() < 0.06);
     // Quality: every decoded frame is close to the rendered one at its PTS, at full
     // size and (tighter) after the 4x downscale a model input gets.
@@ -572,19 +708,35 @@ fn check_media_round_trip(extension: &str) {
     let mut indices = Vec::new();
     for (pts, rgb) in &decoded.frames {
         let index = (*pts as f64 * 1e-9 * f64::from(cfg.fps)).round() as u64;
-        assert!(index < s.num_frames(), "{extension}: frame PTS {pts} past the end");
+        assert!(
+            index < s.num_frames(),
+            "{extension}: frame PTS {pts} past the end"
+        );
         indices.push(index);
         let rendered = frame(&s, index);
         worst_full = worst_full.min(psnr(rgb, &rendered));
-        let small = psnr(&shrink4(rgb, width, height), &shrink4(&rendered, width, height));
+        let small = psnr(
+            &shrink4(rgb, width, height),
+            &shrink4(&rendered, width, height),
+        );
         worst_small = worst_small.min(small);
     }
     indices.sort_unstable();
     indices.dedup();
-    assert_eq!(indices.len(), decoded.frames.len(), "{extension}: repeated frame times");
+    assert_eq!(
+        indices.len(),
+        decoded.frames.len(),
+        "{extension}: repeated frame times"
+    );
     eprintln!("{extension}: worst PSNR {worst_full:.1} dB full size, {worst_small:.1} dB at 1/4");
-    assert!(worst_full > 26.0, "{extension}: worst frame PSNR {worst_full:.1} dB");
-    assert!(worst_small > 34.0, "{extension}: worst 1/4-size PSNR {worst_small:.1} dB");
+    assert!(
+        worst_full > 26.0,
+        "{extension}: worst frame PSNR {worst_full:.1} dB"
+    );
+    assert!(
+        worst_small > 34.0,
+        "{extension}: worst 1/4-size PSNR {worst_small:.1} dB"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -649,7 +801,9 @@ fn write_media_speed_60s() {
         write_media(&s, &path).unwrap();
         let elapsed = started.elapsed().as_secs_f64();
         let size = std::fs::metadata(&path).unwrap().len();
-        println!("{extension}: 60 s of 320x240@25 + 48 kHz written in {elapsed:.2} s, {size} bytes");
+        println!(
+            "{extension}: 60 s of 320x240@25 + 48 kHz written in {elapsed:.2} s, {size} bytes"
+        );
         assert!(elapsed < 30.0);
     }
     let started = std::time::Instant::now();
@@ -657,12 +811,18 @@ fn write_media_speed_60s() {
     for index in 0..s.num_frames() {
         s.render_frame(index, &mut rgb);
     }
-    println!("render 1500 frames: {:.2} s", started.elapsed().as_secs_f64());
+    println!(
+        "render 1500 frames: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     let started = std::time::Instant::now();
     let mut block = vec![0.0f32; 960];
     for start in (0..s.num_audio_samples()).step_by(960) {
         s.render_audio(start, &mut block);
     }
-    println!("render 60 s audio: {:.2} s", started.elapsed().as_secs_f64());
+    println!(
+        "render 60 s audio: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -171,7 +171,8 @@ fn add_sound(plan: &Plan, sound: &Sound, rate: f64, m0: u64, out: &mut [f32]) {
                     .iter()
                     .map(|n| n.amp * (TAU * n.freq_hz * t + n.phase).sin() * (-t / n.decay_s).exp())
                     .sum();
-                let value = attack * fade * (0.85 * body * (-t / decay_s).exp() + noise_norm * rumble);
+                let value =
+                    attack * fade * (0.85 * body * (-t / decay_s).exp() + noise_norm * rumble);
                 *sample += gain * value as f32;
             }
         }

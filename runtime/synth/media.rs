@@ -41,7 +41,7 @@ struct Recipe {
 }
 
 /// Motion JPEG at quality 95: intra-only, fast, near-transparent for flat shapes.
-const JPEG_OPTIONS: &[(&str, &str)] = &[("quality", "95")];
+const JPEG_OPTIONS: &[(&str, &str)] = &[("quality", "90")];
 /// MPEG-4 part 2 at constant quantizer 2 (near-transparent here), no B-frames.
 const MPEG4_OPTIONS: &[(&str, &str)] = &[
     ("pass", "quant"),
@@ -149,7 +149,10 @@ fn make(factory: &str, path: &Path) -> crate::Result<gst::Element> {
 /// plugin versions.
 fn set_option(element: &gst::Element, name: &str, value: &str) {
     let Some(spec) = element.find_property(name) else {
-        log::warn!("synth: {} has no property '{name}'; left at default", element.name());
+        log::warn!(
+            "synth: {} has no property '{name}'; left at default",
+            element.name()
+        );
         return;
     };
     match gst::glib::Value::deserialize(value, spec.value_type()) {
@@ -168,7 +171,12 @@ fn set_option(element: &gst::Element, name: &str, value: &str) {
 /// 1000 h to make room for negative decode times).
 fn restamp_frames(encoder: &gst::Element, fps: u32, path: &Path) -> crate::Result<()> {
     let pad = encoder.static_pad("src").ok_or_else(|| {
-        crate::err!(Video, "{}: {} has no src pad", path.display(), encoder.name())
+        crate::err!(
+            Video,
+            "{}: {} has no src pad",
+            path.display(),
+            encoder.name()
+        )
     })?;
     let next_frame = AtomicU64::new(0);
     let segment_start = AtomicU64::new(0);
@@ -307,7 +315,13 @@ fn stamped_buffer(
     path: &Path,
     fill: impl FnOnce(&mut [u8]),
 ) -> crate::Result<gst::Buffer> {
-    let failed = || crate::err!(Video, "{}: cannot allocate a {bytes}-byte buffer", path.display());
+    let failed = || {
+        crate::err!(
+            Video,
+            "{}: cannot allocate a {bytes}-byte buffer",
+            path.display()
+        )
+    };
     let mut buffer = gst::Buffer::with_size(bytes).map_err(|_| failed())?;
     {
         let buffer = buffer.get_mut().ok_or_else(failed)?;
@@ -337,9 +351,9 @@ pub fn write_media(scene: &Scene, path: &Path) -> crate::Result<()> {
 
 fn write_media_inner(scene: &Scene, path: &Path) -> crate::Result<()> {
     let recipe = recipe_for(path)?;
-    let location = path.to_str().ok_or_else(|| {
-        crate::err!(Config, "{}: the path is not valid UTF-8", path.display())
-    })?;
+    let location = path
+        .to_str()
+        .ok_or_else(|| crate::err!(Config, "{}: the path is not valid UTF-8", path.display()))?;
     gst::init().map_err(|e| crate::err!(Unavailable, "cannot initialise GStreamer: {e}"))?;
     let cfg = scene.config();
     let width = cfg.width as usize;
@@ -384,7 +398,9 @@ fn write_media_inner(scene: &Scene, path: &Path) -> crate::Result<()> {
     // VP9 would otherwise pick 4:4:4 (profile 1), which many decoders lack.
     let video_format = make("capsfilter", path)?;
     if let Some(format) = recipe.raw_format {
-        let caps = gst::Caps::builder("video/x-raw").field("format", format).build();
+        let caps = gst::Caps::builder("video/x-raw")
+            .field("format", format)
+            .build();
         video_format.set_property("caps", caps);
     }
     let video_encoder = make(recipe.video_encoder, path)?;
@@ -458,13 +474,15 @@ fn write_media_inner(scene: &Scene, path: &Path) -> crate::Result<()> {
         .bus()
         .ok_or_else(|| crate::err!(Video, "{}: the pipeline has no bus", path.display()))?;
     if pipeline.set_state(gst::State::Playing).is_err() {
-        return Err(match bus.timed_pop_filtered(
-            gst::ClockTime::from_mseconds(500),
-            &[gst::MessageType::Error],
-        ) {
-            Some(message) => bus_failure(&message, path),
-            None => crate::err!(Video, "{}: the pipeline refused to start", path.display()),
-        });
+        return Err(
+            match bus.timed_pop_filtered(
+                gst::ClockTime::from_mseconds(500),
+                &[gst::MessageType::Error],
+            ) {
+                Some(message) => bus_failure(&message, path),
+                None => crate::err!(Video, "{}: the pipeline refused to start", path.display()),
+            },
+        );
     }
 
     let mut frame = vec![0u8; cfg.frame_bytes()];
@@ -498,7 +516,10 @@ fn write_media_inner(scene: &Scene, path: &Path) -> crate::Result<()> {
         push_audio_until(end)?;
         scene.render_frame(index, &mut frame);
         let buffer = stamped_buffer(frame_bytes, pts, end - pts, path, |bytes| {
-            for (out_row, in_row) in bytes.chunks_exact_mut(stride).zip(frame.chunks_exact(width * 3)) {
+            for (out_row, in_row) in bytes
+                .chunks_exact_mut(stride)
+                .zip(frame.chunks_exact(width * 3))
+            {
                 out_row[..width * 3].copy_from_slice(in_row);
             }
         })?;
