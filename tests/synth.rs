@@ -779,9 +779,12 @@ fn mov_and_webm_decode_back_when_their_encoders_exist() {
 fn write_media_reports_bad_paths() {
     let dir = scratch("badpath");
     let s = scene(1, 1.0);
+    // A refused extension leaves an existing file alone.
+    std::fs::write(dir.join("scene.xyz"), b"keep me").unwrap();
     let error = write_media(&s, &dir.join("scene.xyz")).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Config);
     assert!(error.message().contains("xyz"), "{error}");
+    assert_eq!(std::fs::read(dir.join("scene.xyz")).unwrap(), b"keep me");
     let started = std::time::Instant::now();
     let error = write_media(&s, &dir.join("no/such/dir/scene.mkv")).unwrap_err();
     assert!(started.elapsed().as_secs() < 10, "error took too long");

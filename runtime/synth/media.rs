@@ -341,15 +341,19 @@ fn stamped_buffer(
 /// (Motion JPEG + AAC) or `.webm` (VP9 + Vorbis). Memory stays bounded: frames and audio blocks are
 /// rendered into reusable buffers and the appsrc queues are kept short.
 pub fn write_media(scene: &Scene, path: &Path) -> crate::Result<()> {
-    let result = write_media_inner(scene, path);
-    if result.is_err() {
-        // Do not leave a truncated file that looks like a valid one.
+    let mut file_opened = false;
+    let result = write_media_inner(scene, path, &mut file_opened);
+    if result.is_err() && file_opened {
+        // Do not leave a truncated file that looks like a valid one. (A file that
+        // was never opened, e.g. on a bad extension, is left alone.)
         let _ = std::fs::remove_file(path);
     }
     result
 }
 
-fn write_media_inner(scene: &Scene, path: &Path) -> crate::Result<()> {
+/// Does the work of [`write_media`]; sets `file_opened` once the sink may have
+/// created or truncated the file.
+fn write_media_inner(scene: &Scene, path: &Path, file_opened: &mut bool) -> crate::Result<()> {
     let recipe = recipe_for(path)?;
     let location = path
         .to_str()
@@ -473,6 +477,7 @@ fn write_media_inner(scene: &Scene, path: &Path) -> crate::Result<()> {
     let bus = pipeline
         .bus()
         .ok_or_else(|| crate::err!(Video, "{}: the pipeline has no bus", path.display()))?;
+    *file_opened = true;
     if pipeline.set_state(gst::State::Playing).is_err() {
         return Err(
             match bus.timed_pop_filtered(
