@@ -8,6 +8,7 @@
 //! The classes are [`LABELS`]; [`Scene::timeline`] lists the non-background events.
 
 mod audio;
+mod detmath;
 mod media;
 mod output;
 mod plan;

@@ -1,6 +1,7 @@
 //! Plans a scene from its config: the event timeline, and for each stretch of time
 //! the backdrop, the objects and how they move, and the sounds with their timbres.
 
+use super::detmath::{exp2, sin};
 use super::rng::{derive_key, SplitMix64};
 use super::SceneConfig;
 
@@ -240,7 +241,7 @@ impl Plan {
             })
             .collect();
         let sine_table = (0..=SINE_TABLE_LEN)
-            .map(|i| (std::f64::consts::TAU * i as f64 / SINE_TABLE_LEN as f64).sin() as f32)
+            .map(|i| sin(std::f64::consts::TAU * i as f64 / SINE_TABLE_LEN as f64) as f32)
             .collect();
         Plan {
             segments,
@@ -560,8 +561,8 @@ fn plan_whoosh(cfg: &SceneConfig, rng: &mut SplitMix64) -> Voice {
     let nyquist_guard = 0.45 * rate;
     let centre = rng.log_range(500.0, 1600.0).min(0.25 * rate);
     let half_octaves = 0.5 * rng.range(1.0, 1.8);
-    let lo = centre / half_octaves.exp2();
-    let hi = (centre * half_octaves.exp2()).min(nyquist_guard);
+    let lo = centre / exp2(half_octaves);
+    let hi = (centre * exp2(half_octaves)).min(nyquist_guard);
     let mut power = 0.0f64;
     let partials: Vec<Partial> = (0..WHOOSH_PARTIALS)
         .map(|_| {
@@ -680,7 +681,7 @@ impl Action {
         match self.motion {
             Motion::Slide { x0, x1, y } => {
                 let u = tau / (self.end_s - self.start_s).max(1e-9);
-                let eased = u - (std::f64::consts::TAU * u).sin() / std::f64::consts::TAU;
+                let eased = u - sin(std::f64::consts::TAU * u) / std::f64::consts::TAU;
                 (x0 + (x1 - x0) * eased, y)
             }
             Motion::Drop {
