@@ -1,14 +1,14 @@
 //! Elementary functions (sin, cos, exp, ln) built only from IEEE-754 basic operations,
 //! so scenes are bit-identical on every platform (libm results may differ in the last bit).
 
-/// ln(2) split so that `k * LN2_HI` is exact for the exponents used (fdlibm constants).
-const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
-const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+/// ln(2) split so that `k * LN2_HI` is exact for the exponents used (fdlibm's bits).
+const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
 const INV_LN2: f64 = std::f64::consts::LOG2_E;
-/// pi/2 split into three parts for Cody-Waite reduction (fdlibm constants).
-const PIO2_1: f64 = 1.570_796_326_734_125_614_17;
-const PIO2_2: f64 = 6.077_100_506_303_965_976_60e-11;
-const PIO2_3: f64 = 2.022_266_248_711_166_455_80e-21;
+/// pi/2 split into three parts for Cody-Waite reduction (fdlibm's bits).
+const PIO2_1: f64 = f64::from_bits(0x3ff9_21fb_5440_0000);
+const PIO2_2: f64 = f64::from_bits(0x3dd0_b461_1a60_0000);
+const PIO2_3: f64 = f64::from_bits(0x3ba3_198a_2e00_0000);
 const TWO_OVER_PI: f64 = std::f64::consts::FRAC_2_PI;
 
 /// 2^k as an f64, for k in the normal exponent range.
