@@ -2,6 +2,7 @@
 //! thuds. Every sample is a closed-form function of its index (stateless hashes and
 //! exact integer phases), so any block can be rendered alone with identical results.
 
+use super::detmath::{cos, exp, sin};
 use super::plan::{Plan, Sound, Voice, MAX_SOUND_S, SINE_TABLE_BITS};
 use super::rng::hash_signed;
 use super::SceneConfig;
@@ -103,7 +104,7 @@ fn tail_fade(m: u64, len: u64) -> f64 {
         1.0
     } else {
         let u = ((m - fade_from) / (len as f64 - fade_from).max(1.0)).min(1.0);
-        0.5 * (1.0 + (PI * u).cos())
+        0.5 * (1.0 + cos(PI * u))
     }
 }
 
@@ -116,7 +117,7 @@ fn add_sound(plan: &Plan, sound: &Sound, rate: f64, m0: u64, out: &mut [f32]) {
             for (offset, sample) in out.iter_mut().enumerate() {
                 let m = m0 + offset as u64;
                 let u = m as f64 / len as f64;
-                let swell = (PI * u).sin();
+                let swell = sin(PI * u);
                 let envelope = (swell * swell) as f32;
                 let m32 = m as u32;
                 let mut sum = 0.0f32;
@@ -142,9 +143,9 @@ fn add_sound(plan: &Plan, sound: &Sound, rate: f64, m0: u64, out: &mut [f32]) {
                 );
                 let ring: f64 = resonances
                     .iter()
-                    .map(|r| r.amp * (TAU * r.freq_hz * t + r.phase).sin() * (-t / r.decay_s).exp())
+                    .map(|r| r.amp * sin(TAU * r.freq_hz * t + r.phase) * exp(-t / r.decay_s))
                     .sum();
-                let envelope = (-t / decay_s).exp() * tail_fade(m, len);
+                let envelope = exp(-t / decay_s) * tail_fade(m, len);
                 *sample += gain * (envelope * 0.45 * hp + tail_fade(m, len) * 0.6 * ring) as f32;
             }
         }
@@ -164,14 +165,14 @@ fn add_sound(plan: &Plan, sound: &Sound, rate: f64, m0: u64, out: &mut [f32]) {
                 let attack = attack * attack * (3.0 - 2.0 * attack);
                 let fade = tail_fade(m, len);
                 // Frequency glides from f * (1 + glide) down to f; phase is its integral.
-                let cycles = freq_hz * (t + glide * glide_s * (1.0 - (-t / glide_s).exp()));
+                let cycles = freq_hz * (t + glide * glide_s * (1.0 - exp(-t / glide_s)));
                 let phase = TAU * cycles;
-                let body = (phase.sin() + harmonic * (2.0 * phase).sin()) / (1.0 + harmonic);
+                let body = (sin(phase) + harmonic * sin(2.0 * phase)) / (1.0 + harmonic);
                 let rumble: f64 = noise
                     .iter()
-                    .map(|n| n.amp * (TAU * n.freq_hz * t + n.phase).sin() * (-t / n.decay_s).exp())
+                    .map(|n| n.amp * sin(TAU * n.freq_hz * t + n.phase) * exp(-t / n.decay_s))
                     .sum();
-                let value = attack * fade * (0.85 * body * (-t / decay_s).exp() + noise_norm * rumble);
+                let value = attack * fade * (0.85 * body * exp(-t / decay_s) + noise_norm * rumble);
                 *sample += gain * value as f32;
             }
         }

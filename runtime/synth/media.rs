@@ -8,6 +8,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Audio block pushed per buffer, in milliseconds.
@@ -18,18 +19,52 @@ const VIDEO_QUEUE_FRAMES: u64 = 4;
 const STALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest wait for the muxer to finish after end-of-stream.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(60);
-/// MPEG-4 part 2 constant quantizer (2 is near-transparent for these flat scenes).
-const MPEG4_QUANTIZER: &str = "2.0";
-/// AAC bit rate in bits per second (mono).
-const AAC_BITRATE: &str = "160000";
 
-/// Which elements write one container format.
+/// Which elements write one container format, and the encoder settings.
+///
+/// The libav video encoders (`avenc_*`) of gst-libav 1.22.0 on FFmpeg 6+ stamp
+/// their output with offset or invalid timestamps, which muxers then write as
+/// garbage; where one is needed (MPEG-4 part 2 for .mp4: the only MP4-compatible
+/// video encoder in base/good/libav here) it runs without B-frames, so it emits
+/// exactly one buffer per frame in order, and its output is restamped.
 struct Recipe {
     container: &'static str,
     muxer: &'static str,
     video_encoder: &'static str,
+    video_options: &'static [(&'static str, &'static str)],
+    /// Raw format forced before the encoder (`None`: let the encoder choose).
+    raw_format: Option<&'static str>,
+    /// Whether encoded buffer `k` must be restamped as frame `k`.
+    restamp_video: bool,
     audio_encoder: &'static str,
+    audio_options: &'static [(&'static str, &'static str)],
 }
+
+/// Motion JPEG at quality 95: intra-only, fast, near-transparent for flat shapes.
+const JPEG_OPTIONS: &[(&str, &str)] = &[("quality", "90")];
+/// MPEG-4 part 2 at constant quantizer 2 (near-transparent here), no B-frames.
+const MPEG4_OPTIONS: &[(&str, &str)] = &[
+    ("pass", "quant"),
+    ("quantizer", "2"),
+    ("max-bframes", "0"),
+    ("gop-size", "25"),
+];
+/// VP9 at a constant quality, real-time speed, keyframe every 2 s at most.
+const VP9_OPTIONS: &[(&str, &str)] = &[
+    ("end-usage", "cq"),
+    ("cq-level", "12"),
+    ("target-bitrate", "3000000"),
+    ("min-quantizer", "4"),
+    ("max-quantizer", "20"),
+    ("deadline", "1"),
+    ("cpu-used", "8"),
+    ("keyframe-max-dist", "50"),
+    ("lag-in-frames", "0"),
+];
+/// AAC bit rate in bits per second (mono).
+const AAC_OPTIONS: &[(&str, &str)] = &[("bitrate", "160000")];
+/// Vorbis at high quality.
+const VORBIS_OPTIONS: &[(&str, &str)] = &[("quality", "0.8")];
 
 /// Picks the elements from the file extension (case-insensitive).
 fn recipe_for(path: &Path) -> crate::Result<Recipe> {
@@ -42,26 +77,48 @@ fn recipe_for(path: &Path) -> crate::Result<Recipe> {
         "mkv" => Recipe {
             container: "Matroska",
             muxer: "matroskamux",
-            video_encoder: "avenc_mpeg4",
+            video_encoder: "jpegenc",
+            video_options: JPEG_OPTIONS,
+            raw_format: None,
+            restamp_video: false,
             audio_encoder: "flacenc",
+            audio_options: &[],
         },
         "mp4" | "m4v" => Recipe {
             container: "MP4",
             muxer: "mp4mux",
             video_encoder: "avenc_mpeg4",
+            video_options: MPEG4_OPTIONS,
+            raw_format: Some("I420"),
+            restamp_video: true,
             audio_encoder: "avenc_aac",
+            audio_options: AAC_OPTIONS,
         },
         "mov" => Recipe {
             container: "QuickTime",
             muxer: "qtmux",
-            video_encoder: "avenc_mpeg4",
+            video_encoder: "jpegenc",
+            video_options: JPEG_OPTIONS,
+            raw_format: None,
+            restamp_video: false,
             audio_encoder: "avenc_aac",
+            audio_options: AAC_OPTIONS,
+        },
+        "webm" => Recipe {
+            container: "WebM",
+            muxer: "webmmux",
+            video_encoder: "vp9enc",
+            video_options: VP9_OPTIONS,
+            raw_format: Some("I420"),
+            restamp_video: false,
+            audio_encoder: "vorbisenc",
+            audio_options: VORBIS_OPTIONS,
         },
         _ => {
             return Err(crate::err!(
                 Config,
                 "{}: cannot pick a container from extension {extension:?}; use .mkv, .mp4, \
-                 .m4v or .mov",
+                 .m4v, .mov or .webm",
                 path.display()
             ))
         }
@@ -74,7 +131,9 @@ fn make(factory: &str, path: &Path) -> crate::Result<gst::Element> {
     gst::ElementFactory::make(factory).build().map_err(|_| {
         let package = match factory {
             f if f.starts_with("avenc_") => "gst-libav",
-            "flacenc" | "matroskamux" | "mp4mux" | "qtmux" => "gst-plugins-good",
+            "flacenc" | "jpegenc" | "vp9enc" | "matroskamux" | "webmmux" | "mp4mux" | "qtmux" => {
+                "gst-plugins-good"
+            }
             _ => "gst-plugins-base",
         };
         crate::err!(
@@ -90,7 +149,10 @@ fn make(factory: &str, path: &Path) -> crate::Result<gst::Element> {
 /// plugin versions.
 fn set_option(element: &gst::Element, name: &str, value: &str) {
     let Some(spec) = element.find_property(name) else {
-        log::warn!("synth: {} has no property '{name}'; left at default", element.name());
+        log::warn!(
+            "synth: {} has no property '{name}'; left at default",
+            element.name()
+        );
         return;
     };
     match gst::glib::Value::deserialize(value, spec.value_type()) {
@@ -102,6 +164,46 @@ fn set_option(element: &gst::Element, name: &str, value: &str) {
             element.name()
         ),
     }
+}
+
+/// Stamps the `k`-th buffer leaving `encoder` with frame `k`'s time (see [`Recipe`]),
+/// offset by the start of the segment the encoder announced (it shifts segments by
+/// 1000 h to make room for negative decode times).
+fn restamp_frames(encoder: &gst::Element, fps: u32, path: &Path) -> crate::Result<()> {
+    let pad = encoder.static_pad("src").ok_or_else(|| {
+        crate::err!(
+            Video,
+            "{}: {} has no src pad",
+            path.display(),
+            encoder.name()
+        )
+    })?;
+    let next_frame = AtomicU64::new(0);
+    let segment_start = AtomicU64::new(0);
+    let mask = gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM;
+    pad.add_probe(mask, move |_, info| {
+        if let Some(gst::PadProbeData::Event(event)) = &info.data {
+            if let gst::EventView::Segment(segment) = event.view() {
+                let start = segment
+                    .segment()
+                    .downcast_ref::<gst::ClockTime>()
+                    .and_then(|s| s.start())
+                    .map_or(0, |t| t.nseconds());
+                segment_start.store(start, Ordering::Relaxed);
+            }
+        }
+        if let Some(buffer) = info.buffer_mut() {
+            let index = next_frame.fetch_add(1, Ordering::Relaxed);
+            let offset = gst::ClockTime::from_nseconds(segment_start.load(Ordering::Relaxed));
+            let pts = nanos(index, fps);
+            let buffer = buffer.make_mut();
+            buffer.set_pts(offset + pts);
+            buffer.set_dts(offset + pts);
+            buffer.set_duration(nanos(index + 1, fps) - pts);
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Ok(())
 }
 
 /// Sets the pipeline to NULL when dropped, on every exit path.
@@ -221,11 +323,19 @@ fn stamped_buffer(
     path: &Path,
     fill: impl FnOnce(&mut [u8]),
 ) -> crate::Result<gst::Buffer> {
-    let failed = || crate::err!(Video, "{}: cannot allocate a {bytes}-byte buffer", path.display());
+    let failed = || {
+        crate::err!(
+            Video,
+            "{}: cannot allocate a {bytes}-byte buffer",
+            path.display()
+        )
+    };
     let mut buffer = gst::Buffer::with_size(bytes).map_err(|_| failed())?;
     {
         let buffer = buffer.get_mut().ok_or_else(failed)?;
+        // Raw media: decode time equals presentation time (mp4mux needs a DTS).
         buffer.set_pts(pts);
+        buffer.set_dts(pts);
         buffer.set_duration(duration);
         let mut map = buffer.map_writable().map_err(|_| failed())?;
         fill(map.as_mut_slice());
@@ -234,24 +344,28 @@ fn stamped_buffer(
 }
 
 /// Writes the scene as a media file with a video and an audio track through
-/// GStreamer. The container comes from the extension: `.mkv` (MPEG-4 part 2 video
-/// at a constant quantizer of 2 + FLAC audio), `.mp4`/`.m4v` (MPEG-4 part 2 + AAC)
-/// or `.mov` (same, QuickTime). Memory stays bounded: frames and audio blocks are
+/// GStreamer. The container comes from the extension: `.mkv` (Motion JPEG at
+/// quality 95 + FLAC), `.mp4`/`.m4v` (MPEG-4 part 2 at quantizer 2 + AAC), `.mov`
+/// (Motion JPEG + AAC) or `.webm` (VP9 + Vorbis). Memory stays bounded: frames and audio blocks are
 /// rendered into reusable buffers and the appsrc queues are kept short.
 pub fn write_media(scene: &Scene, path: &Path) -> crate::Result<()> {
-    let result = write_media_inner(scene, path);
-    if result.is_err() {
-        // Do not leave a truncated file that looks like a valid one.
+    let mut file_opened = false;
+    let result = write_media_inner(scene, path, &mut file_opened);
+    if result.is_err() && file_opened {
+        // Do not leave a truncated file that looks like a valid one. (A file that
+        // was never opened, e.g. on a bad extension, is left alone.)
         let _ = std::fs::remove_file(path);
     }
     result
 }
 
-fn write_media_inner(scene: &Scene, path: &Path) -> crate::Result<()> {
+/// Does the work of [`write_media`]; sets `file_opened` once the sink may have
+/// created or truncated the file.
+fn write_media_inner(scene: &Scene, path: &Path, file_opened: &mut bool) -> crate::Result<()> {
     let recipe = recipe_for(path)?;
-    let location = path.to_str().ok_or_else(|| {
-        crate::err!(Config, "{}: the path is not valid UTF-8", path.display())
-    })?;
+    let location = path
+        .to_str()
+        .ok_or_else(|| crate::err!(Config, "{}: the path is not valid UTF-8", path.display()))?;
     gst::init().map_err(|e| crate::err!(Unavailable, "cannot initialise GStreamer: {e}"))?;
     let cfg = scene.config();
     let width = cfg.width as usize;
@@ -293,17 +407,28 @@ fn write_media_inner(scene: &Scene, path: &Path) -> crate::Result<()> {
         .build();
 
     let video_convert = make("videoconvert", path)?;
+    // VP9 would otherwise pick 4:4:4 (profile 1), which many decoders lack.
+    let video_format = make("capsfilter", path)?;
+    if let Some(format) = recipe.raw_format {
+        let caps = gst::Caps::builder("video/x-raw")
+            .field("format", format)
+            .build();
+        video_format.set_property("caps", caps);
+    }
     let video_encoder = make(recipe.video_encoder, path)?;
-    set_option(&video_encoder, "pass", "quant");
-    set_option(&video_encoder, "quantizer", MPEG4_QUANTIZER);
-    set_option(&video_encoder, "gop-size", &cfg.fps.to_string());
+    for (name, value) in recipe.video_options {
+        set_option(&video_encoder, name, value);
+    }
+    if recipe.restamp_video {
+        restamp_frames(&video_encoder, cfg.fps, path)?;
+    }
     let video_queue = make("queue", path)?;
     unbounded_by_time(&video_queue);
     let audio_convert = make("audioconvert", path)?;
     let audio_resample = make("audioresample", path)?;
     let audio_encoder = make(recipe.audio_encoder, path)?;
-    if recipe.audio_encoder == "avenc_aac" {
-        set_option(&audio_encoder, "bitrate", AAC_BITRATE);
+    for (name, value) in recipe.audio_options {
+        set_option(&audio_encoder, name, value);
     }
     let audio_queue = make("queue", path)?;
     unbounded_by_time(&audio_queue);
@@ -327,6 +452,7 @@ fn write_media_inner(scene: &Scene, path: &Path) -> crate::Result<()> {
         .add_many([
             video_source.upcast_ref(),
             &video_convert,
+            &video_format,
             &video_encoder,
             &video_queue,
             audio_source.upcast_ref(),
@@ -341,6 +467,7 @@ fn write_media_inner(scene: &Scene, path: &Path) -> crate::Result<()> {
     gst::Element::link_many([
         video_source.upcast_ref(),
         &video_convert,
+        &video_format,
         &video_encoder,
         &video_queue,
         &muxer,
@@ -360,14 +487,17 @@ fn write_media_inner(scene: &Scene, path: &Path) -> crate::Result<()> {
     let bus = pipeline
         .bus()
         .ok_or_else(|| crate::err!(Video, "{}: the pipeline has no bus", path.display()))?;
+    *file_opened = true;
     if pipeline.set_state(gst::State::Playing).is_err() {
-        return Err(match bus.timed_pop_filtered(
-            gst::ClockTime::from_mseconds(500),
-            &[gst::MessageType::Error],
-        ) {
-            Some(message) => bus_failure(&message, path),
-            None => crate::err!(Video, "{}: the pipeline refused to start", path.display()),
-        });
+        return Err(
+            match bus.timed_pop_filtered(
+                gst::ClockTime::from_mseconds(500),
+                &[gst::MessageType::Error],
+            ) {
+                Some(message) => bus_failure(&message, path),
+                None => crate::err!(Video, "{}: the pipeline refused to start", path.display()),
+            },
+        );
     }
 
     let mut frame = vec![0u8; cfg.frame_bytes()];
@@ -401,7 +531,10 @@ fn write_media_inner(scene: &Scene, path: &Path) -> crate::Result<()> {
         push_audio_until(end)?;
         scene.render_frame(index, &mut frame);
         let buffer = stamped_buffer(frame_bytes, pts, end - pts, path, |bytes| {
-            for (out_row, in_row) in bytes.chunks_exact_mut(stride).zip(frame.chunks_exact(width * 3)) {
+            for (out_row, in_row) in bytes
+                .chunks_exact_mut(stride)
+                .zip(frame.chunks_exact(width * 3))
+            {
                 out_row[..width * 3].copy_from_slice(in_row);
             }
         })?;

@@ -8,6 +8,7 @@
 //! The classes are [`LABELS`]; [`Scene::timeline`] lists the non-background events.
 
 mod audio;
+mod detmath;
 mod media;
 mod output;
 mod plan;
@@ -159,7 +160,9 @@ impl Scene {
             .collect();
         // A frame shows [i/fps, (i+1)/fps); enough frames to cover the whole duration.
         let frames = (cfg.duration_s * f64::from(cfg.fps) - 1e-9).ceil().max(1.0);
-        let samples = (cfg.duration_s * f64::from(cfg.audio_rate)).round().max(1.0);
+        let samples = (cfg.duration_s * f64::from(cfg.audio_rate))
+            .round()
+            .max(1.0);
         Ok(Scene {
             config: cfg.clone(),
             plan,
@@ -221,7 +224,13 @@ impl Scene {
     /// function of the config and the sample indices (the split into calls does not
     /// matter); samples at or past [`Scene::num_audio_samples`] are silence.
     pub fn render_audio(&self, start_sample: u64, out: &mut [f32]) {
-        audio::render(&self.plan, &self.config, self.num_audio_samples, start_sample, out);
+        audio::render(
+            &self.plan,
+            &self.config,
+            self.num_audio_samples,
+            start_sample,
+            out,
+        );
     }
 
     fn segment_at(&self, t_s: f64) -> &Segment {

@@ -23,7 +23,9 @@ pub fn write_wav(scene: &Scene, path: &Path, channels: u16) -> crate::Result<()>
     let block_align = u64::from(channels) * 2;
     let data_bytes = samples * block_align;
     let riff_bytes = data_bytes + 36;
-    let data_bytes = u32::try_from(data_bytes).ok().filter(|_| riff_bytes <= u64::from(u32::MAX));
+    let data_bytes = u32::try_from(data_bytes)
+        .ok()
+        .filter(|_| riff_bytes <= u64::from(u32::MAX));
     let Some(data_bytes) = data_bytes else {
         return Err(crate::err!(
             Config,
@@ -84,7 +86,11 @@ pub fn write_ground_truth(scene: &Scene, path: &Path) -> crate::Result<()> {
         events: scene.timeline(),
     };
     let mut text = serde_json::to_string_pretty(&document).map_err(|e| {
-        crate::err!(Io, "{}: cannot encode the ground truth as JSON: {e}", path.display())
+        crate::err!(
+            Io,
+            "{}: cannot encode the ground truth as JSON: {e}",
+            path.display()
+        )
     })?;
     text.push('\n');
     std::fs::write(path, text).map_err(|e| Error::io(path, e))

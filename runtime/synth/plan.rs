@@ -1,6 +1,7 @@
 //! Plans a scene from its config: the event timeline, and for each stretch of time
 //! the backdrop, the objects and how they move, and the sounds with their timbres.
 
+use super::detmath::{exp2, sin};
 use super::rng::{derive_key, SplitMix64};
 use super::SceneConfig;
 
@@ -92,8 +93,8 @@ pub(crate) enum Motion {
     },
 }
 
-/// Time constant of the recoil after a collision, in seconds.
-const RECOIL_TAU_S: f64 = 0.08;
+/// Duration of the recoil after a collision, in seconds (within `IMPACT_ROOM_S`).
+const RECOIL_S: f64 = 0.2;
 
 /// One labelled event: its class, its interval, its bodies and their motion.
 #[derive(Debug, Clone)]
@@ -240,7 +241,7 @@ impl Plan {
             })
             .collect();
         let sine_table = (0..=SINE_TABLE_LEN)
-            .map(|i| (std::f64::consts::TAU * i as f64 / SINE_TABLE_LEN as f64).sin() as f32)
+            .map(|i| sin(std::f64::consts::TAU * i as f64 / SINE_TABLE_LEN as f64) as f32)
             .collect();
         Plan {
             segments,
@@ -509,9 +510,11 @@ fn plan_action(
                 .min(latest_contact)
                 .max(1.0 / fps);
             let restitution = rng.range(0.0, 0.35);
-            // Speed at contact under constant acceleration from rest: 2 * run / t.
-            let recoil_a = restitution * 2.0 * run_a / contact_s * RECOIL_TAU_S;
-            let recoil_b = restitution * 2.0 * run_b / contact_s * RECOIL_TAU_S;
+            // Speed at contact under constant acceleration from rest is 2 * run / t; the
+            // recoil starts at `restitution` times that and decelerates evenly to rest
+            // within RECOIL_S, covering half of speed * RECOIL_S.
+            let recoil_a = restitution * run_a / contact_s * RECOIL_S;
+            let recoil_b = restitution * run_b / contact_s * RECOIL_S;
             let voice = plan_thud(rng);
             let len_s = sound_length(&voice);
             sounds.push(Sound {
@@ -558,8 +561,8 @@ fn plan_whoosh(cfg: &SceneConfig, rng: &mut SplitMix64) -> Voice {
     let nyquist_guard = 0.45 * rate;
     let centre = rng.log_range(500.0, 1600.0).min(0.25 * rate);
     let half_octaves = 0.5 * rng.range(1.0, 1.8);
-    let lo = centre / half_octaves.exp2();
-    let hi = (centre * half_octaves.exp2()).min(nyquist_guard);
+    let lo = centre / exp2(half_octaves);
+    let hi = (centre * exp2(half_octaves)).min(nyquist_guard);
     let mut power = 0.0f64;
     let partials: Vec<Partial> = (0..WHOOSH_PARTIALS)
         .map(|_| {
@@ -678,7 +681,7 @@ impl Action {
         match self.motion {
             Motion::Slide { x0, x1, y } => {
                 let u = tau / (self.end_s - self.start_s).max(1e-9);
-                let eased = u - (std::f64::consts::TAU * u).sin() / std::f64::consts::TAU;
+                let eased = u - sin(std::f64::consts::TAU * u) / std::f64::consts::TAU;
                 (x0 + (x1 - x0) * eased, y)
             }
             Motion::Drop {
@@ -717,7 +720,8 @@ impl Action {
                     let u = tau / contact_s;
                     (x0 + (x_contact - x0) * u * u, y)
                 } else {
-                    let back = recoil * (1.0 - (-(tau - contact_s) / RECOIL_TAU_S).exp());
+                    let left = (1.0 - (tau - contact_s) / RECOIL_S).max(0.0);
+                    let back = recoil * (1.0 - left * left);
                     (x_contact + direction * back, y)
                 }
             }

@@ -66,7 +66,8 @@ impl SplitMix64 {
 
     /// A value log-uniformly distributed in [lo, hi) (both positive).
     pub(crate) fn log_range(&mut self, lo: f64, hi: f64) -> f64 {
-        (lo.ln() + (hi.ln() - lo.ln()) * self.unit()).exp()
+        let (lo, hi) = (super::detmath::ln(lo), super::detmath::ln(hi));
+        super::detmath::exp(lo + (hi - lo) * self.unit())
     }
 }
 

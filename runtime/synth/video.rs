@@ -32,9 +32,10 @@ fn smooth(f: f32) -> f32 {
     f * f * (3.0 - 2.0 * f)
 }
 
+/// Rounds to the nearest level and saturates (without a libm `round` call).
 #[inline]
 fn to_byte(value: f32) -> u8 {
-    value.round().clamp(0.0, 255.0) as u8
+    (value + 0.5).clamp(0.0, 255.0) as u8
 }
 
 /// Wall above `floor_y`, floor below, both with a static blotchy texture and grain.
@@ -61,11 +62,17 @@ fn draw_backdrop(backdrop: &Backdrop, width: usize, rows: usize, frame: &mut [u8
         } else {
             backdrop.floor
         };
+        let inverse_cell = 1.0 / cell as f32;
+        let (mut gx, mut within) = (0usize, 0usize);
         for (x, pixel) in row.chunks_exact_mut(3).enumerate() {
-            let gx = x / cell;
-            let fx = smooth((x % cell) as f32 / cell as f32);
+            let fx = smooth(within as f32 * inverse_cell);
             let left = lattice_row[gx.min(columns - 1)];
             let right = lattice_row[(gx + 1).min(columns - 1)];
+            within += 1;
+            if within == cell {
+                within = 0;
+                gx += 1;
+            }
             let blotch = left + (right - left) * fx;
             let grain = hash_signed(grain_key, (y * width + x) as u64);
             let offset = backdrop.texture_amp * blotch + backdrop.grain_amp * grain;
@@ -92,7 +99,8 @@ fn draw_body(body: &Body, cx: f64, cy: f64, width: usize, rows: usize, frame: &m
             let dx = x as f64 + 0.5 - cx;
             let coverage = match body.shape {
                 Shape::Square => {
-                    (half + 0.5 - dx.abs()).clamp(0.0, 1.0) * (half + 0.5 - dy.abs()).clamp(0.0, 1.0)
+                    (half + 0.5 - dx.abs()).clamp(0.0, 1.0)
+                        * (half + 0.5 - dy.abs()).clamp(0.0, 1.0)
                 }
                 Shape::Disc => (half + 0.5 - (dx * dx + dy * dy).sqrt()).clamp(0.0, 1.0),
             } as f32;
