@@ -17,12 +17,16 @@ use super::{FlowEstimator, FlowField};
 /// Smallest image side the estimator accepts, in pixels.
 pub const MIN_SIDE: usize = 8;
 
+/// The search never stops on a level whose smaller side is below this many pixels (unless the
+/// frame itself is smaller): `finest_scale` is lowered instead.
+pub const MIN_FINEST_SIDE: usize = 48;
+
 /// Parameters of [`DisFlow`]. The presets mirror OpenCV's `DISOpticalFlow` presets, with
 /// finer finest levels because this runtime computes flow on small frames (64x64 to 320x240).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DisParams {
-    /// Side of the square patches, in pixels; a multiple of 4 (lanes), at least 4.
-    /// Small images use a smaller patch (the largest multiple of 4 that fits).
+    /// Side of the square patches, in pixels: 4, 8, 12 or 16 (whole SIMD vectors per row).
+    /// Small images use a smaller patch (the largest of these that fits).
     pub patch_size: usize,
     /// Largest spacing between neighbouring patches, 1..=`patch_size`. The grid always
     /// touches all four image borders, so the real spacing may be a little smaller.
@@ -30,7 +34,8 @@ pub struct DisParams {
     /// Gauss-Newton iterations per patch and level (split over the two propagation passes).
     pub grad_descent_iters: usize,
     /// Pyramid level where the search stops (0 = full resolution); the flow of that level
-    /// is upsampled bilinearly to full resolution. Lowered automatically on small images.
+    /// is upsampled bilinearly to full resolution. Lowered automatically so that the finest
+    /// level keeps at least [`MIN_FINEST_SIDE`] pixels on its smaller side.
     pub finest_scale: usize,
     /// Fixed-point iterations of the variational refinement per level (0 = none).
     pub variational_iters: usize,
@@ -40,7 +45,8 @@ pub struct DisParams {
 
 impl DisParams {
     /// `dis-ultrafast`: 8x8 patches every 6 px, 16 Gauss-Newton iterations, search stops at
-    /// half resolution, no variational refinement.
+    /// half resolution (full resolution below 96 px, see [`MIN_FINEST_SIDE`]), no
+    /// variational refinement.
     pub fn ultrafast() -> Self {
         DisParams {
             patch_size: 8,
@@ -79,10 +85,10 @@ impl DisParams {
     }
 
     fn validate(&self) -> crate::Result<()> {
-        if self.patch_size < 4 || self.patch_size % 4 != 0 || self.patch_size > 64 {
+        if !matches!(self.patch_size, 4 | 8 | 12 | 16) {
             return Err(crate::err!(
                 Config,
-                "DIS flow: patch_size {} must be a multiple of 4 in 4..=64",
+                "DIS flow: patch_size {} must be 4, 8, 12 or 16",
                 self.patch_size
             ));
         }
@@ -219,9 +225,10 @@ impl DisFlow {
         let min_side = width.min(height);
         let patch = self.params.patch_size.min(min_side / 4 * 4);
         let stride = self.params.patch_stride.min(patch);
-        // Finest level: the requested one, or the deepest whose smaller side still holds a patch.
+        // Finest level: the requested one, or the deepest whose smaller side still has
+        // MIN_FINEST_SIDE pixels (coarser flow is too blurred to be useful).
         let mut finest = self.params.finest_scale;
-        while finest > 0 && (min_side >> finest) < patch {
+        while finest > 0 && (min_side >> finest) < MIN_FINEST_SIDE.max(patch) {
             finest -= 1;
         }
         // Coarsest level as in the paper/OpenCV: motion up to about a quarter of the image,
@@ -500,8 +507,22 @@ fn clamp_displacement(d: f32, origin: usize, len: usize, patch: usize) -> f32 {
     d.max(lo).min(hi)
 }
 
+/// Bilinear weights `[w00, w01, w10, w11]` for fractions (`ax`, `ay`).
+#[inline]
+fn bilinear_weights(ax: f32, ay: f32) -> [f32; 4] {
+    [(1.0 - ax) * (1.0 - ay), ax * (1.0 - ay), (1.0 - ax) * ay, ax * ay]
+}
+
+/// The `P` values of `src` from `start`, as an array (empty patch rows never happen: the
+/// level buffers are sized so every patch row is in range; `None` only on a logic error).
+#[inline(always)]
+fn row<const P: usize>(src: &[f32], start: usize) -> Option<&[f32; P]> {
+    src.get(start..)?.first_chunk::<P>()
+}
+
 /// Sums over one patch of the residual `d = I1(x + u) - I0(x)`: `[sum d, sum d^2,
-/// sum gx d, sum gy d]` (gradient sums only when `GRAD`).
+/// sum gx d, sum gy d]` (gradient sums only when `GRAD`). Dispatches to a loop specialised
+/// for the patch side so rows become a few full SIMD vectors.
 #[inline(always)]
 fn patch_sums<const GRAD: bool>(
     level: &Level,
@@ -510,51 +531,76 @@ fn patch_sums<const GRAD: bool>(
     u: f32,
     v: f32,
 ) -> [f32; 4] {
-    let (w, p) = (level.width, plan.patch);
+    match plan.patch {
+        4 => patch_sums_n::<4, GRAD>(level, plan, patch, u, v),
+        8 => patch_sums_n::<8, GRAD>(level, plan, patch, u, v),
+        12 => patch_sums_n::<12, GRAD>(level, plan, patch, u, v),
+        _ => patch_sums_n::<16, GRAD>(level, plan, patch, u, v),
+    }
+}
+
+#[inline(always)]
+fn patch_sums_n<const P: usize, const GRAD: bool>(
+    level: &Level,
+    plan: &Plan,
+    patch: &Patch,
+    u: f32,
+    v: f32,
+) -> [f32; 4] {
+    let w = level.width;
     let pw = w + 2 * plan.border;
     let (tx, ax) = sample_start(patch.x, u, plan.border);
     let (ty, ay) = sample_start(patch.y, v, plan.border);
-    let w00 = (1.0 - ax) * (1.0 - ay);
-    let w01 = ax * (1.0 - ay);
-    let w10 = (1.0 - ax) * ay;
-    let w11 = ax * ay;
-    let mut sum_d = [0.0f32; 4];
-    let mut sum_d2 = [0.0f32; 4];
-    let mut sum_gx = [0.0f32; 4];
-    let mut sum_gy = [0.0f32; 4];
-    for r in 0..p {
+    let [w00, w01, w10, w11] = bilinear_weights(ax, ay);
+    let mut sum_d = [0.0f32; P];
+    let mut sum_d2 = [0.0f32; P];
+    let mut sum_gx = [0.0f32; P];
+    let mut sum_gy = [0.0f32; P];
+    for r in 0..P {
         let base = (patch.y + r) * w + patch.x;
-        let t = level.prev[base..base + p].as_chunks::<4>().0;
-        let a = &level.next_padded[(ty + r) * pw + tx..][..p + 1];
-        let b = &level.next_padded[(ty + r + 1) * pw + tx..][..p + 1];
-        let (a0, a1) = (a[..p].as_chunks::<4>().0, a[1..].as_chunks::<4>().0);
-        let (b0, b1) = (b[..p].as_chunks::<4>().0, b[1..].as_chunks::<4>().0);
+        let top = (ty + r) * pw + tx;
+        let bottom = top + pw;
+        let rows = (
+            row::<P>(&level.prev, base),
+            row::<P>(&level.next_padded, top),
+            row::<P>(&level.next_padded, top + 1),
+            row::<P>(&level.next_padded, bottom),
+            row::<P>(&level.next_padded, bottom + 1),
+        );
+        let (Some(t), Some(a0), Some(a1), Some(b0), Some(b1)) = rows else {
+            continue;
+        };
+        let mut d = [0.0f32; P];
+        for c in 0..P {
+            d[c] = w00 * a0[c] + w01 * a1[c] + w10 * b0[c] + w11 * b1[c] - t[c];
+            sum_d[c] += d[c];
+            sum_d2[c] += d[c] * d[c];
+        }
         if GRAD {
-            let gx = level.grad_x[base..base + p].as_chunks::<4>().0;
-            let gy = level.grad_y[base..base + p].as_chunks::<4>().0;
-            for ((((((t, a0), a1), b0), b1), gx), gy) in
-                t.iter().zip(a0).zip(a1).zip(b0).zip(b1).zip(gx).zip(gy)
-            {
-                for l in 0..4 {
-                    let d = w00 * a0[l] + w01 * a1[l] + w10 * b0[l] + w11 * b1[l] - t[l];
-                    sum_d[l] += d;
-                    sum_d2[l] += d * d;
-                    sum_gx[l] += gx[l] * d;
-                    sum_gy[l] += gy[l] * d;
-                }
-            }
-        } else {
-            for ((((t, a0), a1), b0), b1) in t.iter().zip(a0).zip(a1).zip(b0).zip(b1) {
-                for l in 0..4 {
-                    let d = w00 * a0[l] + w01 * a1[l] + w10 * b0[l] + w11 * b1[l] - t[l];
-                    sum_d[l] += d;
-                    sum_d2[l] += d * d;
+            if let (Some(gx), Some(gy)) = (row::<P>(&level.grad_x, base), row::<P>(&level.grad_y, base)) {
+                for c in 0..P {
+                    sum_gx[c] += gx[c] * d[c];
+                    sum_gy[c] += gy[c] * d[c];
                 }
             }
         }
     }
-    let total = |x: [f32; 4]| (x[0] + x[1]) + (x[2] + x[3]);
-    [total(sum_d), total(sum_d2), total(sum_gx), total(sum_gy)]
+    [
+        lane_sum(&sum_d),
+        lane_sum(&sum_d2),
+        lane_sum(&sum_gx),
+        lane_sum(&sum_gy),
+    ]
+}
+
+/// Sum of an array, reduced in groups of four lanes first (vector friendly).
+#[inline(always)]
+fn lane_sum<const P: usize>(x: &[f32; P]) -> f32 {
+    let mut lanes = [0.0f32; 4];
+    for (i, &v) in x.iter().enumerate() {
+        lanes[i % 4] += v;
+    }
+    (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
 }
 
 /// Mean-normalised SSD of a patch at displacement (`u`, `v`).
@@ -670,10 +716,25 @@ fn densify(
     level: &mut Level,
     plan: &Plan,
     patches: &[Patch],
+    sparse: (&[f32], &[f32]),
+    acc: (&mut [f32], &mut [f32], &mut [f32]),
+) {
+    match plan.patch {
+        4 => densify_n::<4>(level, plan, patches, sparse, acc),
+        8 => densify_n::<8>(level, plan, patches, sparse, acc),
+        12 => densify_n::<12>(level, plan, patches, sparse, acc),
+        _ => densify_n::<16>(level, plan, patches, sparse, acc),
+    }
+}
+
+fn densify_n<const P: usize>(
+    level: &mut Level,
+    plan: &Plan,
+    patches: &[Patch],
     (sparse_u, sparse_v): (&[f32], &[f32]),
     (acc_u, acc_v, acc_w): (&mut [f32], &mut [f32], &mut [f32]),
 ) {
-    let (w, p) = (level.width, plan.patch);
+    let w = level.width;
     let n = w * level.height;
     let pw = w + 2 * plan.border;
     let acc_u = &mut acc_u[..n];
@@ -685,20 +746,30 @@ fn densify(
     for ((patch, &u), &v) in patches.iter().zip(sparse_u).zip(sparse_v) {
         let (tx, ax) = sample_start(patch.x, u, plan.border);
         let (ty, ay) = sample_start(patch.y, v, plan.border);
-        let w00 = (1.0 - ax) * (1.0 - ay);
-        let w01 = ax * (1.0 - ay);
-        let w10 = (1.0 - ax) * ay;
-        let w11 = ax * ay;
-        for r in 0..p {
+        let [w00, w01, w10, w11] = bilinear_weights(ax, ay);
+        for r in 0..P {
             let base = (patch.y + r) * w + patch.x;
-            let t = &level.prev[base..base + p];
-            let a = &level.next_padded[(ty + r) * pw + tx..][..p + 1];
-            let b = &level.next_padded[(ty + r + 1) * pw + tx..][..p + 1];
-            let au = &mut acc_u[base..base + p];
-            let av = &mut acc_v[base..base + p];
-            let aw = &mut acc_w[base..base + p];
-            for c in 0..p {
-                let d = w00 * a[c] + w01 * a[c + 1] + w10 * b[c] + w11 * b[c + 1] - t[c];
+            let top = (ty + r) * pw + tx;
+            let bottom = top + pw;
+            let rows = (
+                row::<P>(&level.prev, base),
+                row::<P>(&level.next_padded, top),
+                row::<P>(&level.next_padded, top + 1),
+                row::<P>(&level.next_padded, bottom),
+                row::<P>(&level.next_padded, bottom + 1),
+            );
+            let (Some(t), Some(a0), Some(a1), Some(b0), Some(b1)) = rows else {
+                continue;
+            };
+            let (Some(au), Some(av), Some(aw)) = (
+                acc_u.get_mut(base..base + P),
+                acc_v.get_mut(base..base + P),
+                acc_w.get_mut(base..base + P),
+            ) else {
+                continue;
+            };
+            for c in 0..P {
+                let d = w00 * a0[c] + w01 * a1[c] + w10 * b0[c] + w11 * b1[c] - t[c];
                 let wgt = 1.0 / d.abs().max(1.0);
                 aw[c] += wgt;
                 au[c] += wgt * u;

@@ -254,73 +254,106 @@ impl VariationalRefinement {
         let half_alpha = 0.5 * params.alpha;
         for y in 0..h {
             let q0 = (y + 1) * pw + 1;
-            let last_row = y + 1 == h;
+            // Current flow on this row and the next (the next is unused on the last row).
+            let below = if y + 1 < h { q0 + pw } else { q0 };
+            let fu = &self.flow_u[q0..q0 + w + 1];
+            let fv = &self.flow_v[q0..q0 + w + 1];
+            let du = &self.du[q0..q0 + w + 1];
+            let dv = &self.dv[q0..q0 + w + 1];
+            let fu_b = &self.flow_u[below..below + w];
+            let fv_b = &self.flow_v[below..below + w];
+            let du_b = &self.du[below..below + w];
+            let dv_b = &self.dv[below..below + w];
+            let right = &mut self.weight_right[q0..q0 + w];
+            let down = &mut self.weight_down[q0..q0 + w];
             for x in 0..w {
-                let q = q0 + x;
-                let cu = self.flow_u[q] + self.du[q];
-                let cv = self.flow_v[q] + self.dv[q];
-                let (ux, vx) = if x + 1 < w {
-                    (
-                        self.flow_u[q + 1] + self.du[q + 1] - cu,
-                        self.flow_v[q + 1] + self.dv[q + 1] - cv,
-                    )
-                } else {
-                    (0.0, 0.0)
-                };
-                let (uy, vy) = if !last_row {
-                    (
-                        self.flow_u[q + pw] + self.du[q + pw] - cu,
-                        self.flow_v[q + pw] + self.dv[q + pw] - cv,
-                    )
-                } else {
-                    (0.0, 0.0)
-                };
+                let cu = fu[x] + du[x];
+                let cv = fv[x] + dv[x];
+                // The padded column right of the last pixel is excluded below.
+                let ux = fu[x + 1] + du[x + 1] - cu;
+                let vx = fv[x + 1] + dv[x + 1] - cv;
+                let uy = fu_b[x] + du_b[x] - cu;
+                let vy = fv_b[x] + dv_b[x] - cv;
                 let wgt = half_alpha / (ux * ux + uy * uy + vx * vx + vy * vy + EPS_SQ).sqrt();
-                self.weight_right[q] = if x + 1 < w { wgt } else { 0.0 };
-                self.weight_down[q] = if !last_row { wgt } else { 0.0 };
+                right[x] = wgt;
+                down[x] = wgt;
+            }
+            // Border pixels: the forward difference leaving the image is zero and that edge
+            // does not exist (on the last row `below` is the row itself, so uy = vy = 0).
+            let last = w - 1;
+            let cu = fu[last] + du[last];
+            let cv = fv[last] + dv[last];
+            let uy = fu_b[last] + du_b[last] - cu;
+            let vy = fv_b[last] + dv_b[last] - cv;
+            let wgt = half_alpha / (uy * uy + vy * vy + EPS_SQ).sqrt();
+            right[last] = 0.0;
+            down[last] = wgt;
+            if y + 1 == h {
+                down.fill(0.0);
             }
         }
         // Right-hand side of the smoothness term (pulls w + dw towards its neighbours) and
         // the diagonal, inverted once for all SOR sweeps.
         for y in 0..h {
             let q0 = (y + 1) * pw + 1;
-            for q in q0..q0 + w {
-                let (wr, wl) = (self.weight_right[q], self.weight_right[q - 1]);
-                let (wd, wu) = (self.weight_down[q], self.weight_down[q - pw]);
-                let fu = &self.flow_u;
-                let fv = &self.flow_v;
-                self.b1[q] += wr * (fu[q + 1] - fu[q])
-                    + wl * (fu[q - 1] - fu[q])
-                    + wd * (fu[q + pw] - fu[q])
-                    + wu * (fu[q - pw] - fu[q]);
-                self.b2[q] += wr * (fv[q + 1] - fv[q])
-                    + wl * (fv[q - 1] - fv[q])
-                    + wd * (fv[q + pw] - fv[q])
-                    + wu * (fv[q - pw] - fv[q]);
-                let sum = wr + wl + wd + wu;
-                self.inv_diag_u[q] = 1.0 / (self.inv_diag_u[q] + sum);
-                self.inv_diag_v[q] = 1.0 / (self.inv_diag_v[q] + sum);
+            let wr = &self.weight_right[q0 - 1..q0 + w];
+            let wd = &self.weight_down[q0..q0 + w];
+            let wu = &self.weight_down[q0 - pw..q0 - pw + w];
+            let fu = &self.flow_u[q0 - pw - 1..q0 + pw + w + 1];
+            let fv = &self.flow_v[q0 - pw - 1..q0 + pw + w + 1];
+            let b1 = &mut self.b1[q0..q0 + w];
+            let b2 = &mut self.b2[q0..q0 + w];
+            let d1 = &mut self.inv_diag_u[q0..q0 + w];
+            let d2 = &mut self.inv_diag_v[q0..q0 + w];
+            // In `fu`/`fv`, the pixel x of this row is at c = pw + 1 + x.
+            for x in 0..w {
+                let c = pw + 1 + x;
+                let (r, l, d, u) = (wr[x + 1], wr[x], wd[x], wu[x]);
+                b1[x] += r * (fu[c + 1] - fu[c])
+                    + l * (fu[c - 1] - fu[c])
+                    + d * (fu[c + pw] - fu[c])
+                    + u * (fu[c - pw] - fu[c]);
+                b2[x] += r * (fv[c + 1] - fv[c])
+                    + l * (fv[c - 1] - fv[c])
+                    + d * (fv[c + pw] - fv[c])
+                    + u * (fv[c - pw] - fv[c]);
+                let sum = r + l + d + u;
+                d1[x] = 1.0 / (d1[x] + sum);
+                d2[x] = 1.0 / (d2[x] + sum);
             }
         }
     }
 
-    /// One Gauss-Seidel sweep with over-relaxation over the increment (`du`, `dv`).
+    /// One red-black sweep with over-relaxation over the increment (`du`, `dv`): first the
+    /// pixels with even `x + y`, then the odd ones. Pixels of one colour only depend on the
+    /// other colour, so each half-sweep has no dependency chain.
     fn sor_sweep(&mut self, omega: f32, w: usize, h: usize) {
         let pw = w + 2;
-        let du = &mut self.du;
-        let dv = &mut self.dv;
-        for y in 0..h {
-            let q0 = (y + 1) * pw + 1;
-            for q in q0..q0 + w {
-                let (wr, wl) = (self.weight_right[q], self.weight_right[q - 1]);
-                let (wd, wu) = (self.weight_down[q], self.weight_down[q - pw]);
-                let nu = wr * du[q + 1] + wl * du[q - 1] + wd * du[q + pw] + wu * du[q - pw];
-                let nv = wr * dv[q + 1] + wl * dv[q - 1] + wd * dv[q + pw] + wu * dv[q - pw];
-                let a12 = self.a12[q];
-                let new_u = (self.b1[q] + nu - a12 * dv[q]) * self.inv_diag_u[q];
-                du[q] += omega * (new_u - du[q]);
-                let new_v = (self.b2[q] + nv - a12 * du[q]) * self.inv_diag_v[q];
-                dv[q] += omega * (new_v - dv[q]);
+        for colour in 0..2 {
+            for y in 0..h {
+                let q0 = (y + 1) * pw + 1;
+                // Windows of the padded planes around this row; pixel x is at c = pw + 1 + x.
+                let du = &mut self.du[q0 - pw - 1..q0 + pw + w + 1];
+                let dv = &mut self.dv[q0 - pw - 1..q0 + pw + w + 1];
+                let wr = &self.weight_right[q0 - 1..q0 + w];
+                let wd = &self.weight_down[q0..q0 + w];
+                let wu = &self.weight_down[q0 - pw..q0 - pw + w];
+                let a12 = &self.a12[q0..q0 + w];
+                let b1 = &self.b1[q0..q0 + w];
+                let b2 = &self.b2[q0..q0 + w];
+                let d1 = &self.inv_diag_u[q0..q0 + w];
+                let d2 = &self.inv_diag_v[q0..q0 + w];
+                for x in ((y + colour) % 2..w).step_by(2) {
+                    let c = pw + 1 + x;
+                    let (r, l, d, u) = (wr[x + 1], wr[x], wd[x], wu[x]);
+                    let nu = r * du[c + 1] + l * du[c - 1] + d * du[c + pw] + u * du[c - pw];
+                    let nv = r * dv[c + 1] + l * dv[c - 1] + d * dv[c + pw] + u * dv[c - pw];
+                    let new_u = (b1[x] + nu - a12[x] * dv[c]) * d1[x];
+                    let cu = du[c] + omega * (new_u - du[c]);
+                    du[c] = cu;
+                    let new_v = (b2[x] + nv - a12[x] * cu) * d2[x];
+                    dv[c] += omega * (new_v - dv[c]);
+                }
             }
         }
     }
