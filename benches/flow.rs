@@ -1,5 +1,5 @@
 //! Optical flow throughput: flow fields per second for each DIS preset at the frame sizes
-//! the runtime uses. Run with `cargo bench --bench flow` (optionally `-- SECONDS`).
+//! the runtime uses. Run with `cargo bench --bench flow` (optionally `-- SECONDS FILTER...`).
 
 use std::time::{Duration, Instant};
 
@@ -23,15 +23,22 @@ fn frame_pair(w: usize, h: usize, dx: f32, dy: f32) -> (Vec<f32>, Vec<f32>) {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; a plain number sets the seconds per measurement.
-    let seconds = std::env::args()
-        .skip(1)
+    // `cargo bench` passes `--bench`; a plain number sets the seconds per measurement, any
+    // other word keeps only the presets / sizes containing it (e.g. `fast`, `64x64`).
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let seconds = args
+        .iter()
         .find_map(|a| a.parse::<f64>().ok())
         .unwrap_or(1.0);
+    let filters: Vec<&String> = args.iter().filter(|a| a.parse::<f64>().is_err()).collect();
     let budget = Duration::from_secs_f64(seconds);
     println!("{:<14} {:>9} {:>12} {:>10}", "preset", "size", "fields/s", "ms/field");
     for name in ESTIMATOR_NAMES {
         for (w, h) in [(64, 64), (160, 120), (224, 224), (320, 240)] {
+            let label = format!("{name} {w}x{h}");
+            if !filters.iter().all(|f| label.contains(f.as_str())) {
+                continue;
+            }
             let (prev, next) = frame_pair(w, h, 2.5, -1.5);
             let mut est = match estimator(name) {
                 Ok(e) => e,

@@ -491,3 +491,19 @@ fn gray_conversion_feeds_the_estimator() {
     let flow = compute("dis-fast", &gray, &gray, w, h);
     assert!(flow.uv.iter().all(|x| x.abs() < 1e-3));
 }
+
+#[test]
+fn scratch_bias() {
+    for name in ESTIMATOR_NAMES {
+        for &(dx, dy) in &[(0.4f32, 0.25f32), (3.0, 2.0), (6.0, -4.0)] {
+            let (w, h) = (64, 64);
+            let (mut prev, mut next) = translated_pair(1, w, h, dx, dy);
+            add_noise(&mut prev, 3.0, 101);
+            add_noise(&mut next, 3.0, 201);
+            let flow = compute(name, &prev, &next, w, h);
+            let (mut su, mut sv, mut n) = (0.0, 0.0, 0.0);
+            for y in 8..56 { for x in 8..56 { let (u, v) = flow.at(x, y).unwrap(); su += u; sv += v; n += 1.0; } }
+            println!("{name} ({dx},{dy}): mean ({:.3},{:.3})", su / n, sv / n);
+        }
+    }
+}
