@@ -10,6 +10,8 @@
 //! per-pixel average of the vectors of all patches covering the pixel, each weighted by
 //! `1 / max(1, |I1(x + u) - I0(x)|)`; the variational refinement then polishes it.
 
+use wide::f32x4;
+
 use super::ops;
 use super::variational::{VariationalParams, VariationalRefinement};
 use super::{FlowEstimator, FlowField};
@@ -58,14 +60,14 @@ impl DisParams {
         }
     }
 
-    /// `dis-fast`: 8x8 patches every 4 px, 16 iterations, full resolution, 5 fixed-point
-    /// iterations of variational refinement.
+    /// `dis-fast`: 8x8 patches every 4 px, 16 iterations, search stops at half resolution
+    /// (full resolution below 96 px), 5 fixed-point iterations of variational refinement.
     pub fn fast() -> Self {
         DisParams {
             patch_size: 8,
             patch_stride: 4,
             grad_descent_iters: 16,
-            finest_scale: 0,
+            finest_scale: 1,
             variational_iters: 5,
             spatial_propagation: true,
         }
@@ -452,18 +454,22 @@ fn layout_patches(level: &Level, plan: &Plan, patches: &mut [Patch]) -> (usize, 
     for (k, patch) in patches.iter_mut().take(nx * ny).enumerate() {
         let x = grid_origin(k % nx, nx, w, p);
         let y = grid_origin(k / nx, ny, h, p);
-        let (mut sxx, mut sxy, mut syy, mut sx, mut sy) = (0.0f32, 0.0f32, 0.0f32, 0.0f32, 0.0f32);
+        // Four-lane sums of gx^2, gx gy, gy^2, gx, gy (p is a multiple of 4).
+        let mut acc = [[0.0f32; 4]; 5];
         for r in 0..p {
-            let gx = &level.grad_x[(y + r) * w + x..][..p];
-            let gy = &level.grad_y[(y + r) * w + x..][..p];
-            for (&a, &b) in gx.iter().zip(gy) {
-                sxx += a * a;
-                sxy += a * b;
-                syy += b * b;
-                sx += a;
-                sy += b;
+            let gx = level.grad_x[(y + r) * w + x..][..p].as_chunks::<4>().0;
+            let gy = level.grad_y[(y + r) * w + x..][..p].as_chunks::<4>().0;
+            for (a, b) in gx.iter().zip(gy) {
+                for l in 0..4 {
+                    acc[0][l] += a[l] * a[l];
+                    acc[1][l] += a[l] * b[l];
+                    acc[2][l] += b[l] * b[l];
+                    acc[3][l] += a[l];
+                    acc[4][l] += b[l];
+                }
             }
         }
+        let [sxx, sxy, syy, sx, sy] = acc.map(|a| (a[0] + a[1]) + (a[2] + a[3]));
         let (mx, my) = (sx * inv_n, sy * inv_n);
         // Hessian of the mean-normalised residual: covariance of the gradients.
         let h11 = sxx - sx * mx;
@@ -510,7 +516,12 @@ fn clamp_displacement(d: f32, origin: usize, len: usize, patch: usize) -> f32 {
 /// Bilinear weights `[w00, w01, w10, w11]` for fractions (`ax`, `ay`).
 #[inline]
 fn bilinear_weights(ax: f32, ay: f32) -> [f32; 4] {
-    [(1.0 - ax) * (1.0 - ay), ax * (1.0 - ay), (1.0 - ax) * ay, ax * ay]
+    [
+        (1.0 - ax) * (1.0 - ay),
+        ax * (1.0 - ay),
+        (1.0 - ax) * ay,
+        ax * ay,
+    ]
 }
 
 /// The `P` values of `src` from `start`, as an array (empty patch rows never happen: the
@@ -552,10 +563,14 @@ fn patch_sums_n<const P: usize, const GRAD: bool>(
     let (tx, ax) = sample_start(patch.x, u, plan.border);
     let (ty, ay) = sample_start(patch.y, v, plan.border);
     let [w00, w01, w10, w11] = bilinear_weights(ax, ay);
-    let mut sum_d = [0.0f32; P];
-    let mut sum_d2 = [0.0f32; P];
-    let mut sum_gx = [0.0f32; P];
-    let mut sum_gy = [0.0f32; P];
+    let (w00, w01, w10, w11) = (
+        f32x4::splat(w00),
+        f32x4::splat(w01),
+        f32x4::splat(w10),
+        f32x4::splat(w11),
+    );
+    let zero = f32x4::splat(0.0);
+    let (mut sum_d, mut sum_d2, mut sum_gx, mut sum_gy) = (zero, zero, zero, zero);
     for r in 0..P {
         let base = (patch.y + r) * w + patch.x;
         let top = (ty + r) * pw + tx;
@@ -570,37 +585,34 @@ fn patch_sums_n<const P: usize, const GRAD: bool>(
         let (Some(t), Some(a0), Some(a1), Some(b0), Some(b1)) = rows else {
             continue;
         };
-        let mut d = [0.0f32; P];
-        for c in 0..P {
-            d[c] = w00 * a0[c] + w01 * a1[c] + w10 * b0[c] + w11 * b1[c] - t[c];
-            sum_d[c] += d[c];
-            sum_d2[c] += d[c] * d[c];
-        }
-        if GRAD {
-            if let (Some(gx), Some(gy)) = (row::<P>(&level.grad_x, base), row::<P>(&level.grad_y, base)) {
-                for c in 0..P {
-                    sum_gx[c] += gx[c] * d[c];
-                    sum_gy[c] += gy[c] * d[c];
+        let grads = (row::<P>(&level.grad_x, base), row::<P>(&level.grad_y, base));
+        for k in 0..P / 4 {
+            let d =
+                w00 * lanes(a0, k) + w01 * lanes(a1, k) + w10 * lanes(b0, k) + w11 * lanes(b1, k)
+                    - lanes(t, k);
+            sum_d += d;
+            sum_d2 += d * d;
+            if GRAD {
+                if let (Some(gx), Some(gy)) = grads {
+                    sum_gx += lanes(gx, k) * d;
+                    sum_gy += lanes(gy, k) * d;
                 }
             }
         }
     }
     [
-        lane_sum(&sum_d),
-        lane_sum(&sum_d2),
-        lane_sum(&sum_gx),
-        lane_sum(&sum_gy),
+        sum_d.reduce_add(),
+        sum_d2.reduce_add(),
+        sum_gx.reduce_add(),
+        sum_gy.reduce_add(),
     ]
 }
 
-/// Sum of an array, reduced in groups of four lanes first (vector friendly).
+/// Lanes `4k..4k + 4` of a row as a SIMD vector.
 #[inline(always)]
-fn lane_sum<const P: usize>(x: &[f32; P]) -> f32 {
-    let mut lanes = [0.0f32; 4];
-    for (i, &v) in x.iter().enumerate() {
-        lanes[i % 4] += v;
-    }
-    (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+fn lanes<const P: usize>(row: &[f32; P], k: usize) -> f32x4 {
+    let i = 4 * k;
+    f32x4::new([row[i], row[i + 1], row[i + 2], row[i + 3]])
 }
 
 /// Mean-normalised SSD of a patch at displacement (`u`, `v`).
@@ -644,7 +656,7 @@ fn refine_patch(
         let dv = h12 * bx + h22 * by;
         u = clamp_displacement(u - du, patch.x, w, p);
         v = clamp_displacement(v - dv, patch.y, h, p);
-        if du * du + dv * dv < 1e-6 {
+        if du * du + dv * dv < 1e-4 {
             break;
         }
     }
@@ -670,7 +682,11 @@ fn inverse_search(
     sparse_v: &mut [f32],
 ) {
     let (w, h, p) = (level.width, level.height, plan.patch);
-    for ((patch, su), sv) in patches.iter().zip(sparse_u.iter_mut()).zip(sparse_v.iter_mut()) {
+    for ((patch, su), sv) in patches
+        .iter()
+        .zip(sparse_u.iter_mut())
+        .zip(sparse_v.iter_mut())
+    {
         let c = (patch.y + p / 2) * w + patch.x + p / 2;
         *su = clamp_displacement(level.flow_u[c], patch.x, w, p);
         *sv = clamp_displacement(level.flow_v[c], patch.y, h, p);
@@ -746,7 +762,8 @@ fn densify_n<const P: usize>(
     for ((patch, &u), &v) in patches.iter().zip(sparse_u).zip(sparse_v) {
         let (tx, ax) = sample_start(patch.x, u, plan.border);
         let (ty, ay) = sample_start(patch.y, v, plan.border);
-        let [w00, w01, w10, w11] = bilinear_weights(ax, ay);
+        let [w00, w01, w10, w11] = bilinear_weights(ax, ay).map(f32x4::splat);
+        let (one, u4, v4) = (f32x4::splat(1.0), f32x4::splat(u), f32x4::splat(v));
         for r in 0..P {
             let base = (patch.y + r) * w + patch.x;
             let top = (ty + r) * pw + tx;
@@ -768,12 +785,29 @@ fn densify_n<const P: usize>(
             ) else {
                 continue;
             };
-            for c in 0..P {
-                let d = w00 * a0[c] + w01 * a1[c] + w10 * b0[c] + w11 * b1[c] - t[c];
-                let wgt = 1.0 / d.abs().max(1.0);
-                aw[c] += wgt;
-                au[c] += wgt * u;
-                av[c] += wgt * v;
+            for k in 0..P / 4 {
+                let d = w00 * lanes(a0, k)
+                    + w01 * lanes(a1, k)
+                    + w10 * lanes(b0, k)
+                    + w11 * lanes(b1, k)
+                    - lanes(t, k);
+                let wgt = one / d.abs().fast_max(one);
+                let span = 4 * k..4 * k + 4;
+                let (Some(aw), Some(au), Some(av)) = (
+                    aw.get_mut(span.clone()),
+                    au.get_mut(span.clone()),
+                    av.get_mut(span),
+                ) else {
+                    continue;
+                };
+                let (aw4, au4, av4) = (
+                    f32x4::new([aw[0], aw[1], aw[2], aw[3]]) + wgt,
+                    f32x4::new([au[0], au[1], au[2], au[3]]) + wgt * u4,
+                    f32x4::new([av[0], av[1], av[2], av[3]]) + wgt * v4,
+                );
+                aw.copy_from_slice(&aw4.to_array());
+                au.copy_from_slice(&au4.to_array());
+                av.copy_from_slice(&av4.to_array());
             }
         }
     }

@@ -143,7 +143,10 @@ mod tests {
         }
         let err = estimator("farneback").err().map(|e| e.to_string());
         let msg = err.unwrap_or_default();
-        assert!(msg.contains("dis-ultrafast") && msg.contains("dis-medium"), "{msg}");
+        assert!(
+            msg.contains("dis-ultrafast") && msg.contains("dis-medium"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -151,7 +154,12 @@ mod tests {
         let rgb = [255u8, 0, 0, 0, 255, 0, 0, 0, 255, 10, 20, 30];
         let mut gray = [0.0f32; 4];
         rgb_to_gray(&rgb, &mut gray);
-        let want = [76.245, 149.685, 29.07, 0.299 * 10.0 + 0.587 * 20.0 + 0.114 * 30.0];
+        let want = [
+            76.245,
+            149.685,
+            29.07,
+            0.299 * 10.0 + 0.587 * 20.0 + 0.114 * 30.0,
+        ];
         for (g, w) in gray.iter().zip(want) {
             assert!((g - w).abs() < 1e-3, "{g} vs {w}");
         }

@@ -53,13 +53,7 @@ pub(crate) fn sobel_gradients(src: &[f32], w: usize, h: usize, gx: &mut [f32], g
 }
 
 /// Central differences `(f(x+1) - f(x-1)) / 2`, one-sided at the border (replicate).
-pub(crate) fn central_gradients(
-    src: &[f32],
-    w: usize,
-    h: usize,
-    gx: &mut [f32],
-    gy: &mut [f32],
-) {
+pub(crate) fn central_gradients(src: &[f32], w: usize, h: usize, gx: &mut [f32], gy: &mut [f32]) {
     if w == 0 || h == 0 {
         return;
     }

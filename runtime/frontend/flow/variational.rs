@@ -271,7 +271,13 @@ impl VariationalRefinement {
         self.ix.split_from(g, &self.grad_x);
         self.iy.split_from(g, &self.grad_y);
         self.it.split_from(g, &self.temporal);
-        central_gradients(&self.temporal, w, h, &mut self.scratch_a, &mut self.scratch_b);
+        central_gradients(
+            &self.temporal,
+            w,
+            h,
+            &mut self.scratch_a,
+            &mut self.scratch_b,
+        );
         self.ixt.split_from(g, &self.scratch_a);
         self.iyt.split_from(g, &self.scratch_b);
         central_gradients(&self.grad_x, w, h, &mut self.scratch_a, &mut self.scratch_b);
@@ -365,8 +371,7 @@ impl VariationalRefinement {
                     let vx = fv_r[j] + dv_r[j] - cv;
                     let uy = fu_b[j] + du_b[j] - cu;
                     let vy = fv_b[j] + dv_b[j] - cv;
-                    let wgt =
-                        half_alpha / (ux * ux + uy * uy + vx * vx + vy * vy + EPS_SQ).sqrt();
+                    let wgt = half_alpha / (ux * ux + uy * uy + vx * vx + vy * vy + EPS_SQ).sqrt();
                     right[j] = wgt;
                     down[j] = wgt;
                 }
