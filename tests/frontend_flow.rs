@@ -5,9 +5,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use avaction::frontend::flow::{
-    estimator, mov_encode, rgb_to_gray, FlowEstimator, FlowField, ESTIMATOR_NAMES,
-};
+use avaction::frontend::flow::{estimator, mov_encode, rgb_to_gray, FlowField, ESTIMATOR_NAMES};
 
 // ---------------------------------------------------------------------------------------
 // Allocation counter (per thread, so parallel tests do not disturb each other).
@@ -506,10 +504,10 @@ fn mov_encode_maps_bound_to_byte_range() {
     }
     let mut out = vec![0u8; 3 * 401];
     mov_encode(&flow, 20.0, &mut out);
-    for i in 0..401 {
+    for (i, &byte) in out.iter().take(401).enumerate() {
         let x = (-25.0f64 + 0.125 * i as f64).clamp(-20.0, 20.0);
         let want = (255.0 * (x + 20.0) / 40.0).round_ties_even();
-        assert_eq!(f64::from(out[i]), want, "x = {x}");
+        assert_eq!(f64::from(byte), want, "x = {x}");
     }
 }
 

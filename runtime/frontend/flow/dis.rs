@@ -641,7 +641,8 @@ fn refine_patch(
     for _ in 0..iters {
         let [sd, sd2, sgx, sgy] = patch_sums::<true>(level, plan, patch, u, v);
         let cost = sd2 - sd * sd * inv_n;
-        if !(cost < best_cost) {
+        // NaN (from NaN input) counts as no improvement.
+        if cost.partial_cmp(&best_cost) != Some(std::cmp::Ordering::Less) {
             // The last step did not help: go back to the best point and stop.
             u = best_u;
             v = best_v;

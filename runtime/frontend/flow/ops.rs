@@ -205,7 +205,7 @@ fn upsample_flow_x2(
 ) {
     let taps = |i: usize, n: usize| -> (usize, usize, f32) {
         let k = i / 2;
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             (k.saturating_sub(1).min(n - 1), k.min(n - 1), 0.75)
         } else {
             (k.min(n - 1), (k + 1).min(n - 1), 0.25)
