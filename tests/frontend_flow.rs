@@ -464,6 +464,24 @@ fn no_allocation_after_the_first_call_at_a_size() {
             }
             assert_eq!(allocations(), before, "{name} {w}x{h} allocated");
         }
+        // Going back and forth between sizes seen before does not allocate either.
+        let pairs: Vec<_> = [(64, 64), (160, 120), (33, 17)]
+            .iter()
+            .map(|&(w, h)| (w, h, translated_pair(4, w, h, 2.0, 1.0)))
+            .collect();
+        let mut flow = FlowField::new(160, 120);
+        for (w, h, (prev, next)) in &pairs {
+            est.compute(prev, next, *w, *h, &mut flow)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let before = allocations();
+        for _ in 0..2 {
+            for (w, h, (prev, next)) in &pairs {
+                est.compute(prev, next, *w, *h, &mut flow)
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+        assert_eq!(allocations(), before, "{name}: alternating sizes allocated");
     }
 }
 
