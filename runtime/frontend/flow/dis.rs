@@ -1,6 +1,6 @@
 //! DIS optical flow (Kroeger et al. 2016, "Fast Optical Flow using Dense Inverse Search"):
 //! coarse-to-fine patch search by inverse-compositional Gauss-Newton, densification by
-//! photometric-error weighting, optional variational refinement on every level.
+//! photometric-error weighting, optional variational refinement of the finest level.
 //!
 //! Per pyramid level (coarsest first): a grid of `patch_size` patches spaced at most
 //! `patch_stride` apart is laid over the previous frame; each patch starts from the dense flow
@@ -8,7 +8,11 @@
 //! propagation is on), and is refined by Gauss-Newton steps on the mean-normalised SSD with
 //! the template gradients and Hessian fixed (inverse compositional). The dense flow is the
 //! per-pixel average of the vectors of all patches covering the pixel, each weighted by
-//! `1 / max(1, |I1(x + u) - I0(x)|)`; the variational refinement then polishes it.
+//! `1 / max(1, |I1(x + u) - I0(x)|)`. On the finest searched level the variational refinement
+//! then polishes it (OpenCV refines every level; on our synthetic tests refining only the
+//! finest one gave the same end-point error for about half the cost).
+
+use wide::f32x4;
 
 use super::ops;
 use super::variational::{VariationalParams, VariationalRefinement};
@@ -17,12 +21,16 @@ use super::{FlowEstimator, FlowField};
 /// Smallest image side the estimator accepts, in pixels.
 pub const MIN_SIDE: usize = 8;
 
+/// The search never stops on a level whose smaller side is below this many pixels (unless the
+/// frame itself is smaller): `finest_scale` is lowered instead.
+pub const MIN_FINEST_SIDE: usize = 48;
+
 /// Parameters of [`DisFlow`]. The presets mirror OpenCV's `DISOpticalFlow` presets, with
 /// finer finest levels because this runtime computes flow on small frames (64x64 to 320x240).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DisParams {
-    /// Side of the square patches, in pixels; a multiple of 4 (lanes), at least 4.
-    /// Small images use a smaller patch (the largest multiple of 4 that fits).
+    /// Side of the square patches, in pixels: 4, 8, 12 or 16 (whole SIMD vectors per row).
+    /// Small images use a smaller patch (the largest of these that fits).
     pub patch_size: usize,
     /// Largest spacing between neighbouring patches, 1..=`patch_size`. The grid always
     /// touches all four image borders, so the real spacing may be a little smaller.
@@ -30,9 +38,10 @@ pub struct DisParams {
     /// Gauss-Newton iterations per patch and level (split over the two propagation passes).
     pub grad_descent_iters: usize,
     /// Pyramid level where the search stops (0 = full resolution); the flow of that level
-    /// is upsampled bilinearly to full resolution. Lowered automatically on small images.
+    /// is upsampled bilinearly to full resolution. Lowered automatically so that the finest
+    /// level keeps at least [`MIN_FINEST_SIDE`] pixels on its smaller side.
     pub finest_scale: usize,
-    /// Fixed-point iterations of the variational refinement per level (0 = none).
+    /// Fixed-point iterations of the variational refinement on the finest level (0 = none).
     pub variational_iters: usize,
     /// Tries the left/upper (then right/lower) neighbour's vector before each patch search.
     pub spatial_propagation: bool,
@@ -40,7 +49,8 @@ pub struct DisParams {
 
 impl DisParams {
     /// `dis-ultrafast`: 8x8 patches every 6 px, 16 Gauss-Newton iterations, search stops at
-    /// half resolution, no variational refinement.
+    /// half resolution (full resolution below 96 px, see [`MIN_FINEST_SIDE`]), no
+    /// variational refinement.
     pub fn ultrafast() -> Self {
         DisParams {
             patch_size: 8,
@@ -52,14 +62,14 @@ impl DisParams {
         }
     }
 
-    /// `dis-fast`: 8x8 patches every 4 px, 16 iterations, full resolution, 5 fixed-point
-    /// iterations of variational refinement.
+    /// `dis-fast`: 8x8 patches every 4 px, 16 iterations, search stops at half resolution
+    /// (full resolution below 96 px), 5 fixed-point iterations of variational refinement.
     pub fn fast() -> Self {
         DisParams {
             patch_size: 8,
             patch_stride: 4,
             grad_descent_iters: 16,
-            finest_scale: 0,
+            finest_scale: 1,
             variational_iters: 5,
             spatial_propagation: true,
         }
@@ -79,10 +89,10 @@ impl DisParams {
     }
 
     fn validate(&self) -> crate::Result<()> {
-        if self.patch_size < 4 || self.patch_size % 4 != 0 || self.patch_size > 64 {
+        if !matches!(self.patch_size, 4 | 8 | 12 | 16) {
             return Err(crate::err!(
                 Config,
-                "DIS flow: patch_size {} must be a multiple of 4 in 4..=64",
+                "DIS flow: patch_size {} must be 4, 8, 12 or 16",
                 self.patch_size
             ));
         }
@@ -219,9 +229,10 @@ impl DisFlow {
         let min_side = width.min(height);
         let patch = self.params.patch_size.min(min_side / 4 * 4);
         let stride = self.params.patch_stride.min(patch);
-        // Finest level: the requested one, or the deepest whose smaller side still holds a patch.
+        // Finest level: the requested one, or the deepest whose smaller side still has
+        // MIN_FINEST_SIDE pixels (coarser flow is too blurred to be useful).
         let mut finest = self.params.finest_scale;
-        while finest > 0 && (min_side >> finest) < patch {
+        while finest > 0 && (min_side >> finest) < MIN_FINEST_SIDE.max(patch) {
             finest -= 1;
         }
         // Coarsest level as in the paper/OpenCV: motion up to about a quarter of the image,
@@ -243,10 +254,13 @@ impl DisFlow {
             border: patch + 2,
         };
 
-        self.levels.resize_with(coarsest + 1, Level::default);
-        self.levels.truncate(coarsest + 1);
+        // Levels beyond `coarsest` are kept (not dropped) so that going back to a frame size
+        // seen before does not allocate again.
+        if self.levels.len() < coarsest + 1 {
+            self.levels.resize_with(coarsest + 1, Level::default);
+        }
         let mut max_patches = 0;
-        for (s, level) in self.levels.iter_mut().enumerate() {
+        for (s, level) in self.levels.iter_mut().enumerate().take(coarsest + 1) {
             let (w, h) = (width >> s, height >> s);
             level.width = w;
             level.height = h;
@@ -328,7 +342,8 @@ impl DisFlow {
                 (&sb.sparse_u[..count], &sb.sparse_v[..count]),
                 (&mut sb.acc_u, &mut sb.acc_v, &mut sb.acc_w),
             );
-            if self.variational.fixed_point_iters > 0 {
+            // Refine only the finest level (see the module comment).
+            if self.variational.fixed_point_iters > 0 && s == plan.finest {
                 self.refinement.refine(
                     &self.variational,
                     &level.prev,
@@ -445,18 +460,22 @@ fn layout_patches(level: &Level, plan: &Plan, patches: &mut [Patch]) -> (usize, 
     for (k, patch) in patches.iter_mut().take(nx * ny).enumerate() {
         let x = grid_origin(k % nx, nx, w, p);
         let y = grid_origin(k / nx, ny, h, p);
-        let (mut sxx, mut sxy, mut syy, mut sx, mut sy) = (0.0f32, 0.0f32, 0.0f32, 0.0f32, 0.0f32);
+        // Four-lane sums of gx^2, gx gy, gy^2, gx, gy (p is a multiple of 4).
+        let mut acc = [[0.0f32; 4]; 5];
         for r in 0..p {
-            let gx = &level.grad_x[(y + r) * w + x..][..p];
-            let gy = &level.grad_y[(y + r) * w + x..][..p];
-            for (&a, &b) in gx.iter().zip(gy) {
-                sxx += a * a;
-                sxy += a * b;
-                syy += b * b;
-                sx += a;
-                sy += b;
+            let gx = level.grad_x[(y + r) * w + x..][..p].as_chunks::<4>().0;
+            let gy = level.grad_y[(y + r) * w + x..][..p].as_chunks::<4>().0;
+            for (a, b) in gx.iter().zip(gy) {
+                for l in 0..4 {
+                    acc[0][l] += a[l] * a[l];
+                    acc[1][l] += a[l] * b[l];
+                    acc[2][l] += b[l] * b[l];
+                    acc[3][l] += a[l];
+                    acc[4][l] += b[l];
+                }
             }
         }
+        let [sxx, sxy, syy, sx, sy] = acc.map(|a| (a[0] + a[1]) + (a[2] + a[3]));
         let (mx, my) = (sx * inv_n, sy * inv_n);
         // Hessian of the mean-normalised residual: covariance of the gradients.
         let h11 = sxx - sx * mx;
@@ -500,8 +519,27 @@ fn clamp_displacement(d: f32, origin: usize, len: usize, patch: usize) -> f32 {
     d.max(lo).min(hi)
 }
 
+/// Bilinear weights `[w00, w01, w10, w11]` for fractions (`ax`, `ay`).
+#[inline]
+fn bilinear_weights(ax: f32, ay: f32) -> [f32; 4] {
+    [
+        (1.0 - ax) * (1.0 - ay),
+        ax * (1.0 - ay),
+        (1.0 - ax) * ay,
+        ax * ay,
+    ]
+}
+
+/// The `P` values of `src` from `start`, as an array (empty patch rows never happen: the
+/// level buffers are sized so every patch row is in range; `None` only on a logic error).
+#[inline(always)]
+fn row<const P: usize>(src: &[f32], start: usize) -> Option<&[f32; P]> {
+    src.get(start..)?.first_chunk::<P>()
+}
+
 /// Sums over one patch of the residual `d = I1(x + u) - I0(x)`: `[sum d, sum d^2,
-/// sum gx d, sum gy d]` (gradient sums only when `GRAD`).
+/// sum gx d, sum gy d]` (gradient sums only when `GRAD`). Dispatches to a loop specialised
+/// for the patch side so rows become a few full SIMD vectors.
 #[inline(always)]
 fn patch_sums<const GRAD: bool>(
     level: &Level,
@@ -510,51 +548,77 @@ fn patch_sums<const GRAD: bool>(
     u: f32,
     v: f32,
 ) -> [f32; 4] {
-    let (w, p) = (level.width, plan.patch);
+    match plan.patch {
+        4 => patch_sums_n::<4, GRAD>(level, plan, patch, u, v),
+        8 => patch_sums_n::<8, GRAD>(level, plan, patch, u, v),
+        12 => patch_sums_n::<12, GRAD>(level, plan, patch, u, v),
+        _ => patch_sums_n::<16, GRAD>(level, plan, patch, u, v),
+    }
+}
+
+#[inline(always)]
+fn patch_sums_n<const P: usize, const GRAD: bool>(
+    level: &Level,
+    plan: &Plan,
+    patch: &Patch,
+    u: f32,
+    v: f32,
+) -> [f32; 4] {
+    let w = level.width;
     let pw = w + 2 * plan.border;
     let (tx, ax) = sample_start(patch.x, u, plan.border);
     let (ty, ay) = sample_start(patch.y, v, plan.border);
-    let w00 = (1.0 - ax) * (1.0 - ay);
-    let w01 = ax * (1.0 - ay);
-    let w10 = (1.0 - ax) * ay;
-    let w11 = ax * ay;
-    let mut sum_d = [0.0f32; 4];
-    let mut sum_d2 = [0.0f32; 4];
-    let mut sum_gx = [0.0f32; 4];
-    let mut sum_gy = [0.0f32; 4];
-    for r in 0..p {
+    let [w00, w01, w10, w11] = bilinear_weights(ax, ay);
+    let (w00, w01, w10, w11) = (
+        f32x4::splat(w00),
+        f32x4::splat(w01),
+        f32x4::splat(w10),
+        f32x4::splat(w11),
+    );
+    let zero = f32x4::splat(0.0);
+    let (mut sum_d, mut sum_d2, mut sum_gx, mut sum_gy) = (zero, zero, zero, zero);
+    for r in 0..P {
         let base = (patch.y + r) * w + patch.x;
-        let t = level.prev[base..base + p].as_chunks::<4>().0;
-        let a = &level.next_padded[(ty + r) * pw + tx..][..p + 1];
-        let b = &level.next_padded[(ty + r + 1) * pw + tx..][..p + 1];
-        let (a0, a1) = (a[..p].as_chunks::<4>().0, a[1..].as_chunks::<4>().0);
-        let (b0, b1) = (b[..p].as_chunks::<4>().0, b[1..].as_chunks::<4>().0);
-        if GRAD {
-            let gx = level.grad_x[base..base + p].as_chunks::<4>().0;
-            let gy = level.grad_y[base..base + p].as_chunks::<4>().0;
-            for ((((((t, a0), a1), b0), b1), gx), gy) in
-                t.iter().zip(a0).zip(a1).zip(b0).zip(b1).zip(gx).zip(gy)
-            {
-                for l in 0..4 {
-                    let d = w00 * a0[l] + w01 * a1[l] + w10 * b0[l] + w11 * b1[l] - t[l];
-                    sum_d[l] += d;
-                    sum_d2[l] += d * d;
-                    sum_gx[l] += gx[l] * d;
-                    sum_gy[l] += gy[l] * d;
-                }
-            }
-        } else {
-            for ((((t, a0), a1), b0), b1) in t.iter().zip(a0).zip(a1).zip(b0).zip(b1) {
-                for l in 0..4 {
-                    let d = w00 * a0[l] + w01 * a1[l] + w10 * b0[l] + w11 * b1[l] - t[l];
-                    sum_d[l] += d;
-                    sum_d2[l] += d * d;
+        let top = (ty + r) * pw + tx;
+        let bottom = top + pw;
+        let rows = (
+            row::<P>(&level.prev, base),
+            row::<P>(&level.next_padded, top),
+            row::<P>(&level.next_padded, top + 1),
+            row::<P>(&level.next_padded, bottom),
+            row::<P>(&level.next_padded, bottom + 1),
+        );
+        let (Some(t), Some(a0), Some(a1), Some(b0), Some(b1)) = rows else {
+            continue;
+        };
+        let grads = (row::<P>(&level.grad_x, base), row::<P>(&level.grad_y, base));
+        for k in 0..P / 4 {
+            let d =
+                w00 * lanes(a0, k) + w01 * lanes(a1, k) + w10 * lanes(b0, k) + w11 * lanes(b1, k)
+                    - lanes(t, k);
+            sum_d += d;
+            sum_d2 += d * d;
+            if GRAD {
+                if let (Some(gx), Some(gy)) = grads {
+                    sum_gx += lanes(gx, k) * d;
+                    sum_gy += lanes(gy, k) * d;
                 }
             }
         }
     }
-    let total = |x: [f32; 4]| (x[0] + x[1]) + (x[2] + x[3]);
-    [total(sum_d), total(sum_d2), total(sum_gx), total(sum_gy)]
+    [
+        sum_d.reduce_add(),
+        sum_d2.reduce_add(),
+        sum_gx.reduce_add(),
+        sum_gy.reduce_add(),
+    ]
+}
+
+/// Lanes `4k..4k + 4` of a row as a SIMD vector.
+#[inline(always)]
+fn lanes<const P: usize>(row: &[f32; P], k: usize) -> f32x4 {
+    let i = 4 * k;
+    f32x4::new([row[i], row[i + 1], row[i + 2], row[i + 3]])
 }
 
 /// Mean-normalised SSD of a patch at displacement (`u`, `v`).
@@ -583,7 +647,8 @@ fn refine_patch(
     for _ in 0..iters {
         let [sd, sd2, sgx, sgy] = patch_sums::<true>(level, plan, patch, u, v);
         let cost = sd2 - sd * sd * inv_n;
-        if !(cost < best_cost) {
+        // NaN (from NaN input) counts as no improvement.
+        if cost.partial_cmp(&best_cost) != Some(std::cmp::Ordering::Less) {
             // The last step did not help: go back to the best point and stop.
             u = best_u;
             v = best_v;
@@ -598,7 +663,7 @@ fn refine_patch(
         let dv = h12 * bx + h22 * by;
         u = clamp_displacement(u - du, patch.x, w, p);
         v = clamp_displacement(v - dv, patch.y, h, p);
-        if du * du + dv * dv < 1e-6 {
+        if du * du + dv * dv < 1e-4 {
             break;
         }
     }
@@ -624,7 +689,11 @@ fn inverse_search(
     sparse_v: &mut [f32],
 ) {
     let (w, h, p) = (level.width, level.height, plan.patch);
-    for ((patch, su), sv) in patches.iter().zip(sparse_u.iter_mut()).zip(sparse_v.iter_mut()) {
+    for ((patch, su), sv) in patches
+        .iter()
+        .zip(sparse_u.iter_mut())
+        .zip(sparse_v.iter_mut())
+    {
         let c = (patch.y + p / 2) * w + patch.x + p / 2;
         *su = clamp_displacement(level.flow_u[c], patch.x, w, p);
         *sv = clamp_displacement(level.flow_v[c], patch.y, h, p);
@@ -670,10 +739,25 @@ fn densify(
     level: &mut Level,
     plan: &Plan,
     patches: &[Patch],
+    sparse: (&[f32], &[f32]),
+    acc: (&mut [f32], &mut [f32], &mut [f32]),
+) {
+    match plan.patch {
+        4 => densify_n::<4>(level, plan, patches, sparse, acc),
+        8 => densify_n::<8>(level, plan, patches, sparse, acc),
+        12 => densify_n::<12>(level, plan, patches, sparse, acc),
+        _ => densify_n::<16>(level, plan, patches, sparse, acc),
+    }
+}
+
+fn densify_n<const P: usize>(
+    level: &mut Level,
+    plan: &Plan,
+    patches: &[Patch],
     (sparse_u, sparse_v): (&[f32], &[f32]),
     (acc_u, acc_v, acc_w): (&mut [f32], &mut [f32], &mut [f32]),
 ) {
-    let (w, p) = (level.width, plan.patch);
+    let w = level.width;
     let n = w * level.height;
     let pw = w + 2 * plan.border;
     let acc_u = &mut acc_u[..n];
@@ -685,24 +769,52 @@ fn densify(
     for ((patch, &u), &v) in patches.iter().zip(sparse_u).zip(sparse_v) {
         let (tx, ax) = sample_start(patch.x, u, plan.border);
         let (ty, ay) = sample_start(patch.y, v, plan.border);
-        let w00 = (1.0 - ax) * (1.0 - ay);
-        let w01 = ax * (1.0 - ay);
-        let w10 = (1.0 - ax) * ay;
-        let w11 = ax * ay;
-        for r in 0..p {
+        let [w00, w01, w10, w11] = bilinear_weights(ax, ay).map(f32x4::splat);
+        let (one, u4, v4) = (f32x4::splat(1.0), f32x4::splat(u), f32x4::splat(v));
+        for r in 0..P {
             let base = (patch.y + r) * w + patch.x;
-            let t = &level.prev[base..base + p];
-            let a = &level.next_padded[(ty + r) * pw + tx..][..p + 1];
-            let b = &level.next_padded[(ty + r + 1) * pw + tx..][..p + 1];
-            let au = &mut acc_u[base..base + p];
-            let av = &mut acc_v[base..base + p];
-            let aw = &mut acc_w[base..base + p];
-            for c in 0..p {
-                let d = w00 * a[c] + w01 * a[c + 1] + w10 * b[c] + w11 * b[c + 1] - t[c];
-                let wgt = 1.0 / d.abs().max(1.0);
-                aw[c] += wgt;
-                au[c] += wgt * u;
-                av[c] += wgt * v;
+            let top = (ty + r) * pw + tx;
+            let bottom = top + pw;
+            let rows = (
+                row::<P>(&level.prev, base),
+                row::<P>(&level.next_padded, top),
+                row::<P>(&level.next_padded, top + 1),
+                row::<P>(&level.next_padded, bottom),
+                row::<P>(&level.next_padded, bottom + 1),
+            );
+            let (Some(t), Some(a0), Some(a1), Some(b0), Some(b1)) = rows else {
+                continue;
+            };
+            let (Some(au), Some(av), Some(aw)) = (
+                acc_u.get_mut(base..base + P),
+                acc_v.get_mut(base..base + P),
+                acc_w.get_mut(base..base + P),
+            ) else {
+                continue;
+            };
+            for k in 0..P / 4 {
+                let d = w00 * lanes(a0, k)
+                    + w01 * lanes(a1, k)
+                    + w10 * lanes(b0, k)
+                    + w11 * lanes(b1, k)
+                    - lanes(t, k);
+                let wgt = one / d.abs().fast_max(one);
+                let span = 4 * k..4 * k + 4;
+                let (Some(aw), Some(au), Some(av)) = (
+                    aw.get_mut(span.clone()),
+                    au.get_mut(span.clone()),
+                    av.get_mut(span),
+                ) else {
+                    continue;
+                };
+                let (aw4, au4, av4) = (
+                    f32x4::new([aw[0], aw[1], aw[2], aw[3]]) + wgt,
+                    f32x4::new([au[0], au[1], au[2], au[3]]) + wgt * u4,
+                    f32x4::new([av[0], av[1], av[2], av[3]]) + wgt * v4,
+                );
+                aw.copy_from_slice(&aw4.to_array());
+                au.copy_from_slice(&au4.to_array());
+                av.copy_from_slice(&av4.to_array());
             }
         }
     }

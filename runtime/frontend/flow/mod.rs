@@ -5,7 +5,7 @@ mod dis;
 mod ops;
 mod variational;
 
-pub use dis::{DisFlow, DisParams};
+pub use dis::{DisFlow, DisParams, MIN_FINEST_SIDE, MIN_SIDE};
 
 /// A dense flow field: for each pixel (row-major), the (u, v) displacement in pixels
 /// from the previous frame to the next one (u to the right, v downwards).
@@ -103,7 +103,8 @@ pub const MOV_FLOW_BOUND: f32 = 20.0;
 /// even like OpenCV's `cvRound`, so zero flow becomes 128. Writes planar CHW `u8`:
 /// plane 0 is u, plane 1 is v, plane 2 is all zeros; `out_chw` should hold
 /// `3 * width * height` bytes. NaN displacements encode as zero flow. If `out_chw` or
-/// `flow.uv` is shorter than its size says, only the pixels present in both are written.
+/// `flow.uv` is shorter than the field's size says, each plane gets only the pixels that
+/// exist in both; nothing panics.
 pub fn mov_encode(flow: &FlowField, bound: f32, out_chw: &mut [u8]) {
     let plane = flow.width * flow.height;
     let bound = if bound.is_finite() && bound > 0.0 {
@@ -120,13 +121,10 @@ pub fn mov_encode(flow: &FlowField, bound: f32, out_chw: &mut [u8]) {
     };
     let (u_plane, rest) = out_chw.split_at_mut(plane.min(out_chw.len()));
     let (v_plane, zero_plane) = rest.split_at_mut(plane.min(rest.len()));
-    for ((uv, u_out), v_out) in flow
-        .uv
-        .chunks_exact(2)
-        .zip(u_plane.iter_mut())
-        .zip(v_plane.iter_mut())
-    {
+    for (uv, u_out) in flow.uv.chunks_exact(2).zip(u_plane.iter_mut()) {
         *u_out = encode(uv[0]);
+    }
+    for (uv, v_out) in flow.uv.chunks_exact(2).zip(v_plane.iter_mut()) {
         *v_out = encode(uv[1]);
     }
     let zero_len = plane.min(zero_plane.len());
@@ -145,7 +143,10 @@ mod tests {
         }
         let err = estimator("farneback").err().map(|e| e.to_string());
         let msg = err.unwrap_or_default();
-        assert!(msg.contains("dis-ultrafast") && msg.contains("dis-medium"), "{msg}");
+        assert!(
+            msg.contains("dis-ultrafast") && msg.contains("dis-medium"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -153,7 +154,12 @@ mod tests {
         let rgb = [255u8, 0, 0, 0, 255, 0, 0, 0, 255, 10, 20, 30];
         let mut gray = [0.0f32; 4];
         rgb_to_gray(&rgb, &mut gray);
-        let want = [76.245, 149.685, 29.07, 0.299 * 10.0 + 0.587 * 20.0 + 0.114 * 30.0];
+        let want = [
+            76.245,
+            149.685,
+            29.07,
+            0.299 * 10.0 + 0.587 * 20.0 + 0.114 * 30.0,
+        ];
         for (g, w) in gray.iter().zip(want) {
             assert!((g - w).abs() < 1e-3, "{g} vs {w}");
         }

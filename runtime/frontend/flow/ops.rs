@@ -53,13 +53,7 @@ pub(crate) fn sobel_gradients(src: &[f32], w: usize, h: usize, gx: &mut [f32], g
 }
 
 /// Central differences `(f(x+1) - f(x-1)) / 2`, one-sided at the border (replicate).
-pub(crate) fn central_gradients(
-    src: &[f32],
-    w: usize,
-    h: usize,
-    gx: &mut [f32],
-    gy: &mut [f32],
-) {
+pub(crate) fn central_gradients(src: &[f32], w: usize, h: usize, gx: &mut [f32], gy: &mut [f32]) {
     if w == 0 || h == 0 {
         return;
     }
@@ -163,6 +157,10 @@ pub(crate) fn upsample_flow(
     if sw == 0 || sh == 0 || dw == 0 || dh == 0 {
         return;
     }
+    if factor == 2.0 {
+        upsample_flow_x2(src_u, src_v, sw, sh, dst_u, dst_v, dw, dh);
+        return;
+    }
     let inv = 1.0 / factor;
     let xmax = (sw - 1) as f32;
     let ymax = (sh - 1) as f32;
@@ -187,6 +185,46 @@ pub(crate) fn upsample_flow(
             };
             du[x] = factor * lerp2(u0, u1);
             dv[x] = factor * lerp2(v0, v1);
+        }
+    }
+}
+
+/// [`upsample_flow`] for a factor of 2: destination pixel `x` samples the source at
+/// `x / 2 - 0.25`, i.e. weights (0.25, 0.75) on columns (k - 1, k) for x = 2k and
+/// (0.75, 0.25) on (k, k + 1) for x = 2k + 1, clamped at the borders; same for rows.
+#[allow(clippy::too_many_arguments)]
+fn upsample_flow_x2(
+    src_u: &[f32],
+    src_v: &[f32],
+    sw: usize,
+    sh: usize,
+    dst_u: &mut [f32],
+    dst_v: &mut [f32],
+    dw: usize,
+    dh: usize,
+) {
+    let taps = |i: usize, n: usize| -> (usize, usize, f32) {
+        let k = i / 2;
+        if i.is_multiple_of(2) {
+            (k.saturating_sub(1).min(n - 1), k.min(n - 1), 0.75)
+        } else {
+            (k.min(n - 1), (k + 1).min(n - 1), 0.25)
+        }
+    };
+    for y in 0..dh {
+        let (y0, y1, fy) = taps(y, sh);
+        let (u0, u1) = (&src_u[y0 * sw..][..sw], &src_u[y1 * sw..][..sw]);
+        let (v0, v1) = (&src_v[y0 * sw..][..sw], &src_v[y1 * sw..][..sw]);
+        let du = &mut dst_u[y * dw..][..dw];
+        let dv = &mut dst_v[y * dw..][..dw];
+        for x in 0..dw {
+            let (x0, x1, fx) = taps(x, sw);
+            let cu0 = u0[x0] + fy * (u1[x0] - u0[x0]);
+            let cu1 = u0[x1] + fy * (u1[x1] - u0[x1]);
+            let cv0 = v0[x0] + fy * (v1[x0] - v0[x0]);
+            let cv1 = v0[x1] + fy * (v1[x1] - v0[x1]);
+            du[x] = 2.0 * (cu0 + fx * (cu1 - cu0));
+            dv[x] = 2.0 * (cv0 + fx * (cv1 - cv0));
         }
     }
 }
@@ -220,6 +258,27 @@ mod tests {
         upsample_flow(&u, &v, 4, 3, &mut du, &mut dv, 7, 5, 2.0);
         assert!(du.iter().all(|&x| (x - 3.0).abs() < 1e-6));
         assert!(dv.iter().all(|&x| (x + 1.0).abs() < 1e-6));
+    }
+
+    #[test]
+    fn factor_two_fast_path_matches_the_general_formula() {
+        let (sw, sh) = (5, 4);
+        let u: Vec<f32> = (0..sw * sh).map(|i| (i * 7 % 11) as f32).collect();
+        let v: Vec<f32> = (0..sw * sh).map(|i| (i * 5 % 13) as f32 - 6.0).collect();
+        for (dw, dh) in [(10, 8), (11, 9)] {
+            let (mut fu, mut fv) = (vec![0.0; dw * dh], vec![0.0; dw * dh]);
+            upsample_flow(&u, &v, sw, sh, &mut fu, &mut fv, dw, dh, 2.0);
+            for y in 0..dh {
+                for x in 0..dw {
+                    let sx = ((x as f32 + 0.5) / 2.0 - 0.5).clamp(0.0, (sw - 1) as f32);
+                    let sy = ((y as f32 + 0.5) / 2.0 - 0.5).clamp(0.0, (sh - 1) as f32);
+                    let want_u = 2.0 * sample_bilinear(&u, sw, sh, sx, sy);
+                    let want_v = 2.0 * sample_bilinear(&v, sw, sh, sx, sy);
+                    assert!((fu[y * dw + x] - want_u).abs() < 1e-4, "{x},{y}");
+                    assert!((fv[y * dw + x] - want_v).abs() < 1e-4, "{x},{y}");
+                }
+            }
+        }
     }
 
     #[test]
