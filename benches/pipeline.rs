@@ -76,12 +76,36 @@ fn main() -> avaction::Result<()> {
     println!("avaction pipeline benchmark: {seconds:.0} s synthetic scene (320x240 25 fps, 48 kHz) -> 64x64, {} backend", stats.backend);
     println!("| measure | value | ratio |");
     println!("|---|---|---|");
-    println!("| decode only (reference) | {decode_fps:.1} frames/s | {:.2}x real time |", decode_fps / 25.0);
-    println!("| full runtime | {fps:.1} frames/s | {:.2}x real time, {:.2}x decode-only |", fps / 25.0, fps / decode_fps);
-    println!("| windows (labels) | {wps:.1} /s | {:.2}x the live rate (12.5/s) |", wps / 12.5);
-    println!("| frontends (flow, log-mel, copies) | {:.2} ms/frame | {:.0}% of a 40 ms frame period |", stats.frontend_ms_per_frame, stats.frontend_ms_per_frame / 40.0 * 100.0);
-    println!("| inference (normalise + tract) | {:.2} ms/window | {:.0}% of an 80 ms hop |", stats.inference_ms_per_window, stats.inference_ms_per_window / 80.0 * 100.0);
-    println!("| processing latency p50 / p99 | {:.1} / {:.1} ms | |", stats.latency_p50_ms, stats.latency_p99_ms);
-    println!("| windows skipped / dropped | {} / {} | |", stats.windows_skipped, stats.windows_dropped);
+    println!(
+        "| decode only (reference) | {decode_fps:.1} frames/s | {:.2}x real time |",
+        decode_fps / 25.0
+    );
+    println!(
+        "| full runtime | {fps:.1} frames/s | {:.2}x real time, {:.2}x decode-only |",
+        fps / 25.0,
+        fps / decode_fps
+    );
+    println!(
+        "| windows (labels) | {wps:.1} /s | {:.2}x the live rate (12.5/s) |",
+        wps / 12.5
+    );
+    println!(
+        "| frontends (flow, log-mel, copies) | {:.2} ms/frame | {:.0}% of a 40 ms frame period |",
+        stats.frontend_ms_per_frame,
+        stats.frontend_ms_per_frame / 40.0 * 100.0
+    );
+    println!(
+        "| inference (normalise + tract) | {:.2} ms/window | {:.0}% of an 80 ms hop |",
+        stats.inference_ms_per_window,
+        stats.inference_ms_per_window / 80.0 * 100.0
+    );
+    println!(
+        "| processing latency p50 / p99 | {:.1} / {:.1} ms | |",
+        stats.latency_p50_ms, stats.latency_p99_ms
+    );
+    println!(
+        "| windows skipped / dropped | {} / {} | |",
+        stats.windows_skipped, stats.windows_dropped
+    );
     Ok(())
 }

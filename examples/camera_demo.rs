@@ -19,12 +19,16 @@ fn main() {
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn demo() -> avaction::Result<()> {
     let model = arg("--model").unwrap_or_else(|| "models/cavnet-small".into());
-    let seconds: f64 = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(60.0);
+    let seconds: f64 = arg("--seconds")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60.0);
     let cameras = video::list_cameras();
     let mics = audio::list_microphones();
     let mut scene = None;
@@ -57,7 +61,11 @@ fn demo() -> avaction::Result<()> {
         .audio(audio_source)
         .realtime(true)
         .build()?;
-    println!("model {} on {}; Ctrl-C to stop\n", runtime.bundle().manifest.name, runtime.stats().backend);
+    println!(
+        "model {} on {}; Ctrl-C to stop\n",
+        runtime.bundle().manifest.name,
+        runtime.stats().backend
+    );
     let started = Instant::now();
     while started.elapsed().as_secs_f64() < seconds + 1.0 {
         match runtime.recv_timeout(Duration::from_millis(200)) {

@@ -10,11 +10,19 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 fn assert_clear_failure(run: &common::CliRun, needles: &[&str]) {
     assert_ne!(run.code, Some(0), "should fail; stderr: {}", run.stderr);
-    assert!(run.code.is_some(), "killed by a signal; stderr: {}", run.stderr);
+    assert!(
+        run.code.is_some(),
+        "killed by a signal; stderr: {}",
+        run.stderr
+    );
     assert!(!run.stderr.contains("panicked"), "panic: {}", run.stderr);
     let lower = run.stderr.to_lowercase();
     for n in needles {
-        assert!(lower.contains(&n.to_lowercase()), "stderr lacks {n:?}: {}", run.stderr);
+        assert!(
+            lower.contains(&n.to_lowercase()),
+            "stderr lacks {n:?}: {}",
+            run.stderr
+        );
     }
 }
 
@@ -70,8 +78,21 @@ fn manifest_with_unknown_key() {
     let bundle = dir.join("bundle");
     copy_bundle(&bundle);
     let text = std::fs::read_to_string(bundle.join("model.toml")).unwrap();
-    std::fs::write(bundle.join("model.toml"), text.replace("[decoder]", "[decoder]\nthreshold = 0.5")).unwrap();
-    let run = avaction(&["run", "--model", bundle.to_str().unwrap(), "--video", "test:ball"], LIMIT);
+    std::fs::write(
+        bundle.join("model.toml"),
+        text.replace("[decoder]", "[decoder]\nthreshold = 0.5"),
+    )
+    .unwrap();
+    let run = avaction(
+        &[
+            "run",
+            "--model",
+            bundle.to_str().unwrap(),
+            "--video",
+            "test:ball",
+        ],
+        LIMIT,
+    );
     assert_clear_failure(&run, &["model.toml", "threshold"]);
 }
 
@@ -84,13 +105,34 @@ fn model_input_shape_mismatch() {
     // a valid manifest that disagrees with the ONNX graph: 32x32 frames
     let text = text.replace("3, 64, 64]", "3, 32, 32]");
     std::fs::write(bundle.join("model.toml"), text).unwrap();
-    let run = avaction(&["run", "--model", bundle.to_str().unwrap(), "--video", "test:ball"], LIMIT);
-    assert_clear_failure(&run, &["input `frames`", "[1, 16, 3, 64, 64]", "[1, 16, 3, 32, 32]"]);
+    let run = avaction(
+        &[
+            "run",
+            "--model",
+            bundle.to_str().unwrap(),
+            "--video",
+            "test:ball",
+        ],
+        LIMIT,
+    );
+    assert_clear_failure(
+        &run,
+        &["input `frames`", "[1, 16, 3, 64, 64]", "[1, 16, 3, 32, 32]"],
+    );
 }
 
 #[test]
 fn no_microphone() {
-    let run = avaction(&["run", "--video", "test:ball", "--audio", "mic:no-such-microphone"], LIMIT);
+    let run = avaction(
+        &[
+            "run",
+            "--video",
+            "test:ball",
+            "--audio",
+            "mic:no-such-microphone",
+        ],
+        LIMIT,
+    );
     assert_clear_failure(&run, &["no-such-microphone", "needs audio"]);
 }
 

@@ -30,11 +30,20 @@ fn synthetic_scene_events_match_ground_truth() {
     let dir = temp_dir("e2e");
     let media = dir.join("scene.mkv");
     let synth = avaction(
-        &["synth", "--seed", TEST_SEED, "--duration", DURATION, "--out", media.to_str().unwrap()],
+        &[
+            "synth",
+            "--seed",
+            TEST_SEED,
+            "--duration",
+            DURATION,
+            "--out",
+            media.to_str().unwrap(),
+        ],
         Duration::from_secs(120),
     );
     assert_eq!(synth.code, Some(0), "synth failed: {}", synth.stderr);
-    let gt: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("scene.json")).unwrap()).unwrap();
+    let gt: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("scene.json")).unwrap()).unwrap();
     let truth = Truth {
         events: gt["events"]
             .as_array()
@@ -49,10 +58,21 @@ fn synthetic_scene_events_match_ground_truth() {
             })
             .collect(),
     };
-    let labels: Vec<String> = gt["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().into()).collect();
+    let labels: Vec<String> = gt["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().into())
+        .collect();
 
     let run = avaction(
-        &["run", "--video", media.to_str().unwrap(), "--json", "--stats"],
+        &[
+            "run",
+            "--video",
+            media.to_str().unwrap(),
+            "--json",
+            "--stats",
+        ],
         Duration::from_secs(300),
     );
     assert_eq!(run.code, Some(0), "run failed: {}", run.stderr);
@@ -82,7 +102,10 @@ fn synthetic_scene_events_match_ground_truth() {
             }
             Some("event") => {
                 if v["kind"] == "onset" {
-                    onsets.push((v["label"].as_str().unwrap().into(), v["time_s"].as_f64().unwrap()));
+                    onsets.push((
+                        v["label"].as_str().unwrap().into(),
+                        v["time_s"].as_f64().unwrap(),
+                    ));
                 }
             }
             other => panic!("unknown output type {other:?}"),
@@ -91,20 +114,31 @@ fn synthetic_scene_events_match_ground_truth() {
     let duration: f64 = DURATION.parse().unwrap();
     // 16-frame windows every 2 frames at 25 fps
     let expected = ((duration * 25.0 - 16.0) / 2.0) as usize;
-    assert!(windows + 2 >= expected, "{windows} windows, expected about {expected}");
+    assert!(
+        windows + 2 >= expected,
+        "{windows} windows, expected about {expected}"
+    );
 
     // event-level: an onset of the right label inside the event (0.5 s slack)
     let mut found = 0;
     let mut onset_err = Vec::new();
     for (label, s, e) in &truth.events {
-        if let Some((_, t)) = onsets.iter().find(|(l, t)| l == label && *t >= s - 0.5 && *t <= *e) {
+        if let Some((_, t)) = onsets
+            .iter()
+            .find(|(l, t)| l == label && *t >= s - 0.5 && *t <= *e)
+        {
             found += 1;
             onset_err.push((t - s).abs());
         }
     }
     let false_onsets = onsets
         .iter()
-        .filter(|(l, t)| !truth.events.iter().any(|(tl, s, e)| tl == l && *t >= s - 0.5 && *t <= *e))
+        .filter(|(l, t)| {
+            !truth
+                .events
+                .iter()
+                .any(|(tl, s, e)| tl == l && *t >= s - 0.5 && *t <= *e)
+        })
         .count();
     println!("class            windows  accuracy");
     for (k, l) in labels.iter().enumerate() {

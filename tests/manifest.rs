@@ -4,7 +4,10 @@
 use avaction::model::{Bundle, Manifest};
 use avaction::ErrorKind;
 
-const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/cavnet-small/model.toml");
+const SHIPPED: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/models/cavnet-small/model.toml"
+);
 
 fn shipped() -> String {
     std::fs::read_to_string(SHIPPED).expect("shipped manifest")
@@ -26,7 +29,8 @@ fn shipped_manifest_is_valid() {
 
 #[test]
 fn shipped_bundle_loads() {
-    let b = Bundle::load(concat!(env!("CARGO_MANIFEST_DIR"), "/models/cavnet-small")).expect("bundle");
+    let b =
+        Bundle::load(concat!(env!("CARGO_MANIFEST_DIR"), "/models/cavnet-small")).expect("bundle");
     assert_eq!(b.labels.len(), 6);
     assert_eq!(b.labels[0], "background");
 }
@@ -40,7 +44,10 @@ fn unknown_key_is_named() {
 
 #[test]
 fn unknown_input_key_is_named() {
-    let text = shipped().replace("estimator = \"dis-fast\"", "estimator = \"dis-fast\"\nclip = 3");
+    let text = shipped().replace(
+        "estimator = \"dis-fast\"",
+        "estimator = \"dis-fast\"\nclip = 3",
+    );
     let msg = refused(&text);
     assert!(msg.contains("clip"), "{msg}");
 }
@@ -49,7 +56,10 @@ fn unknown_input_key_is_named() {
 fn shape_disagreeing_with_window_is_refused() {
     let text = shipped().replace("shape = [1, 16, 3, 64, 64]", "shape = [1, 8, 3, 64, 64]");
     let msg = refused(&text);
-    assert!(msg.contains("`frames`") && msg.contains("[1, 16, 3, H, W]"), "{msg}");
+    assert!(
+        msg.contains("`frames`") && msg.contains("[1, 16, 3, H, W]"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -14,25 +14,42 @@ use std::path::Path;
 
 fn read_f32(path: &Path) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
-fn entry(golden: &Value, section: &str, name: &str, dir: &Path) -> (Vec<usize>, std::path::PathBuf) {
+fn entry(
+    golden: &Value,
+    section: &str,
+    name: &str,
+    dir: &Path,
+) -> (Vec<usize>, std::path::PathBuf) {
     let e = &golden[section][name];
-    let shape = e["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+    let shape = e["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
     (shape, dir.join(e["file"].as_str().unwrap()))
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
 fn tract_matches_pytorch_goldens() {
     let bundle = Bundle::load(common::repo("models/cavnet-small")).expect("bundle");
     let dir = bundle.dir.join("golden");
-    let golden: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
+    let golden: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
     let mut backend = TractBackend::load(&bundle, 1).expect("tract loads the model");
 
     // 1. normalised inputs -> logits
@@ -43,7 +60,10 @@ fn tract_matches_pytorch_goldens() {
         .map(|i| {
             let (shape, file) = entry(&golden, "inputs", &i.name, &dir);
             assert_eq!(shape, i.shape, "golden shape of {}", i.name);
-            Tensor { shape, data: read_f32(&file) }
+            Tensor {
+                shape,
+                data: read_f32(&file),
+            }
         })
         .collect();
     let (_, logits_file) = entry(&golden, "outputs", "logits", &dir);
@@ -74,7 +94,10 @@ fn tract_matches_pytorch_goldens() {
     let assembled = assembler.fill(&window).expect("assemble").to_vec();
     for (a, g) in assembled.iter().zip(&inputs) {
         let d = max_abs_diff(&a.data, &g.data);
-        assert!(d <= 1e-4, "runtime normalisation differs from training by {d}");
+        assert!(
+            d <= 1e-4,
+            "runtime normalisation differs from training by {d}"
+        );
     }
     let got = backend.run(&assembled).expect("inference");
     let d = max_abs_diff(&got.data, &expected);

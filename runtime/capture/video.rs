@@ -783,7 +783,7 @@ fn wait_until_playing(
                 &[gst::MessageType::Error],
             )
             .and_then(|m| match m.view() {
-                gst::MessageView::Error(e) => Some(describe_gst_error(&e)),
+                gst::MessageView::Error(e) => Some(describe_gst_error(e)),
                 _ => None,
             })
             .unwrap_or_else(|| change_err.to_string());
@@ -797,7 +797,7 @@ fn wait_until_playing(
         ) {
             match msg.view() {
                 gst::MessageView::Error(e) => {
-                    return Err(err!(Video, "{source_name}: {}", describe_gst_error(&e)));
+                    return Err(err!(Video, "{source_name}: {}", describe_gst_error(e)));
                 }
                 gst::MessageView::Warning(w) => {
                     log::warn!(
@@ -887,7 +887,7 @@ fn bus_loop(bus: gst::Bus, ctx: PullContext) {
         };
         match msg.view() {
             gst::MessageView::Error(e) => {
-                let error = err!(Video, "{}: {}", ctx.source_name, describe_gst_error(&e));
+                let error = err!(Video, "{}: {}", ctx.source_name, describe_gst_error(e));
                 log::error!("{error}");
                 if !ctx.flags.halted.swap(true, Ordering::SeqCst) {
                     // Last message from this capture; never blocks for long (stop flag).
@@ -1057,7 +1057,9 @@ fn video_loop(sink: gst_app::AppSink, ctx: PullContext, fps: u32, size: (u32, u3
             rgb,
         };
         if deliver(&ctx, CaptureEvent::Frame(frame), ctx.live_delivery, false) {
-            ctx.flags.video_progress.store(t_ns.saturating_add(1), Ordering::SeqCst);
+            ctx.flags
+                .video_progress
+                .store(t_ns.saturating_add(1), Ordering::SeqCst);
             CaptureStats::add(&ctx.stats.frames, 1);
         } else if ctx.live_delivery && !ctx.flags.halted.load(Ordering::SeqCst) {
             CaptureStats::add(&ctx.stats.frames_dropped, 1);

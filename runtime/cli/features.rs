@@ -19,14 +19,23 @@ pub fn window_label(scene: &Scene, start_s: f64, end_s: f64) -> usize {
     for ev in scene.timeline() {
         let overlap = ev.end_s.min(end_s) - ev.start_s.max(start_s);
         if overlap >= 0.5 * len {
-            return synth::LABELS.iter().position(|l| *l == ev.label).unwrap_or(0);
+            return synth::LABELS
+                .iter()
+                .position(|l| *l == ev.label)
+                .unwrap_or(0);
         }
     }
     0
 }
 
 /// Dumps windows of the scenes `seeds` (each `duration_s` long) into `out`.
-pub fn dump(manifest: &Manifest, seeds: &[u64], duration_s: f64, hop: usize, out: &Path) -> Result<()> {
+pub fn dump(
+    manifest: &Manifest,
+    seeds: &[u64],
+    duration_s: f64,
+    hop: usize,
+    out: &Path,
+) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|e| err!(Io, "{}: {e}", out.display()))?;
     let (w, h) = manifest.frame_size();
     let (w, h) = (w as usize, h as usize);
@@ -36,7 +45,11 @@ pub fn dump(manifest: &Manifest, seeds: &[u64], duration_s: f64, hop: usize, out
         .ok_or_else(|| err!(Config, "features: the manifest has no logmel input"))?;
     let mut frames = NpyWriter::create(&out.join("frames.npy"), "|u1", &[t, h, w, 3])?;
     let mut flow = NpyWriter::create(&out.join("flow.npy"), "|u1", &[t - 1, 3, h, w])?;
-    let mut mel = NpyWriter::create(&out.join("logmel.npy"), "<f4", &[logmel.frames, logmel.fbank.num_mel_bins])?;
+    let mut mel = NpyWriter::create(
+        &out.join("logmel.npy"),
+        "<f4",
+        &[logmel.frames, logmel.fbank.num_mel_bins],
+    )?;
     let mut labels = NpyWriter::create(&out.join("labels.npy"), "<i8", &[])?;
     let mut times = NpyWriter::create(&out.join("times.npy"), "<f8", &[3])?;
     for &seed in seeds {
@@ -46,7 +59,10 @@ pub fn dump(manifest: &Manifest, seeds: &[u64], duration_s: f64, hop: usize, out
             ..SceneConfig::default()
         })?;
         let media = out.join(format!("scene-{seed}.mkv"));
-        eprintln!("features: seed {seed}: rendering {duration_s} s to {}", media.display());
+        eprintln!(
+            "features: seed {seed}: rendering {duration_s} s to {}",
+            media.display()
+        );
         synth::write_media(&scene, &media)?;
         let (tx, rx) = mpsc::sync_channel(64);
         let vcfg = VideoConfig {
@@ -83,10 +99,16 @@ pub fn dump(manifest: &Manifest, seeds: &[u64], duration_s: f64, hop: usize, out
             match rx.recv_timeout(Duration::from_secs(30)) {
                 Ok(CaptureEvent::Frame(f)) => sched.push_frame(&f)?,
                 Ok(CaptureEvent::Audio(a)) => sched.push_audio(&a),
-                Ok(CaptureEvent::EndOfStream) | Err(mpsc::RecvTimeoutError::Disconnected) => eos = true,
+                Ok(CaptureEvent::EndOfStream) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    eos = true
+                }
                 Ok(CaptureEvent::Failed(e)) => return Err(e),
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    return Err(err!(Video, "features: no data from {} for 30 s", media.display()))
+                    return Err(err!(
+                        Video,
+                        "features: no data from {} for 30 s",
+                        media.display()
+                    ))
                 }
             }
             while let Some(win) = sched.poll(None, eos) {
@@ -95,14 +117,24 @@ pub fn dump(manifest: &Manifest, seeds: &[u64], duration_s: f64, hop: usize, out
                     win.t_end as f64 / NANOS_PER_SEC as f64,
                 );
                 if win.audio_missing > 0 {
-                    log::warn!("seed {seed}: window at {s:.2}s lacks {} mel frames; skipped", win.audio_missing);
+                    log::warn!(
+                        "seed {seed}: window at {s:.2}s lacks {} mel frames; skipped",
+                        win.audio_missing
+                    );
                     continue;
                 }
                 frames.push_bytes(&win.frames)?;
                 flow.push_bytes(&win.flow)?;
                 mel.push_f32(&win.logmel)?;
                 labels.push_bytes(&(window_label(&scene, s, e) as i64).to_le_bytes())?;
-                times.push_bytes(&[s.to_le_bytes(), e.to_le_bytes(), (seed as f64).to_le_bytes()].concat())?;
+                times.push_bytes(
+                    &[
+                        s.to_le_bytes(),
+                        e.to_le_bytes(),
+                        (seed as f64).to_le_bytes(),
+                    ]
+                    .concat(),
+                )?;
                 count += 1;
             }
             if eos && sched.pending() == 0 {
@@ -126,8 +158,11 @@ pub fn dump(manifest: &Manifest, seeds: &[u64], duration_s: f64, hop: usize, out
         "windows": n,
         "manifest": manifest.name,
     });
-    std::fs::write(out.join("meta.json"), serde_json::to_string_pretty(&meta).unwrap_or_default())
-        .map_err(|e| err!(Io, "{}: {e}", out.display()))?;
+    std::fs::write(
+        out.join("meta.json"),
+        serde_json::to_string_pretty(&meta).unwrap_or_default(),
+    )
+    .map_err(|e| err!(Io, "{}: {e}", out.display()))?;
     eprintln!("features: wrote {n} windows to {}", out.display());
     Ok(())
 }

@@ -22,7 +22,11 @@ macro_rules! outln {
 }
 
 #[derive(Parser)]
-#[command(name = "avaction", version, about = "Real-time audio-video action recognition")]
+#[command(
+    name = "avaction",
+    version,
+    about = "Real-time audio-video action recognition"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -116,8 +120,19 @@ fn main() {
         Command::Run(args) => run(args),
         Command::Devices => devices(),
         Command::Inspect { bundle } => inspect(bundle),
-        Command::Synth { out, seed, duration, wav } => synth_cmd(out, seed, duration, wav),
-        Command::Features { manifest, seeds, duration, hop, out } => parse_seeds(&seeds)
+        Command::Synth {
+            out,
+            seed,
+            duration,
+            wav,
+        } => synth_cmd(out, seed, duration, wav),
+        Command::Features {
+            manifest,
+            seeds,
+            duration,
+            hop,
+            out,
+        } => parse_seeds(&seeds)
             .and_then(|s| Manifest::load(&manifest).map(|m| (m, s)))
             .and_then(|(m, s)| features::dump(&m, &s, duration, hop, &out)),
     };
@@ -130,7 +145,11 @@ fn main() {
 fn parse_seeds(s: &str) -> Result<Vec<u64>> {
     let mut seeds = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let parse = |x: &str| x.trim().parse::<u64>().map_err(|_| err!(Config, "--seeds: {x:?} is not a number"));
+        let parse = |x: &str| {
+            x.trim()
+                .parse::<u64>()
+                .map_err(|_| err!(Config, "--seeds: {x:?} is not a number"))
+        };
         match part.split_once('-') {
             Some((a, b)) => seeds.extend(parse(a)?..=parse(b)?),
             None => seeds.push(parse(part)?),
@@ -160,7 +179,9 @@ fn run(args: RunArgs) -> Result<()> {
     }
     let mut runtime = builder.build()?;
     let started = Instant::now();
-    let deadline = args.duration.map(|d| started + Duration::from_secs_f64(d.max(0.0)));
+    let deadline = args
+        .duration
+        .map(|d| started + Duration::from_secs_f64(d.max(0.0)));
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     loop {
@@ -208,12 +229,25 @@ fn run(args: RunArgs) -> Result<()> {
 fn human(output: &Output) -> String {
     match output {
         Output::Prediction(p) => {
-            let top: Vec<String> = p.top.iter().map(|l| format!("{} {:.2}", l.label, l.score)).collect();
-            let skew = p.skew_ms.map_or("no audio".to_string(), |s| format!("skew {s:+.1} ms"));
-            format!("{:8.2}s  {:<40} latency {:.0} ms, {skew}", p.end_s, top.join(" | "), p.latency_ms)
+            let top: Vec<String> = p
+                .top
+                .iter()
+                .map(|l| format!("{} {:.2}", l.label, l.score))
+                .collect();
+            let skew = p
+                .skew_ms
+                .map_or("no audio".to_string(), |s| format!("skew {s:+.1} ms"));
+            format!(
+                "{:8.2}s  {:<40} latency {:.0} ms, {skew}",
+                p.end_s,
+                top.join(" | "),
+                p.latency_ms
+            )
         }
         Output::Event(e) => match e.kind {
-            EventKind::Onset => format!("{:8.2}s  >> {} starts ({:.2})", e.time_s, e.label, e.score),
+            EventKind::Onset => {
+                format!("{:8.2}s  >> {} starts ({:.2})", e.time_s, e.label, e.score)
+            }
             EventKind::Offset => format!(
                 "{:8.2}s  << {} ends after {:.2} s",
                 e.time_s,
@@ -243,7 +277,10 @@ fn devices() -> Result<()> {
     }
     outln!("backends:");
     outln!("  tract: available (CPU)");
-    outln!("  tensorrt: unavailable: {}", backend::tensorrt_unavailable_reason());
+    outln!(
+        "  tensorrt: unavailable: {}",
+        backend::tensorrt_unavailable_reason()
+    );
     Ok(())
 }
 
@@ -278,7 +315,11 @@ fn inspect(dir: PathBuf) -> Result<()> {
         };
         outln!(
             "  {:<8} {:?} {:?} float32, mean {:?} std {:?}{extra}",
-            i.name, i.frontend, i.shape, i.mean, i.std
+            i.name,
+            i.frontend,
+            i.shape,
+            i.mean,
+            i.std
         );
     }
     outln!("output: {} {:?}", m.output.name, m.output.shape);

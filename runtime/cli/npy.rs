@@ -42,8 +42,12 @@ impl NpyWriter {
         for d in &self.row_shape {
             shape.push_str(&format!("{d}, "));
         }
-        let shape = shape.trim_end_matches(", ").to_string() + if self.row_shape.is_empty() { ",)" } else { ")" };
-        let dict = format!("{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}", self.descr);
+        let shape = shape.trim_end_matches(", ").to_string()
+            + if self.row_shape.is_empty() { ",)" } else { ")" };
+        let dict = format!(
+            "{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}",
+            self.descr
+        );
         let mut h = b"\x93NUMPY\x01\x00".to_vec();
         let body_len = HEADER_LEN - 10;
         h.extend_from_slice(&(body_len as u16).to_le_bytes());
@@ -64,7 +68,9 @@ impl NpyWriter {
     /// Appends one row of f32 values.
     pub fn push_f32(&mut self, values: &[f32]) -> Result<()> {
         for v in values {
-            self.file.write_all(&v.to_le_bytes()).map_err(|e| io(&self.path, e))?;
+            self.file
+                .write_all(&v.to_le_bytes())
+                .map_err(|e| io(&self.path, e))?;
         }
         self.rows += 1;
         Ok(())
@@ -74,7 +80,9 @@ impl NpyWriter {
     pub fn finish(mut self) -> Result<usize> {
         let header = self.header();
         let path = self.path.clone();
-        self.file.seek(SeekFrom::Start(0)).map_err(|e| io(&path, e))?;
+        self.file
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| io(&path, e))?;
         self.file.write_all(&header).map_err(|e| io(&path, e))?;
         self.file.flush().map_err(|e| io(&path, e))?;
         Ok(self.rows)

@@ -89,8 +89,8 @@ pub fn gst_launch(description: &str) {
         &[gst::MessageType::Eos, gst::MessageType::Error],
     );
     pipeline.set_state(gst::State::Null).ok();
-    match msg.map(|m| m.view().type_()) {
-        Some(gst::MessageType::Eos) => {}
+    match msg {
+        Some(m) if m.type_() == gst::MessageType::Eos => {}
         other => panic!("pipeline {description:?} did not reach EOS: {other:?}"),
     }
 }
