@@ -227,7 +227,9 @@ impl WindowScheduler {
         self.frames_seen += 1;
         self.stats.frames += 1;
         let t = self.cfg.frames as u64;
-        if self.frames_seen >= t && (self.frames_seen - t).is_multiple_of(self.cfg.hop_frames as u64) {
+        if self.frames_seen >= t
+            && (self.frames_seen - t).is_multiple_of(self.cfg.hop_frames as u64)
+        {
             self.queue_window();
         }
         Ok(())
