@@ -14,19 +14,24 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Runs `f` on a thread and fails the test if it does not finish within `limit`.
+/// Runs `f` on a thread and fails the test if it does not finish within `limit`
+/// (a panic inside `f` is passed on as it is).
 fn within<T: Send + 'static>(
     limit: Duration,
     what: &str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> T {
     let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
+    let handle = std::thread::spawn(move || {
         let _ = tx.send(f());
     });
     match rx.recv_timeout(limit) {
         Ok(v) => v,
-        Err(_) => panic!("{what}: did not finish within {limit:?}"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => panic!("{what}: finished without a result"),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: did not finish within {limit:?}"),
     }
 }
 
@@ -74,17 +79,19 @@ fn av_mkv() -> PathBuf {
     path
 }
 
-/// The same content in MP4 (MPEG-4 video + AAC), moov at the end as mp4mux writes it.
-fn av_mp4() -> PathBuf {
-    let path = media_dir().join("av.mp4");
+/// 50 frames and 2 s of audio in QuickTime/MP4 (MJPEG + AAC, moov at the end, read by
+/// qtdemux like any .mp4). Plugins base/good/libav have no encoder that mp4mux accepts
+/// and qtdemux can read back without plugins-bad parsers, so qtmux and MJPEG it is.
+fn av_mov() -> PathBuf {
+    let path = media_dir().join("av.mov");
     static ONCE: std::sync::Once = std::sync::Once::new();
     let p = path.clone();
     ONCE.call_once(move || {
         gst_write(&format!(
             "videotestsrc num-buffers=50 ! video/x-raw,width=160,height=120,framerate=25/1 \
-             ! videoconvert ! avenc_mpeg4 ! queue ! mp4mux name=mux ! filesink location={} \
+             ! videoconvert ! jpegenc ! queue ! qtmux name=mux ! filesink location={} \
              audiotestsrc num-buffers=100 samplesperbuffer=441 ! audio/x-raw,rate=22050,channels=1 \
-             ! audioconvert ! avenc_aac ! queue ! mux.",
+             ! audioconvert ! avenc_aac ! aacparse ! queue ! mux.",
             p.display()
         ))
     });
@@ -299,8 +306,8 @@ fn file_is_decoded_completely_with_audio_on_the_same_timeline() {
 }
 
 #[test]
-fn mp4_with_aac_is_decoded_completely() {
-    let path = av_mp4();
+fn quicktime_mp4_with_aac_is_decoded_completely() {
+    let path = av_mov();
     within(Duration::from_secs(60), "mp4 decode", move || {
         let (tx, rx) = mpsc::sync_channel(16);
         let mut cap = VideoCapture::start(
@@ -454,26 +461,38 @@ fn missing_file_is_an_error_naming_the_path() {
 }
 
 #[test]
-fn text_file_named_mp4_is_an_error() {
-    let path = media_dir().join("not-a-video.mp4");
-    std::fs::write(&path, "this is a text file, not a video\n".repeat(50)).expect("write");
-    let e = bad_input_error(VideoSource::Uri(path.display().to_string()), false);
-    assert_eq!(e.kind(), ErrorKind::Video);
-    assert!(e.message().contains("not-a-video.mp4"), "{e}");
-    assert!(
-        e.message().contains("Could not determine type of stream"),
-        "{e}"
-    );
+fn text_or_garbage_named_mp4_is_an_error() {
+    let text = media_dir().join("not-a-video.mp4");
+    std::fs::write(&text, "this is a text file, not a video\n".repeat(50)).expect("write");
+    let garbage = media_dir().join("garbage.mp4");
+    let bytes: Vec<u8> = (0u32..20_000)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&garbage, bytes).expect("write");
+    for path in [text, garbage] {
+        let e = bad_input_error(VideoSource::Uri(path.display().to_string()), false);
+        assert_eq!(e.kind(), ErrorKind::Video);
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        assert!(e.message().contains(name), "{e}");
+        // GStreamer's reason and the element that gave it are passed on.
+        assert!(
+            e.message().contains("GstDecodeBin") || e.message().contains("typefind"),
+            "{e}"
+        );
+    }
 }
 
 #[test]
 fn truncated_mp4_is_an_error() {
-    let full = std::fs::read(av_mp4()).expect("read mp4");
-    let path = media_dir().join("truncated.mp4");
+    let full = std::fs::read(av_mov()).expect("read mov");
+    let path = media_dir().join("truncated.mov");
     std::fs::write(&path, &full[..full.len() / 2]).expect("write");
     let e = bad_input_error(VideoSource::Uri(path.display().to_string()), true);
     assert_eq!(e.kind(), ErrorKind::Video);
-    assert!(e.message().contains("truncated.mp4"), "{e}");
+    assert!(e.message().contains("truncated.mov"), "{e}");
     assert!(e.message().contains("no playable streams"), "{e}");
 }
 
@@ -482,7 +501,15 @@ fn truncated_mkv_ends_early_without_hanging() {
     // Matroska is streamable: GStreamer plays a truncated file up to the cut and ends
     // normally (the capture logs a truncation warning). Either that or an error is fine;
     // a hang or a full-length stream is not.
-    let full = std::fs::read(av_mkv()).expect("read mkv");
+    let source = media_dir().join("snow.mkv");
+    gst_write(&format!(
+        "videotestsrc num-buffers=50 pattern=snow ! video/x-raw,width=160,height=120,framerate=25/1 \
+         ! videoconvert ! avenc_mpeg4 ! queue ! matroskamux name=mux ! filesink location={} \
+         audiotestsrc num-buffers=100 samplesperbuffer=441 ! audio/x-raw,rate=22050,channels=1 \
+         ! audioconvert ! vorbisenc ! queue ! mux.",
+        source.display()
+    ));
+    let full = std::fs::read(&source).expect("read mkv");
     let path = media_dir().join("truncated.mkv");
     std::fs::write(&path, &full[..full.len() / 2]).expect("write");
     match start_bad(VideoSource::Uri(path.display().to_string()), true) {

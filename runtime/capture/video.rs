@@ -781,14 +781,32 @@ fn wait_until_playing(
         return Err(err!(Video, "{source_name} cannot start: {detail}"));
     }
     let deadline = Instant::now() + START_TIMEOUT;
+    let mut missing_plugins: Vec<String> = Vec::new();
     loop {
         if let Some(msg) = bus.timed_pop_filtered(
             gst::ClockTime::from_mseconds(20),
-            &[gst::MessageType::Error, gst::MessageType::Warning],
+            &[
+                gst::MessageType::Error,
+                gst::MessageType::Warning,
+                gst::MessageType::Element,
+            ],
         ) {
             match msg.view() {
+                gst::MessageView::Element(e) => {
+                    if let Some(what) = e.structure().and_then(describe_missing_plugin) {
+                        log::warn!("{source_name}: missing GStreamer plugin: {what}");
+                        missing_plugins.push(what);
+                    }
+                }
                 gst::MessageView::Error(e) => {
-                    return Err(err!(Video, "{source_name}: {}", describe_gst_error(&e)));
+                    let mut message = format!("{source_name}: {}", describe_gst_error(&e));
+                    if !missing_plugins.is_empty() {
+                        message.push_str(&format!(
+                            " [missing GStreamer plugin: {}]",
+                            missing_plugins.join(", ")
+                        ));
+                    }
+                    return Err(Error::new(crate::ErrorKind::Video, message));
                 }
                 gst::MessageView::Warning(w) => {
                     log::warn!(
@@ -813,7 +831,14 @@ fn wait_until_playing(
                 SourcePlan::Uri { shown, .. } => shown.trim_start_matches("file ").to_string(),
                 _ => source_name.to_string(),
             };
-            return Err(err!(Video, "no video stream in {what}"));
+            if missing_plugins.is_empty() {
+                return Err(err!(Video, "no video stream in {what}"));
+            }
+            return Err(err!(
+                Video,
+                "no decodable video stream in {what} (missing GStreamer plugin: {}; install gstreamer1.0-libav or gstreamer1.0-plugins-good/bad/ugly)",
+                missing_plugins.join(", ")
+            ));
         }
         let (result, current, _pending) = pipeline.state(gst::ClockTime::ZERO);
         if result.is_err() {
@@ -830,6 +855,26 @@ fn wait_until_playing(
             ));
         }
     }
+}
+
+/// The description in a `missing-plugin` element message (what `gst-plugins-base`'s
+/// missing-plugins helper posts when decodebin finds no decoder), if it is one.
+fn describe_missing_plugin(s: &gst::StructureRef) -> Option<String> {
+    if s.name() != "missing-plugin" {
+        return None;
+    }
+    let detail = s
+        .get::<gst::Caps>("detail")
+        .map(|c| c.to_string())
+        .or_else(|_| s.get::<String>("detail"))
+        .unwrap_or_default();
+    let name = s.get::<String>("name").unwrap_or_default();
+    Some(match (name.is_empty(), detail.is_empty()) {
+        (false, false) => format!("{name} for {detail}"),
+        (false, true) => name,
+        (true, false) => format!("decoder for {detail}"),
+        (true, true) => "unknown element".into(),
+    })
 }
 
 /// GStreamer error message, debug info and the element that posted it.
