@@ -650,10 +650,7 @@ fn live_source_counts_frames_dropped_when_the_runtime_is_behind() {
 
 #[test]
 fn unknown_microphone_is_a_clear_audio_error() {
-    if std::env::var("AVACTION_TEST_PULSE").as_deref() == Ok("1") {
-        println!("skipped: a PulseAudio test server is running (AVACTION_TEST_PULSE=1)");
-        return;
-    }
+    // Holds with or without a sound server: the error names the device and lists what exists.
     let result = within(Duration::from_secs(20), "missing microphone", || {
         let (tx, _rx) = mpsc::sync_channel(16);
         Microphone::start(
