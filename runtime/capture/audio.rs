@@ -70,8 +70,8 @@ struct Anchor {
 
 impl Microphone {
     /// Opens the default input device ([`AudioSource::DefaultMicrophone`]) or the first
-    /// input device whose name contains the given text ([`AudioSource::Microphone`],
-    /// case-insensitive), and starts delivering mono f32 audio at `rate` Hz stamped on
+    /// input device whose id equals the given text or, failing that, whose label
+    /// (`id (description)`, as [`list_microphones`] shows it) contains it ([`AudioSource::Microphone`], case-insensitive), and starts delivering mono f32 audio at `rate` Hz stamped on
     /// `timeline` as [`CaptureEvent::Audio`] chunks of at most 20 ms. Any sample format,
     /// channel count and device rate is converted. Device loss arrives later as
     /// [`CaptureEvent::Failed`].
@@ -199,7 +199,8 @@ impl Drop for Microphone {
     }
 }
 
-/// Names of the input devices of the default cpal host (empty if none or no host).
+/// Labels (`id (description)`) of the input devices of the default cpal host; empty if
+/// there is none or no host.
 pub fn list_microphones() -> Vec<String> {
     match cpal::default_host().input_devices() {
         Ok(devices) => devices.map(|d| device_label(&d)).collect(),
@@ -210,14 +211,16 @@ pub fn list_microphones() -> Vec<String> {
     }
 }
 
-/// A device's name without panicking (cpal's `Display` can fail).
+/// A device's label, `id (description)` (e.g. `pulse (PulseAudio Sound Server)`), built
+/// without panicking (cpal's `Display` for devices can fail).
 fn device_label(device: &cpal::Device) -> String {
-    match device.description() {
-        Ok(d) => d.name().to_string(),
-        Err(_) => device
-            .id()
-            .map(|id| id.to_string())
-            .unwrap_or_else(|_| "unnamed device".into()),
+    let id = device.id().ok().map(|id| id.id().to_string());
+    let name = device.description().ok().map(|d| d.name().to_string());
+    match (id, name) {
+        (Some(id), Some(name)) if id != name => format!("{id} ({name})"),
+        (Some(id), _) => id,
+        (None, Some(name)) => name,
+        (None, None) => "unnamed device".into(),
     }
 }
 
@@ -245,10 +248,19 @@ fn select_device(host: &cpal::Host, source: &AudioSource) -> Result<cpal::Device
             let devices = host.input_devices().map_err(|e| {
                 err!(Audio, "microphone {name:?} not found: cannot list {host_name} input devices: {e}")
             })?;
+            // An exact device id (`pulse`, `hw:CARD=USB,DEV=0`) wins over a substring of a label.
+            let mut by_label = None;
             for device in devices {
-                if device_label(&device).to_lowercase().contains(&wanted) {
+                let id = device.id().ok().map(|id| id.id().to_lowercase());
+                if id.as_deref() == Some(wanted.as_str()) {
                     return Ok(device);
                 }
+                if by_label.is_none() && device_label(&device).to_lowercase().contains(&wanted) {
+                    by_label = Some(device);
+                }
+            }
+            if let Some(device) = by_label {
+                return Ok(device);
             }
             Err(err!(
                 Audio,
