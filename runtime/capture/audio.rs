@@ -1,20 +1,5 @@
 //! Where microphone audio enters: a cpal input stream whose callback only copies samples
 //! into a lock-free ring, and a pump thread that downmixes, resamples and stamps chunks.
-//!
-//! Real-time side (cpal data callback): converts the device's samples to f32 while
-//! copying them into a pre-sized SPSC ring (`ringbuf::HeapRb`, 2 s), pushes one
-//! `(frame index, capture time)` anchor per callback into a second small ring, and counts
-//! frames that did not fit into [`CaptureStats::samples_dropped`]. No allocation, no
-//! lock, no logging there. Capture time is [`Timeline::now`] at the callback minus the
-//! host's `callback - capture` latency from `InputCallbackInfo::timestamp()`.
-//!
-//! Pump side (ordinary thread, every 10 ms): drains the ring, averages channels to mono,
-//! resamples with rubato (`FftFixedIn`, band-limited) to the model rate, and stamps each
-//! chunk (at most 20 ms) from the newest anchor at or before its first sample; chunks are
-//! sent with `try_send` and counted as dropped when the runtime's channel is full.
-//!
-//! With no sound card, ALSA's default host may still list a `null` device that delivers
-//! silence; it is not special-cased (it is a device the user can pick).
 
 use super::{AudioSource, CaptureEvent, CaptureStats};
 use crate::clock::{AudioChunk, Nanos, Timeline, NANOS_PER_SEC};
@@ -43,6 +28,28 @@ const RESAMPLER_BLOCK_MS: usize = 10;
 
 /// A running microphone: mono f32 chunks at the model rate flow to the channel given to
 /// [`Microphone::start`] until [`Microphone::stop`] or drop.
+///
+/// Real-time side (cpal data callback): converts the device's samples to f32 while
+/// copying them into a pre-sized SPSC ring (`ringbuf::HeapRb`, 2 s), pushes one
+/// `(frame index, capture time)` anchor per callback into a second small ring, and counts
+/// frames that did not fit into [`CaptureStats::samples_dropped`]. No allocation, no
+/// lock, no logging there. Capture time is [`Timeline::now`] at the callback minus the
+/// host's `callback - capture` latency from `InputCallbackInfo::timestamp()`.
+///
+/// Pump side (ordinary thread, every 10 ms): drains the ring, averages channels to mono,
+/// resamples with rubato (`FftFixedIn`, band-limited) to the model rate, and stamps each
+/// chunk (at most 20 ms) from the newest anchor at or before its first sample; chunks are
+/// sent with `try_send` and counted as dropped when the runtime's channel is full.
+///
+/// Drops are counted at the device rate: frames lost to a full ring, and chunks refused by
+/// a full channel (converted back to device frames).
+///
+/// Start-up: through ALSA's `pulse` plugin the first audio arrives ~2 s after `start`
+/// (measured), sometimes as a short burst. Chunk times come from the anchors, so audio
+/// the server never delivered shows up as a gap in `t_ns`, not as a drift.
+///
+/// With no sound card, ALSA's default host may still list a `null` device that delivers
+/// silence; it is not special-cased (it is a device the user can pick).
 pub struct Microphone {
     stream: Option<cpal::Stream>,
     pump: Option<JoinHandle<()>>,
