@@ -1,31 +1,5 @@
 //! Where video (and a file's audio track) enters: a GStreamer pipeline per source that
 //! scales frames to the model's size in RGB and stamps them on the runtime [`Timeline`].
-//!
-//! Pipeline (decoded or captured video, then):
-//! `videorate ! videoconvert ! videoscale ! videoconvert ! capsfilter(RGB, WxH, PAR 1/1, fps) ! appsink`.
-//! Frame rate is fixed first and scaling happens in the source's own pixel format, so the
-//! RGB conversion touches model-size images only (measured ~1.6x less CPU than converting
-//! full-size frames first); the first `videoconvert` is a pass-through unless `videoscale`
-//! cannot handle the source format. The picture is stretched to the model size (no
-//! borders); cropping policy belongs to the frontend.
-//!
-//! For files and URIs with [`VideoConfig::audio_rate`] set, the audio track goes through
-//! `audioconvert ! audioresample ! capsfilter(F32LE, mono, rate) ! appsink`.
-//!
-//! Threads: one bus thread (errors, warnings) and one puller thread per appsink, each
-//! waiting at most 100 ms at a time so that [`VideoCapture::stop`] never hangs.
-//!
-//! Timestamps: for files decoded as fast as possible, `t_ns` is the buffer's running time
-//! (media time, first frame ≈ 0, audio and video on the same scale). For live sources and
-//! real-time playback, `t_ns` is the pipeline clock time of the buffer
-//! (`base_time + running_time`) mapped onto the [`Timeline`] through an offset measured at
-//! start between the pipeline clock and [`Timeline::now`].
-//!
-//! Drops: a file is delivered completely (blocking send). A live source keeps the newest
-//! frames: appsink holds at most [`VideoConfig::live_max_buffers`] and drops older ones
-//! silently; because `videorate` makes the stream exactly `fps` frames per second, every
-//! gap of `k` frame periods between two pulled frames counts `k - 1` dropped frames.
-//! Frames that find the runtime's channel full are dropped and counted too.
 
 use super::{CaptureEvent, CaptureStats, VideoSource};
 use crate::clock::{AudioChunk, Nanos, Timeline, VideoFrame, NANOS_PER_SEC};
@@ -71,6 +45,33 @@ pub struct VideoConfig {
 
 /// A running GStreamer capture: frames (and optionally the file's audio) flow to the
 /// channel given to [`VideoCapture::start`] until [`VideoCapture::stop`] or drop.
+///
+/// Pipeline (decoded or captured video, then):
+/// `videorate ! videoconvert ! videoscale ! videoconvert ! capsfilter(RGB, WxH, PAR 1/1, fps) ! appsink`.
+/// Frame rate is fixed first and scaling happens in the source's own pixel format, so the
+/// RGB conversion touches model-size images only (measured ~1.6x less CPU than converting
+/// full-size frames first); the first `videoconvert` is a pass-through unless `videoscale`
+/// cannot handle the source format. The picture is stretched to the model size (no
+/// borders); cropping policy belongs to the frontend.
+///
+/// For files and URIs with [`VideoConfig::audio_rate`] set, the audio track goes through
+/// `audioconvert ! audioresample ! capsfilter(F32LE, mono, rate) ! appsink`.
+///
+/// Threads: one bus thread (errors, warnings) and one puller thread per appsink, each
+/// waiting at most 100 ms at a time so that [`VideoCapture::stop`] never hangs.
+///
+/// Timestamps: for files decoded as fast as possible, `t_ns` is the buffer's running time
+/// (media time, first frame ≈ 0, audio and video on the same scale). For live sources and
+/// real-time playback, `t_ns` is the pipeline clock time of the buffer
+/// (`base_time + running_time`) mapped onto the [`Timeline`] through an offset measured at
+/// start between the pipeline clock and [`Timeline::now`].
+///
+/// Drops: a file decoded as fast as possible is delivered completely (the puller waits
+/// for room in the channel, checking for stop every millisecond). Live sources and
+/// real-time playback keep the newest frames: appsink holds at most [`VideoConfig::live_max_buffers`] and drops older ones
+/// silently; because `videorate` makes the stream exactly `fps` frames per second, every
+/// gap of `k` frame periods between two pulled frames counts `k - 1` dropped frames.
+/// Frames that find the runtime's channel full are dropped and counted too.
 pub struct VideoCapture {
     pipeline: gst::Pipeline,
     flags: Arc<Flags>,
@@ -206,16 +207,17 @@ impl VideoCapture {
         // From here on, dropping `capture` on an error path sets the pipeline to NULL.
         wait_until_playing(&pipeline, &plan, &pads, &source_name)?;
 
-        let (audio_sink, no_more_pads) = match pads.lock() {
-            Ok(state) => (state.audio_sink.clone(), state.no_more_pads),
+        let audio_sink = match pads.lock() {
+            Ok(state) => state.audio_sink.clone(),
             Err(_) => return Err(err!(Video, "internal: pad state poisoned ({source_name})")),
         };
         if cfg.audio_rate.is_some() && matches!(plan, SourcePlan::Uri { .. }) {
-            match (&audio_sink, no_more_pads) {
-                (None, _) => log::warn!(
-                    "{source_name}: audio was requested but the media has no audio track"
-                ),
-                (Some(_), _) => log::info!("{source_name}: delivering its audio track"),
+            if audio_sink.is_some() {
+                log::info!("{source_name}: delivering its audio track");
+            } else {
+                log::warn!(
+                    "{source_name}: audio was requested but the media has no decodable audio track"
+                );
             }
         }
         capture.has_audio = audio_sink.is_some();
@@ -790,14 +792,32 @@ fn wait_until_playing(
         return Err(err!(Video, "{source_name} cannot start: {detail}"));
     }
     let deadline = Instant::now() + START_TIMEOUT;
+    let mut missing_plugins: Vec<String> = Vec::new();
     loop {
         if let Some(msg) = bus.timed_pop_filtered(
             gst::ClockTime::from_mseconds(20),
-            &[gst::MessageType::Error, gst::MessageType::Warning],
+            &[
+                gst::MessageType::Error,
+                gst::MessageType::Warning,
+                gst::MessageType::Element,
+            ],
         ) {
             match msg.view() {
+                gst::MessageView::Element(e) => {
+                    if let Some(what) = e.structure().and_then(describe_missing_plugin) {
+                        log::warn!("{source_name}: missing GStreamer plugin: {what}");
+                        missing_plugins.push(what);
+                    }
+                }
                 gst::MessageView::Error(e) => {
-                    return Err(err!(Video, "{source_name}: {}", describe_gst_error(e)));
+                    let mut message = format!("{source_name}: {}", describe_gst_error(e));
+                    if !missing_plugins.is_empty() {
+                        message.push_str(&format!(
+                            " [missing GStreamer plugin: {}]",
+                            missing_plugins.join(", ")
+                        ));
+                    }
+                    return Err(Error::new(crate::ErrorKind::Video, message));
                 }
                 gst::MessageView::Warning(w) => {
                     log::warn!(
@@ -822,7 +842,14 @@ fn wait_until_playing(
                 SourcePlan::Uri { shown, .. } => shown.trim_start_matches("file ").to_string(),
                 _ => source_name.to_string(),
             };
-            return Err(err!(Video, "no video stream in {what}"));
+            if missing_plugins.is_empty() {
+                return Err(err!(Video, "no video stream in {what}"));
+            }
+            return Err(err!(
+                Video,
+                "no decodable video stream in {what} (missing GStreamer plugin: {}; install gstreamer1.0-libav or gstreamer1.0-plugins-good/bad/ugly)",
+                missing_plugins.join(", ")
+            ));
         }
         let (result, current, _pending) = pipeline.state(gst::ClockTime::ZERO);
         if result.is_err() {
@@ -839,6 +866,26 @@ fn wait_until_playing(
             ));
         }
     }
+}
+
+/// The description in a `missing-plugin` element message (what `gst-plugins-base`'s
+/// missing-plugins helper posts when decodebin finds no decoder), if it is one.
+fn describe_missing_plugin(s: &gst::StructureRef) -> Option<String> {
+    if s.name() != "missing-plugin" {
+        return None;
+    }
+    let detail = s
+        .get::<gst::Caps>("detail")
+        .map(|c| c.to_string())
+        .or_else(|_| s.get::<String>("detail"))
+        .unwrap_or_default();
+    let name = s.get::<String>("name").unwrap_or_default();
+    Some(match (name.is_empty(), detail.is_empty()) {
+        (false, false) => format!("{name} for {detail}"),
+        (false, true) => name,
+        (true, false) => format!("decoder for {detail}"),
+        (true, true) => "unknown element".into(),
+    })
 }
 
 /// GStreamer error message, debug info and the element that posted it.
