@@ -21,7 +21,7 @@ unit:
 	cargo test
 
 realtime:
-	./tests/virtual_mic.sh cargo test --test realtime -- --include-ignored --nocapture
+	./tests/virtual_mic.sh cargo test --test realtime --test capture -- --nocapture
 
 bench:
 	cargo bench --bench pipeline
