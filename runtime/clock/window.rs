@@ -55,7 +55,7 @@ pub struct Window {
     pub flow: Vec<u8>,
     /// `A * bins` log-mel values, empty without audio input.
     pub logmel: Vec<f32>,
-    /// Time of the first log-mel frame used, if any audio was available.
+    /// Time the window's log-mel grid starts at (first slot), if any audio was available.
     pub audio_start: Option<Nanos>,
     /// Measured skew: `audio_start - t_start` (ns), `None` without audio.
     pub skew_ns: Option<Nanos>,
@@ -352,18 +352,20 @@ impl WindowScheduler {
         let first = self.mel.iter().position(|(t, _)| *t >= w.t_start - half);
         let mut used = 0;
         if let Some(first) = first {
-            for (k, (_, v)) in self.mel.iter().skip(first).take(a).enumerate() {
-                w.logmel[k * bins..(k + 1) * bins].copy_from_slice(v);
-                used += 1;
-            }
             let t0 = self.mel[first].0;
-            // audio that starts more than a window late is not this window's audio
-            if t0 - w.t_start < (w.t_end - w.t_start) {
-                w.audio_start = Some(t0);
-                w.skew_ns = Some(t0 - w.t_start);
-            } else {
-                used = 0;
-                w.logmel.fill(self.silence);
+            // audio that starts late (warm-up, a gap) goes where its time says, after
+            // silence; the residual misalignment is the window's skew.
+            let period = self.mel_period().max(1);
+            let k0 = ((t0 - w.t_start + half) / period).max(0) as usize;
+            if k0 < a {
+                for (k, (_, v)) in self.mel.iter().skip(first).take(a - k0).enumerate() {
+                    let k = k0 + k;
+                    w.logmel[k * bins..(k + 1) * bins].copy_from_slice(v);
+                    used += 1;
+                }
+                let start = t0 - k0 as Nanos * period;
+                w.audio_start = Some(start);
+                w.skew_ns = Some(start - w.t_start);
             }
         }
         w.audio_missing = a - used;
