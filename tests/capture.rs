@@ -514,7 +514,14 @@ fn truncated_mp4_is_an_error() {
     let e = bad_input_error(VideoSource::Uri(path.display().to_string()), true);
     assert_eq!(e.kind(), ErrorKind::Video);
     assert!(e.message().contains("truncated.mov"), "{e}");
-    assert!(e.message().contains("no playable streams"), "{e}");
+    // qtdemux reports "no playable streams"; when GStreamer 1.22's decodebin swallows that
+    // error (a race), the capture sees the demuxer stopped with no stream and says so.
+    assert!(
+        e.message().contains("no playable streams")
+            || e.message()
+                .contains("no playable stream (qtdemux stopped without finding one)"),
+        "{e}"
+    );
 }
 
 #[test]
