@@ -6,6 +6,8 @@
 
 pub mod window;
 
+
+
 /// Nanoseconds on the runtime's one timeline.
 pub type Nanos = i64;
 
