@@ -187,6 +187,8 @@ fn dominant_hz(samples: &[f32], rate: u32, lo: u32, hi: u32) -> (f64, f64) {
 fn live_test_pattern_delivers_model_size_frames_at_fps() {
     within(Duration::from_secs(30), "live test pattern", || {
         let timeline = Timeline::start();
+        // The timeline is older than the pipeline: media running time would be ~300 ms off.
+        std::thread::sleep(Duration::from_millis(300));
         let (tx, rx) = mpsc::sync_channel(64);
         let stats = Arc::new(CaptureStats::default());
         let mut cap = VideoCapture::start(
@@ -354,6 +356,7 @@ fn realtime_playback_takes_real_time_and_stamps_on_the_timeline() {
     let path = av_mkv();
     within(Duration::from_secs(60), "realtime playback", move || {
         let timeline = Timeline::start();
+        std::thread::sleep(Duration::from_millis(300));
         let (tx, rx) = mpsc::sync_channel(64);
         let began = Instant::now();
         let mut cap = VideoCapture::start(
@@ -514,7 +517,14 @@ fn truncated_mp4_is_an_error() {
     let e = bad_input_error(VideoSource::Uri(path.display().to_string()), true);
     assert_eq!(e.kind(), ErrorKind::Video);
     assert!(e.message().contains("truncated.mov"), "{e}");
-    assert!(e.message().contains("no playable streams"), "{e}");
+    // qtdemux reports "no playable streams"; when GStreamer 1.22's decodebin swallows that
+    // error (a race), the capture sees the demuxer stopped with no stream and says so.
+    assert!(
+        e.message().contains("no playable streams")
+            || e.message()
+                .contains("no playable stream (qtdemux stopped without finding one)"),
+        "{e}"
+    );
 }
 
 #[test]

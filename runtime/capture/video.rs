@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// How long a file's demuxer may sit stopped with no stream before start gives up.
+const STALL_GRACE: Duration = Duration::from_millis(500);
 /// How long [`VideoCapture::start`] waits for the pipeline to play or preroll.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest single wait of a puller or bus thread, so that stop requests are seen quickly.
@@ -778,7 +780,13 @@ fn wait_until_playing(
         .bus()
         .ok_or_else(|| err!(Video, "{source_name}: the pipeline has no bus"))?;
     let is_uri = matches!(plan, SourcePlan::Uri { .. });
-    if let Err(change_err) = pipeline.set_state(gst::State::Playing) {
+    // Files preroll in PAUSED first (as gst-launch does), then play.
+    let mut target = if plan.is_live() {
+        gst::State::Playing
+    } else {
+        gst::State::Paused
+    };
+    if let Err(change_err) = pipeline.set_state(target) {
         let detail = bus
             .timed_pop_filtered(
                 gst::ClockTime::from_mseconds(500),
@@ -791,7 +799,8 @@ fn wait_until_playing(
             .unwrap_or_else(|| change_err.to_string());
         return Err(err!(Video, "{source_name} cannot start: {detail}"));
     }
-    let deadline = Instant::now() + START_TIMEOUT;
+    let started = Instant::now();
+    let deadline = started + START_TIMEOUT;
     let mut missing_plugins: Vec<String> = Vec::new();
     loop {
         if let Some(msg) = bus.timed_pop_filtered(
@@ -851,12 +860,31 @@ fn wait_until_playing(
                 missing_plugins.join(", ")
             ));
         }
+        if is_uri && !no_more_pads && started.elapsed() > STALL_GRACE {
+            let stopped = stopped_demuxers(pipeline);
+            if !stopped.is_empty() {
+                // GStreamer 1.22's decodebin can swallow a demuxer's error (posted while
+                // decodebin is still plugging it), e.g. qtdemux on an MP4/MOV cut short;
+                // the demuxer's streaming task is then paused with no stream exposed.
+                return Err(err!(
+                    Video,
+                    "{source_name}: no playable stream ({} stopped without finding one); the media is probably truncated or corrupt",
+                    stopped.join(", ")
+                ));
+            }
+        }
         let (result, current, _pending) = pipeline.state(gst::ClockTime::ZERO);
         if result.is_err() {
             return Err(err!(Video, "{source_name}: the pipeline failed to start"));
         }
-        if current == gst::State::Playing && (!is_uri || no_more_pads || plan.is_live()) {
-            return Ok(());
+        if current == target && (!is_uri || no_more_pads || plan.is_live()) {
+            if target == gst::State::Playing {
+                return Ok(());
+            }
+            target = gst::State::Playing;
+            pipeline
+                .set_state(target)
+                .map_err(|e| err!(Video, "{source_name} cannot play: {e}"))?;
         }
         if Instant::now() >= deadline {
             return Err(err!(
@@ -866,6 +894,27 @@ fn wait_until_playing(
             ));
         }
     }
+}
+
+/// Demuxers (by factory name) whose pull-mode streaming task has stopped: they hit an
+/// error or the end of the data. Used before any stream was exposed, this means "none".
+fn stopped_demuxers(pipeline: &gst::Pipeline) -> Vec<String> {
+    let mut names = Vec::new();
+    for element in pipeline.iterate_recurse().into_iter().flatten() {
+        let Some(factory) = element.factory() else {
+            continue;
+        };
+        if !factory.klass().contains("Demux") {
+            continue;
+        }
+        let stopped = element.sink_pads().iter().any(|pad| {
+            pad.mode() == gst::PadMode::Pull && pad.task_state() == gst::TaskState::Paused
+        });
+        if stopped {
+            names.push(factory.name().to_string());
+        }
+    }
+    names
 }
 
 /// The description in a `missing-plugin` element message (what `gst-plugins-base`'s
