@@ -153,6 +153,11 @@ fn synthetic_scene_events_match_ground_truth() {
         truth.events.len()
     );
     println!("stats: {}", run.stderr.trim());
+    let stats: Value = serde_json::from_str(run.stderr.lines().last().unwrap_or("{}"))
+        .expect("stats JSON on stderr");
+    assert_eq!(stats["frames"], 1000, "a file is decoded completely");
+    assert_eq!(stats["windows_dropped"], 0, "a file loses no window");
+    assert_eq!(stats["windows_skipped"], 0, "a file skips no window");
     // chance is 1/6 per window; thresholds sit below what the shipped model reaches
     assert!(acc >= 0.75, "window accuracy {acc:.3} below 0.75");
     assert!(recall >= 0.85, "event recall {recall:.3} below 0.85");

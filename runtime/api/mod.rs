@@ -223,7 +223,8 @@ impl RuntimeBuilder {
             expect_audio,
             audio_wait_ns: live.then_some(self.audio_wait.as_nanos() as Nanos),
             mel_history: 1000,
-            max_pending: 8,
+            // files never drop: room for ~5 s of video decoded ahead of its audio
+            max_pending: if live { 8 } else { 64 },
         };
         let scheduler = WindowScheduler::new(wcfg)?;
         let shared = Arc::new(Shared::new(capture_stats, backend_name, degraded));
