@@ -21,16 +21,12 @@ impl InputAssembler {
     /// Prepares buffers for `manifest`'s inputs.
     pub fn new(manifest: &Manifest) -> InputAssembler {
         let (w, h) = manifest.frame_size();
-        let norm = |i: &crate::model::InputSpec| ImageNormalize {
-            mean: [0, 1, 2].map(|c| i.mean.get(c).copied().unwrap_or(0.0)),
-            std: [0, 1, 2].map(|c| i.std.get(c).copied().unwrap_or(1.0)),
-        };
         let mel = manifest.logmel().map_or((0.0, 1.0), |l| (l.mean, l.std));
         InputAssembler {
             specs: manifest
                 .inputs
                 .iter()
-                .map(|i| (i.frontend, norm(i)))
+                .map(|i| (i.frontend, i.normalize3()))
                 .collect(),
             mel,
             width: w as usize,

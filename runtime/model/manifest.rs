@@ -303,7 +303,8 @@ impl Manifest {
 }
 
 impl InputSpec {
-    fn normalize3(&self) -> ImageNormalize {
+    /// The 3-channel normalisation of an image or flow input.
+    pub(crate) fn normalize3(&self) -> ImageNormalize {
         let get = |v: &Vec<f32>, i: usize| v.get(i).copied().unwrap_or(1.0);
         ImageNormalize {
             mean: [get(&self.mean, 0), get(&self.mean, 1), get(&self.mean, 2)],
