@@ -40,6 +40,7 @@ fn main() -> avaction::Result<()> {
             realtime: false,
             audio_rate: Some(16_000),
             live_max_buffers: 2,
+            display_sink: None,
         },
         Timeline::start(),
         tx,

@@ -55,12 +55,18 @@ fn demo() -> avaction::Result<()> {
         scene = Some((s, path));
         (source, AudioSource::FromVideo)
     };
-    let mut runtime = Runtime::builder()
+    let has_display =
+        std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    let mut builder = Runtime::builder()
         .model(&model)
         .video(video_source)
         .audio(audio_source)
-        .realtime(true)
-        .build()?;
+        .realtime(true);
+    if has_display {
+        println!("display found: frames with the current label are shown in a window");
+        builder = builder.display("autovideosink");
+    }
+    let mut runtime = builder.build()?;
     println!(
         "model {} on {}; Ctrl-C to stop\n",
         runtime.bundle().manifest.name,

@@ -53,6 +53,7 @@ fn missing_video_decoder_is_named_in_the_error() {
             realtime: false,
             audio_rate: None,
             live_max_buffers: 2,
+            display_sink: None,
         },
         Timeline::start(),
         tx,

@@ -16,6 +16,8 @@ use crate::decode::{Decoder, Event, Prediction};
 use crate::frontend::tensors::InputAssembler;
 use crate::model::Bundle;
 use crate::{err, Error, Result};
+use gstreamer as gst;
+use gstreamer::prelude::*;
 use mailbox::Mailbox;
 use serde::Serialize;
 use stats::Shared;
@@ -49,6 +51,7 @@ pub struct RuntimeBuilder {
     capacity: usize,
     audio_wait: Duration,
     callback: Option<Callback>,
+    display: Option<String>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -75,6 +78,7 @@ impl Default for RuntimeBuilder {
             capacity: 256,
             audio_wait: Duration::from_millis(300),
             callback: None,
+            display: None,
         }
     }
 }
@@ -122,6 +126,13 @@ impl RuntimeBuilder {
         self.audio_wait = wait;
         self
     }
+    /// Shows the frames in a window of the GStreamer video sink `sink` (e.g.
+    /// `autovideosink`) with the current top label drawn on them. The display never
+    /// holds the model back: it drops frames when it falls behind.
+    pub fn display(mut self, sink: impl Into<String>) -> Self {
+        self.display = Some(sink.into());
+        self
+    }
     /// Delivers every output to `callback` on the inference thread instead of the
     /// channel. Keep it short: it delays the next window.
     pub fn on_output(mut self, callback: impl FnMut(&Output) + Send + 'static) -> Self {
@@ -164,6 +175,7 @@ impl RuntimeBuilder {
             realtime: self.realtime,
             audio_rate: from_video.then_some(rate),
             live_max_buffers: 2,
+            display_sink: self.display.clone(),
         };
         let video = VideoCapture::start(
             &self.video,
@@ -172,6 +184,7 @@ impl RuntimeBuilder {
             cap_tx.clone(),
             capture_stats.clone(),
         )?;
+        let overlay = video.overlay();
 
         let mut expect_audio = wants_audio;
         let mut mic = None;
@@ -251,6 +264,7 @@ impl RuntimeBuilder {
                 },
                 timeline,
                 live,
+                overlay: overlay.clone(),
             };
             std::thread::Builder::new()
                 .name("avaction-inference".into())
@@ -264,6 +278,7 @@ impl RuntimeBuilder {
             mic,
             threads: vec![scheduling, inference],
             bundle,
+            overlay,
         })
     }
 }
@@ -277,6 +292,7 @@ pub struct Runtime {
     mic: Option<Microphone>,
     threads: Vec<JoinHandle<()>>,
     bundle: Bundle,
+    overlay: Option<gst::Element>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -317,6 +333,11 @@ impl Runtime {
     /// Counters and timings so far.
     pub fn stats(&self) -> Stats {
         self.shared.snapshot()
+    }
+
+    /// The text the display currently draws on the frames (`None` without a display).
+    pub fn overlay_text(&self) -> Option<String> {
+        self.overlay.as_ref().map(|o| o.property::<String>("text"))
     }
 
     /// The error that ended the run, if one did.
@@ -453,6 +474,7 @@ struct InferenceContext {
     out: Sink,
     timeline: Timeline,
     live: bool,
+    overlay: Option<gst::Element>,
 }
 
 fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: &Shared) {
@@ -496,6 +518,9 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
             &mut events,
         );
         last_end = Some(window.t_end);
+        if let (Some(overlay), Some(best)) = (&ctx.overlay, prediction.top.first()) {
+            overlay.set_property("text", format!("{} {:.2}", best.label, best.score));
+        }
         if !ctx.out.emit(Output::Prediction(prediction), shared) {
             break;
         }

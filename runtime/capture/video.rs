@@ -43,6 +43,9 @@ pub struct VideoConfig {
     pub audio_rate: Option<u32>,
     /// Appsink queue length for live sources (small, e.g. 2); older frames are dropped.
     pub live_max_buffers: u32,
+    /// A GStreamer video sink (e.g. `autovideosink`) that shows the frames with the
+    /// current label drawn on them; `None`: no display.
+    pub display_sink: Option<String>,
 }
 
 /// A running GStreamer capture: frames (and optionally the file's audio) flow to the
@@ -306,6 +309,12 @@ impl VideoCapture {
                 log::error!("{}: a capture thread panicked", self.source_name);
             }
         }
+    }
+
+    /// The display branch's `textoverlay` (set its `text` property to label the
+    /// frames), if [`VideoConfig::display_sink`] was given.
+    pub fn overlay(&self) -> Option<gst::Element> {
+        self.pipeline.by_name(OVERLAY_NAME)
     }
 
     /// Whether an audio track is being delivered (only for files/URIs with
@@ -625,26 +634,61 @@ fn build_video_branch(
         .enable_last_sample(false)
         .build();
     let sink_element: &gst::Element = sink.upcast_ref();
+    let model_path = [&convert_in, &scale, &convert_out, &filter, sink_element];
     pipeline
-        .add_many([
-            &rate,
-            &convert_in,
-            &scale,
-            &convert_out,
-            &filter,
-            sink_element,
-        ])
+        .add_many([&rate])
+        .and_then(|_| pipeline.add_many(model_path))
         .map_err(|e| err!(Video, "cannot assemble the video branch: {e}"))?;
-    gst::Element::link_many([
-        &rate,
-        &convert_in,
-        &scale,
-        &convert_out,
-        &filter,
-        sink_element,
-    ])
-    .map_err(|e| err!(Video, "cannot link the video branch: {e}"))?;
+    match &cfg.display_sink {
+        None => gst::Element::link_many([&rate, &convert_in])
+            .map_err(|e| err!(Video, "cannot link the video branch: {e}"))?,
+        Some(display) => add_display_branch(pipeline, &rate, &convert_in, display)?,
+    }
+    gst::Element::link_many(model_path)
+        .map_err(|e| err!(Video, "cannot link the video branch: {e}"))?;
     Ok(sink)
+}
+
+/// Name of the `textoverlay` element of the display branch.
+const OVERLAY_NAME: &str = "avaction-overlay";
+
+/// `rate ! tee`, one side `queue ! <model path>`, the other a leaky
+/// `queue ! videoconvert ! textoverlay ! videoconvert ! <display sink>`: the display
+/// shows the full-size frames with the current label and never holds the model back.
+fn add_display_branch(
+    pipeline: &gst::Pipeline,
+    rate: &gst::Element,
+    model_in: &gst::Element,
+    display: &str,
+) -> Result<()> {
+    let tee = make_element("tee")?;
+    let model_queue = make_element("queue")?;
+    let show_queue = make_element("queue")?;
+    set_enum_property(&show_queue, "leaky", "downstream")?;
+    show_queue.set_property("max-size-buffers", 2u32);
+    show_queue.set_property("max-size-time", 0u64);
+    show_queue.set_property("max-size-bytes", 0u32);
+    let convert_a = make_element("videoconvert")?;
+    let overlay = make_element("textoverlay")?;
+    overlay.set_property("name", OVERLAY_NAME);
+    overlay.set_property("font-desc", "Sans 18");
+    set_enum_property(&overlay, "valignment", "top")?;
+    set_enum_property(&overlay, "halignment", "left")?;
+    let convert_b = make_element("videoconvert")?;
+    let sink = make_element(display)?;
+    if sink.find_property("sync").is_some() {
+        sink.set_property("sync", false);
+    }
+    let show = [&show_queue, &convert_a, &overlay, &convert_b, &sink];
+    pipeline
+        .add_many([&tee, &model_queue])
+        .and_then(|_| pipeline.add_many(show))
+        .map_err(|e| err!(Video, "cannot assemble the display branch: {e}"))?;
+    gst::Element::link_many([rate, &tee, &model_queue, model_in])
+        .and_then(|_| tee.link(&show_queue))
+        .and_then(|_| gst::Element::link_many(show))
+        .map_err(|e| err!(Video, "cannot link the display branch ({display}): {e}"))?;
+    Ok(())
 }
 
 /// `audioconvert ! audioresample ! capsfilter(F32LE mono rate) ! appsink`, added while

@@ -72,6 +72,7 @@ pub fn dump(
             realtime: false,
             audio_rate: Some(logmel.fbank.sample_rate),
             live_max_buffers: 2,
+            display_sink: None,
         };
         let mut capture = VideoCapture::start(
             &VideoSource::Uri(media.display().to_string()),

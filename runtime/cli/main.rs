@@ -108,6 +108,10 @@ struct RunArgs {
     /// Stop after this many seconds.
     #[arg(long)]
     duration: Option<f64>,
+    /// Show the frames with the current label in a window (GStreamer sink, default
+    /// autovideosink; needs a display).
+    #[arg(long, num_args = 0..=1, default_missing_value = "autovideosink")]
+    display: Option<String>,
     /// Print run statistics to stderr at the end (as JSON with --json).
     #[arg(long)]
     stats: bool,
@@ -176,6 +180,9 @@ fn run(args: RunArgs) -> Result<()> {
         .realtime(args.realtime);
     if let Some(h) = args.hop {
         builder = builder.hop_frames(h);
+    }
+    if let Some(sink) = &args.display {
+        builder = builder.display(sink.clone());
     }
     let mut runtime = builder.build()?;
     let started = Instant::now();
