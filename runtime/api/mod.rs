@@ -9,7 +9,7 @@ pub use stats::Stats;
 
 use crate::backend::{self, BackendChoice};
 use crate::capture::audio::Microphone;
-use crate::capture::video::{VideoCapture, VideoConfig};
+use crate::capture::video::VideoCapture;
 use crate::capture::{AudioSource, CaptureEvent, CaptureStats, VideoSource};
 use crate::clock::{Nanos, Timeline, Window, WindowConfig, WindowScheduler};
 use crate::decode::{Decoder, Event, Prediction};
@@ -165,18 +165,14 @@ impl RuntimeBuilder {
             ));
         }
 
-        let (width, height) = m.frame_size();
         let rate = logmel.as_ref().map_or(16_000, |l| l.fbank.sample_rate);
         let from_video = wants_audio && self.audio == AudioSource::FromVideo;
-        let vcfg = VideoConfig {
-            width,
-            height,
-            fps: m.window.fps,
-            realtime: self.realtime,
-            audio_rate: from_video.then_some(rate),
-            live_max_buffers: 2,
-            display_sink: self.display.clone(),
-        };
+        let mut vcfg = m.video_config();
+        vcfg.realtime = self.realtime;
+        vcfg.display_sink = self.display.clone();
+        if !from_video {
+            vcfg.audio_rate = None;
+        }
         let video = VideoCapture::start(
             &self.video,
             &vcfg,
@@ -225,19 +221,13 @@ impl RuntimeBuilder {
         }
         drop(cap_tx);
 
+        let defaults = m.window_config();
         let wcfg = WindowConfig {
-            frames: m.window.frames,
             hop_frames: self.hop_frames.unwrap_or(m.window.hop_frames).max(1),
-            fps: m.window.fps,
-            width: width as usize,
-            height: height as usize,
-            flow: m.flow().map(|f| (f.estimator, f.bound)),
-            logmel: logmel.map(|l| (l.fbank, l.frames)),
             expect_audio,
             audio_wait_ns: live.then_some(self.audio_wait.as_nanos() as Nanos),
-            mel_history: 1000,
-            // files never drop: room for ~5 s of video decoded ahead of its audio
-            max_pending: if live { 8 } else { 64 },
+            max_pending: if live { 8 } else { defaults.max_pending },
+            ..defaults
         };
         let scheduler = WindowScheduler::new(wcfg)?;
         let shared = Arc::new(Shared::new(capture_stats, backend_name, degraded));

@@ -3,7 +3,7 @@
 //! the windows with their ground-truth labels as `.npy` files for training.
 
 use crate::npy::NpyWriter;
-use avaction::capture::video::{VideoCapture, VideoConfig};
+use avaction::capture::video::VideoCapture;
 use avaction::capture::{CaptureEvent, CaptureStats, VideoSource};
 use avaction::clock::{Timeline, WindowConfig, WindowScheduler, NANOS_PER_SEC};
 use avaction::model::Manifest;
@@ -65,15 +65,7 @@ pub fn dump(
         );
         synth::write_media(&scene, &media)?;
         let (tx, rx) = mpsc::sync_channel(64);
-        let vcfg = VideoConfig {
-            width: w as u32,
-            height: h as u32,
-            fps: manifest.window.fps,
-            realtime: false,
-            audio_rate: Some(logmel.fbank.sample_rate),
-            live_max_buffers: 2,
-            display_sink: None,
-        };
+        let vcfg = manifest.video_config();
         let mut capture = VideoCapture::start(
             &VideoSource::Uri(media.display().to_string()),
             &vcfg,
@@ -82,17 +74,9 @@ pub fn dump(
             Arc::new(CaptureStats::default()),
         )?;
         let mut sched = WindowScheduler::new(WindowConfig {
-            frames: t,
             hop_frames: hop,
-            fps: manifest.window.fps,
-            width: w,
-            height: h,
-            flow: manifest.flow().map(|f| (f.estimator, f.bound)),
-            logmel: Some((logmel.fbank.clone(), logmel.frames)),
-            expect_audio: true,
-            audio_wait_ns: None,
             mel_history: 4000,
-            max_pending: 64,
+            ..manifest.window_config()
         })?;
         let mut eos = false;
         let mut count = 0;

@@ -198,13 +198,7 @@ impl Decoder {
                 LabelState::Rising(_) if s < self.cfg.exit => LabelState::Idle,
                 LabelState::Rising(since) => self.rise(i, since, t, s, events),
                 LabelState::Active(since) if s < self.cfg.exit => {
-                    events.push(Event {
-                        kind: EventKind::Offset,
-                        label: self.labels[i].clone(),
-                        time_s: t,
-                        duration_s: Some(t - since),
-                        score: s,
-                    });
+                    events.push(self.offset(i, since, t));
                     LabelState::Idle
                 }
                 active @ LabelState::Active(_) => active,
@@ -234,18 +228,23 @@ impl Decoder {
         }
     }
 
+    /// The offset of label `i`, active since `since`, at `t`.
+    fn offset(&self, i: usize, since: f64, t: f64) -> Event {
+        Event {
+            kind: EventKind::Offset,
+            label: self.labels[i].clone(),
+            time_s: t,
+            duration_s: Some(t - since),
+            score: self.smoothed[i],
+        }
+    }
+
     /// Ends every active event at `t` (end of stream).
     pub fn finish(&mut self, t: Nanos, events: &mut Vec<Event>) {
         let t = t as f64 / NANOS_PER_SEC as f64;
         for i in 0..self.labels.len() {
             if let LabelState::Active(since) = self.states[i] {
-                events.push(Event {
-                    kind: EventKind::Offset,
-                    label: self.labels[i].clone(),
-                    time_s: t,
-                    duration_s: Some(t - since),
-                    score: self.smoothed[i],
-                });
+                events.push(self.offset(i, since, t));
             }
             self.states[i] = LabelState::Idle;
         }

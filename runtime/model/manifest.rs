@@ -2,6 +2,8 @@
 //! checked for consistency (shapes agree with the window, frontends have their
 //! settings).
 
+use crate::capture::video::VideoConfig;
+use crate::clock::WindowConfig;
 use crate::frontend::image::ImageNormalize;
 use crate::frontend::logmel::FbankConfig;
 use crate::{err, Error, Result};
@@ -294,6 +296,42 @@ impl Manifest {
             mean: i.mean[0],
             std: i.std[0],
         })
+    }
+
+    /// Window settings for this model as a file source processed offline wants them
+    /// (wait for audio, no drops); live runs override the audio deadline and bound.
+    pub fn window_config(&self) -> WindowConfig {
+        let (width, height) = self.frame_size();
+        let logmel = self.logmel();
+        WindowConfig {
+            frames: self.window.frames,
+            hop_frames: self.window.hop_frames,
+            fps: self.window.fps,
+            width: width as usize,
+            height: height as usize,
+            flow: self.flow().map(|f| (f.estimator, f.bound)),
+            expect_audio: logmel.is_some(),
+            logmel: logmel.map(|l| (l.fbank, l.frames)),
+            audio_wait_ns: None,
+            mel_history: 1000,
+            // files never drop: room for ~5 s of video decoded ahead of its audio
+            max_pending: 64,
+        }
+    }
+
+    /// Capture settings delivering this model's frame size and rate, with the file's
+    /// audio track at the filterbank's rate when the model takes audio.
+    pub fn video_config(&self) -> VideoConfig {
+        let (width, height) = self.frame_size();
+        VideoConfig {
+            width,
+            height,
+            fps: self.window.fps,
+            realtime: false,
+            audio_rate: self.logmel().map(|l| l.fbank.sample_rate),
+            live_max_buffers: 2,
+            display_sink: None,
+        }
     }
 
     /// The image input's normalisation, if the model has one.
