@@ -48,7 +48,7 @@ pub fn dump(
     let mut mel = NpyWriter::create(
         &out.join("logmel.npy"),
         "<f4",
-        &[logmel.frames, logmel.fbank.num_mel_bins],
+        &[logmel.frames, logmel.fbank.num_features()],
     )?;
     let mut labels = NpyWriter::create(&out.join("labels.npy"), "<i8", &[])?;
     let mut times = NpyWriter::create(&out.join("times.npy"), "<f8", &[3])?;

@@ -315,8 +315,13 @@ fn inspect(dir: PathBuf) -> Result<()> {
         let extra = match (&i.estimator, &i.fbank) {
             (Some(e), _) => format!(", flow {e}, bound {}", i.bound.unwrap_or(20.0)),
             (_, Some(f)) => format!(
-                ", {} Hz, {} mel bins, {} ms / {} ms, {:?} window",
-                f.sample_rate, f.num_mel_bins, f.frame_length_ms, f.frame_shift_ms, f.window
+                ", {} Hz, {} mel bins{}, {} ms / {} ms, {:?} window",
+                f.sample_rate,
+                f.num_mel_bins,
+                if f.use_energy { " + energy" } else { "" },
+                f.frame_length_ms,
+                f.frame_shift_ms,
+                f.window
             ),
             _ => String::new(),
         };

@@ -432,10 +432,16 @@ impl InputSpec {
                 let Some(fbank) = &self.fbank else {
                     return bad("frontend = \"logmel\" needs an [inputs.fbank] table".into());
                 };
-                if self.shape.len() != 3 || self.shape[2] != fbank.num_mel_bins {
+                if self.shape.len() != 3 || self.shape[2] != fbank.num_features() {
                     return bad(format!(
-                        "shape {:?} must be [1, frames, {}] (fbank.num_mel_bins)",
-                        self.shape, fbank.num_mel_bins
+                        "shape {:?} must be [1, frames, {}] (fbank.num_mel_bins{})",
+                        self.shape,
+                        fbank.num_features(),
+                        if fbank.use_energy {
+                            " + 1 for use_energy"
+                        } else {
+                            ""
+                        }
                     ));
                 }
             }
