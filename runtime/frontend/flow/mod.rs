@@ -128,13 +128,10 @@ pub fn write_planar_uv(flow: &FlowField, out_chw: &mut [f32]) {
     let (u_plane, rest) = out_chw.split_at_mut(plane.min(out_chw.len()));
     let v_len = plane.min(rest.len());
     let v_plane = &mut rest[..v_len];
-    for ((uv, u), v) in flow
-        .uv
-        .chunks_exact(2)
-        .zip(u_plane.iter_mut())
-        .zip(v_plane.iter_mut())
-    {
+    for (uv, u) in flow.uv.chunks_exact(2).zip(u_plane.iter_mut()) {
         *u = uv[0];
+    }
+    for (uv, v) in flow.uv.chunks_exact(2).zip(v_plane.iter_mut()) {
         *v = uv[1];
     }
 }
