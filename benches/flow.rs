@@ -1,4 +1,4 @@
-//! Optical flow throughput: flow fields per second for each DIS preset at the frame sizes
+//! Optical flow throughput: flow fields per second for each estimator at the frame sizes
 //! the runtime uses. Run with `cargo bench --bench flow` (optionally `-- SECONDS FILTER...`).
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,7 @@
-//! Optical flow frontend: end-point error of the DIS presets on synthetic frame pairs with
-//! known motion (translated textures, a textured square over a textured background), zero
-//! motion, robustness on odd and tiny sizes, no allocation after warm-up, MOV encoding.
+//! Optical flow frontend: end-point error of the DIS presets and TV-L1 on synthetic frame
+//! pairs with known motion (translated textures, a textured square over a textured
+//! background), zero motion, robustness on odd and tiny sizes, no allocation after warm-up,
+//! MOV encoding.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -326,6 +327,18 @@ fn translation_ultrafast_160x120() {
     check_translations("dis-ultrafast", 160, 120, (0.15, 0.15));
 }
 
+// TV-L1 stops iterating once the flow changes by about `epsilon` = 0.01 px per iteration, so
+// subpixel motions keep an error of ~0.05 px (integer ones ~0.005), as in OpenCV.
+#[test]
+fn translation_tvl1_64x64() {
+    check_translations("tvl1", 64, 64, (0.07, 0.08));
+}
+
+#[test]
+fn translation_tvl1_160x120() {
+    check_translations("tvl1", 160, 120, (0.07, 0.08));
+}
+
 // ---------------------------------------------------------------------------------------
 // (b) moving textured square over a textured background
 
@@ -374,6 +387,14 @@ fn square_fast_64x64() {
 #[test]
 fn square_fast_160x120() {
     check_square("dis-fast", 160, 120, 48.0, (4.0, -3.0), (0.35, 0.02));
+}
+
+#[test]
+fn square_tvl1() {
+    // Smooth (lambda 0.15): the flow bleeds a little over the square's edges.
+    check_square("tvl1", 64, 64, 24.0, (3.0, 2.0), (0.15, 0.045));
+    check_square("tvl1", 64, 64, 24.0, (-2.5, 1.5), (0.25, 0.045));
+    check_square("tvl1", 160, 120, 48.0, (4.0, -3.0), (0.08, 0.02));
 }
 
 #[test]
@@ -552,16 +573,27 @@ fn gray_conversion_feeds_the_estimator() {
 
 #[test]
 fn large_motion_is_found_through_the_pyramid() {
-    // Motions up to about a tenth of the frame (on a texture with a natural spectrum:
-    // coarse levels need coarse structure). EPE over pixels 20 px from the border.
+    // DIS: motions up to about a tenth of the frame (on a texture with a natural spectrum:
+    // coarse levels need coarse structure). TV-L1 with OpenCV's pyramid (5 levels of 0.8, the
+    // coarsest at 0.41 of the size) reaches about 10 px, like OpenCV's (at 160x120, a shift
+    // of (14, -10) gives a mean EPE of 4.7 px in both). EPE over pixels 20 px from the border.
+    let dis = [
+        (64, 64, (12.0, -8.0), 0.05),
+        (160, 120, (10.0, -7.0), 0.1),
+        (160, 120, (20.0, -14.0), 0.3),
+        (224, 224, (-24.0, 20.0), 0.35),
+        (320, 240, (32.0, 24.0), 0.6),
+    ];
+    let tvl1 = [
+        (64, 64, (12.0, -8.0), 0.02),
+        (160, 120, (10.0, -7.0), 0.03),
+        (224, 224, (-9.0, 7.5), 0.2),
+        (320, 240, (10.0, -7.0), 0.05),
+        (320, 240, (-10.0, 8.0), 0.35),
+    ];
     for name in ESTIMATOR_NAMES {
-        for (w, h, shift, limit) in [
-            (64, 64, (12.0, -8.0), 0.05),
-            (160, 120, (10.0, -7.0), 0.1),
-            (160, 120, (20.0, -14.0), 0.3),
-            (224, 224, (-24.0, 20.0), 0.35),
-            (320, 240, (32.0, 24.0), 0.6),
-        ] {
+        let cases = if name == "tvl1" { &tvl1 } else { &dis };
+        for &(w, h, shift, limit) in cases {
             let tex = Texture::natural(7);
             let (prev, next) = (
                 tex.render(w, h, 0.0, 0.0),

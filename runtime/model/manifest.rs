@@ -82,7 +82,7 @@ pub struct InputSpec {
     pub mean: Vec<f32>,
     /// Per-channel standard deviation, same layout as `mean`.
     pub std: Vec<f32>,
-    /// Flow only: estimator name (`dis-ultrafast`, `dis-fast`, `dis-medium`).
+    /// Flow only: estimator name (`dis-ultrafast`, `dis-fast`, `dis-medium`, `tvl1`).
     #[serde(default)]
     pub estimator: Option<String>,
     /// Flow only: displacement clip bound in pixels of the MOV encoding (default 20).

@@ -1,11 +1,14 @@
-//! Dense optical flow between consecutive frames (a DIS-family estimator, see [`DisFlow`])
-//! and MOV's 8-bit flow encoding ([`mov_encode`]) that turns a flow field into a model input.
+//! Dense optical flow between consecutive frames (the fast DIS family, see [`DisFlow`], and
+//! TV-L1 as OpenCV computes it, see [`TvL1Flow`]) and MOV's 8-bit flow encoding
+//! ([`mov_encode`]) that turns a flow field into a model input.
 
 mod dis;
 mod ops;
+mod tvl1;
 mod variational;
 
 pub use dis::{DisFlow, DisParams, MIN_FINEST_SIDE, MIN_SIDE};
+pub use tvl1::{TvL1Flow, TvL1Params};
 
 /// A dense flow field: for each pixel (row-major), the (u, v) displacement in pixels
 /// from the previous frame to the next one (u to the right, v downwards).
@@ -65,16 +68,18 @@ pub trait FlowEstimator: Send {
 }
 
 /// The estimator names [`estimator`] accepts, fastest first.
-pub const ESTIMATOR_NAMES: [&str; 3] = ["dis-ultrafast", "dis-fast", "dis-medium"];
+pub const ESTIMATOR_NAMES: [&str; 4] = ["dis-ultrafast", "dis-fast", "dis-medium", "tvl1"];
 
-/// Builds a flow estimator by name: `"dis-ultrafast"`, `"dis-fast"` or `"dis-medium"`
-/// (see [`DisParams`] for what each preset does). Any other name is a
+/// Builds a flow estimator by name: `"dis-ultrafast"`, `"dis-fast"` or `"dis-medium"` (see
+/// [`DisParams`] for what each preset does), or `"tvl1"` (TV-L1 with OpenCV's default
+/// parameters; build a [`TvL1Flow`] directly for others). Any other name is a
 /// [`Config`](crate::ErrorKind::Config) error that lists the valid names.
 pub fn estimator(name: &str) -> crate::Result<Box<dyn FlowEstimator>> {
     let params = match name {
         "dis-ultrafast" => DisParams::ultrafast(),
         "dis-fast" => DisParams::fast(),
         "dis-medium" => DisParams::medium(),
+        "tvl1" => return Ok(Box::new(TvL1Flow::new(TvL1Params::default())?)),
         _ => {
             return Err(crate::err!(
                 Config,

@@ -1,5 +1,10 @@
 //! Image helpers for the flow estimators: 2x box downsampling, gradients, replicate padding,
-//! bilinear warping and flow upsampling. All work on row-major `f32` planes in caller buffers.
+//! bilinear warping, flow upsampling, OpenCV-style bilinear resizing and median filtering.
+//! All work on row-major `f32` planes in caller buffers.
+
+use std::ops::{Add, Div, Mul, Sub};
+
+use wide::f32x4;
 
 /// Halves an image with a 2x2 box filter (OpenCV's `INTER_AREA` for an exact factor of 2);
 /// an odd last row or column is dropped. `dst` holds `(sw / 2) * (sh / 2)` values.
@@ -229,6 +234,386 @@ fn upsample_flow_x2(
     }
 }
 
+/// Arithmetic shared by scalar `f32` and SIMD [`f32x4`] code, so that one per-pixel formula
+/// serves both the vector body and the scalar tail of a row loop.
+pub(crate) trait Lane:
+    Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + Div<Output = Self>
+{
+    /// All lanes set to `x`.
+    fn splat(x: f32) -> Self;
+    /// Lane-wise minimum (which operand wins on NaN is unspecified).
+    fn lmin(self, other: Self) -> Self;
+    /// Lane-wise maximum (which operand wins on NaN is unspecified).
+    fn lmax(self, other: Self) -> Self;
+    /// Lane-wise square root.
+    fn sqrt(self) -> Self;
+}
+
+impl Lane for f32 {
+    #[inline(always)]
+    fn splat(x: f32) -> Self {
+        x
+    }
+    #[inline(always)]
+    fn lmin(self, other: Self) -> Self {
+        if other < self {
+            other
+        } else {
+            self
+        }
+    }
+    #[inline(always)]
+    fn lmax(self, other: Self) -> Self {
+        if other > self {
+            other
+        } else {
+            self
+        }
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+}
+
+impl Lane for f32x4 {
+    #[inline(always)]
+    fn splat(x: f32) -> Self {
+        f32x4::splat(x)
+    }
+    #[inline(always)]
+    fn lmin(self, other: Self) -> Self {
+        self.fast_min(other)
+    }
+    #[inline(always)]
+    fn lmax(self, other: Self) -> Self {
+        self.fast_max(other)
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        f32x4::sqrt(self)
+    }
+}
+
+/// Bilinear resize with OpenCV's `INTER_LINEAR` conventions: destination pixel `x` samples
+/// the source at `(x + 0.5) * scale_x - 0.5` (computed in `f64`, then rounded to `f32`),
+/// clamped to the image, interpolating along rows first. No low-pass filter, so shrinking
+/// aliases exactly like OpenCV's. `src` is `sw` x `sh`, `dst` is `dw` x `dh`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn resize_bilinear(
+    src: &[f32],
+    sw: usize,
+    sh: usize,
+    dst: &mut [f32],
+    dw: usize,
+    dh: usize,
+    scale_x: f64,
+    scale_y: f64,
+) {
+    if sw == 0 || sh == 0 || dw == 0 || dh == 0 {
+        return;
+    }
+    // First tap, second tap and the second tap's weight for a destination coordinate.
+    let taps = |d: usize, scale: f64, n: usize| -> (usize, usize, f32) {
+        let f = ((d as f64 + 0.5) * scale - 0.5) as f32;
+        let fl = f.floor();
+        if fl.is_nan() || fl < 0.0 {
+            return (0, 0, 0.0); // left of the first pixel centre (or a NaN scale)
+        }
+        let i = fl as usize; // saturates for huge values
+        if i >= n - 1 {
+            (n - 1, n - 1, 0.0)
+        } else {
+            (i, i + 1, f - fl)
+        }
+    };
+    for (y, out) in dst.chunks_exact_mut(dw).take(dh).enumerate() {
+        let (y0, y1, fy) = taps(y, scale_y, sh);
+        let r0 = &src[y0 * sw..][..sw];
+        let r1 = &src[y1 * sw..][..sw];
+        for (x, o) in out.iter_mut().enumerate() {
+            let (x0, x1, fx) = taps(x, scale_x, sw);
+            let a = r0[x0] * (1.0 - fx) + r0[x1] * fx;
+            let b = r1[x0] * (1.0 - fx) + r1[x1] * fx;
+            *o = a * (1.0 - fy) + b * fy;
+        }
+    }
+}
+
+/// Scratch rows for [`median_blur`], sized for the widest image seen.
+#[derive(Default)]
+pub(crate) struct MedianScratch {
+    rows: Vec<f32>,
+}
+
+impl MedianScratch {
+    /// Padded row length for an image `w` wide: 2 replicated columns on each side, rounded
+    /// up to whole vectors, plus one vector so that every output vector has a next one.
+    fn padded(w: usize) -> usize {
+        (w + 4).div_ceil(4) * 4 + 4
+    }
+
+    /// Makes room for images up to `w` pixels wide (allocates only when it grows).
+    pub(crate) fn reserve(&mut self, w: usize) {
+        let len = 5 * Self::padded(w);
+        if self.rows.len() < len {
+            self.rows.resize(len, 0.0);
+        }
+    }
+}
+
+/// Median filter over a `size` x `size` window (`size` 3 or 5; any other size copies) with
+/// replicated borders, like OpenCV's `medianBlur` on `f32` images. Reads `src`, writes `dst`
+/// (both `w` x `h`). For each output row the window's columns are sorted once (shared by all
+/// outputs overlapping them), then a selection network takes the median of the sorted
+/// columns, four pixels at a time. Allocates only if `scratch` is too small for `w`.
+pub(crate) fn median_blur(
+    src: &[f32],
+    w: usize,
+    h: usize,
+    size: usize,
+    scratch: &mut MedianScratch,
+    dst: &mut [f32],
+) {
+    let n = w * h;
+    if n == 0 {
+        return;
+    }
+    if size != 3 && size != 5 {
+        dst[..n].copy_from_slice(&src[..n]);
+        return;
+    }
+    let half = size / 2;
+    let pw = MedianScratch::padded(w);
+    scratch.reserve(w);
+    let rows = &mut scratch.rows[..size * pw];
+    for (y, out) in dst.chunks_exact_mut(w).take(h).enumerate() {
+        // Rows y - half ..= y + half (clamped), columns replicated: padded index j holds
+        // image column j - 2.
+        for (k, padded) in rows.chunks_exact_mut(pw).enumerate() {
+            let sy = (y + k).saturating_sub(half).min(h - 1);
+            let srow = &src[sy * w..][..w];
+            padded[..2].fill(srow[0]);
+            padded[2..2 + w].copy_from_slice(srow);
+            padded[2 + w..].fill(srow[w - 1]);
+        }
+        if size == 5 {
+            median5_row(rows, pw, out);
+        } else {
+            median3_row(rows, pw, out);
+        }
+    }
+}
+
+/// Compare-exchange: `(min, max)`.
+#[inline(always)]
+fn minmax(a: f32x4, b: f32x4) -> (f32x4, f32x4) {
+    (a.fast_min(b), a.fast_max(b))
+}
+
+/// The vectors of `K` padded rows (`pw` long) starting at every column `shift + 4 i` for
+/// `i < count`: `shifted[r][i]` holds columns `shift + 4 i .. shift + 4 i + 4` of row `r`.
+/// Loading them from memory (rather than shuffling aligned vectors through the stack)
+/// avoids store-forwarding stalls.
+#[inline(always)]
+fn shifted_rows<const K: usize>(
+    rows: &[f32],
+    pw: usize,
+    shift: usize,
+    count: usize,
+) -> [&[[f32; 4]]; K] {
+    std::array::from_fn(|r| rows[r * pw + shift..][..4 * count].as_chunks::<4>().0)
+}
+
+/// Sorts each column of `K` padded rows (each `pw` long, a multiple of 4) in place with the
+/// comparator network `net`.
+#[inline(always)]
+fn sort_columns<const K: usize>(rows: &mut [f32], pw: usize, net: &[(usize, usize)]) {
+    for i in (0..pw).step_by(4) {
+        let mut v: [f32x4; K] = std::array::from_fn(|r| {
+            let c = &rows[r * pw + i..][..4];
+            f32x4::new([c[0], c[1], c[2], c[3]])
+        });
+        for &(a, b) in net {
+            (v[a], v[b]) = minmax(v[a], v[b]);
+        }
+        for (r, x) in v.iter().enumerate() {
+            rows[r * pw + i..][..4].copy_from_slice(&x.to_array());
+        }
+    }
+}
+
+/// Output row of the 5x5 median from five padded rows (`pw` long): sorts their columns,
+/// then selects the median of the 5 sorted columns of each window.
+fn median5_row(rows: &mut [f32], pw: usize, out: &mut [f32]) {
+    // Optimal 9-comparator sorting network for 5 inputs.
+    const SORT5: [(usize, usize); 9] = [
+        (0, 1),
+        (3, 4),
+        (2, 4),
+        (2, 3),
+        (0, 3),
+        (0, 2),
+        (1, 4),
+        (1, 3),
+        (1, 2),
+    ];
+    sort_columns::<5>(rows, pw, &SORT5);
+    let count = out.len().div_ceil(4);
+    // The window of output x is padded columns x .. x + 5.
+    let cols: [[&[[f32; 4]]; 5]; 5] = std::array::from_fn(|c| shifted_rows(rows, pw, c, count));
+    for (i, o) in out.chunks_mut(4).enumerate() {
+        // v[5 c + r]: rank r of window column c (spelled out: a loop here is not unrolled
+        // and sends all 25 vectors through the stack).
+        let at = |c: usize, r: usize| f32x4::new(cols[c][r][i]);
+        #[rustfmt::skip]
+        let mut v = [
+            at(0, 0), at(0, 1), at(0, 2), at(0, 3), at(0, 4),
+            at(1, 0), at(1, 1), at(1, 2), at(1, 3), at(1, 4),
+            at(2, 0), at(2, 1), at(2, 2), at(2, 3), at(2, 4),
+            at(3, 0), at(3, 1), at(3, 2), at(3, 3), at(3, 4),
+            at(4, 0), at(4, 1), at(4, 2), at(4, 3), at(4, 4),
+        ];
+        let m = median25_of_sorted_columns(&mut v).to_array();
+        let len = o.len();
+        o.copy_from_slice(&m[..len]);
+    }
+}
+
+/// Output row of the 3x3 median from three padded rows (`pw` long): sorts their columns,
+/// then takes the median of (largest column minimum, median of column medians, smallest
+/// column maximum), which is the median of the 9 values.
+fn median3_row(rows: &mut [f32], pw: usize, out: &mut [f32]) {
+    sort_columns::<3>(rows, pw, &[(0, 1), (1, 2), (0, 1)]);
+    let count = out.len().div_ceil(4);
+    // The window of output x is padded columns x + 1 ..= x + 3.
+    let cols: [[&[[f32; 4]]; 3]; 3] = std::array::from_fn(|c| shifted_rows(rows, pw, c + 1, count));
+    let med3 = |a: f32x4, b: f32x4, c: f32x4| {
+        let (lo, hi) = minmax(a, b);
+        lo.fast_max(hi.fast_min(c))
+    };
+    for (i, o) in out.chunks_mut(4).enumerate() {
+        let at = |c: usize, r: usize| f32x4::new(cols[c][r][i]);
+        let lo = at(0, 0).fast_max(at(1, 0)).fast_max(at(2, 0));
+        let mid = med3(at(0, 1), at(1, 1), at(2, 1));
+        let hi = at(0, 2).fast_min(at(1, 2)).fast_min(at(2, 2));
+        let m = med3(lo, mid, hi).to_array();
+        let len = o.len();
+        o.copy_from_slice(&m[..len]);
+    }
+}
+
+/// Median of 25 values given as 5 columns sorted ascending (`v[5 * c + r]` is rank `r` of
+/// column `c`): Batcher's odd-even merge sort for 32 inputs, cut to 25, with every
+/// comparator removed that never exchanges on column-sorted inputs (checked on all of them
+/// with the 0-1 principle) or that does not lead to the middle output; 85 comparators left,
+/// 24 of which only need their min or their max.
+#[inline(always)]
+fn median25_of_sorted_columns(v: &mut [f32x4; 25]) -> f32x4 {
+    // Compare-exchange; the min only; the max only.
+    macro_rules! cs {
+        ($i:literal, $j:literal) => {
+            (v[$i], v[$j]) = minmax(v[$i], v[$j]);
+        };
+    }
+    macro_rules! lo {
+        ($i:literal, $j:literal) => {
+            v[$i] = v[$i].fast_min(v[$j]);
+        };
+    }
+    macro_rules! hi {
+        ($i:literal, $j:literal) => {
+            v[$j] = v[$i].fast_max(v[$j]);
+        };
+    }
+    cs!(4, 5);
+    cs!(14, 15);
+    cs!(5, 7);
+    cs!(8, 10);
+    cs!(9, 11);
+    cs!(12, 14);
+    cs!(5, 6);
+    cs!(9, 10);
+    cs!(13, 14);
+    cs!(0, 4);
+    cs!(1, 5);
+    cs!(2, 6);
+    cs!(8, 12);
+    cs!(10, 14);
+    cs!(11, 15);
+    cs!(16, 20);
+    cs!(17, 21);
+    cs!(18, 22);
+    cs!(19, 23);
+    cs!(2, 4);
+    cs!(3, 5);
+    cs!(10, 12);
+    cs!(11, 13);
+    cs!(18, 20);
+    cs!(19, 21);
+    cs!(1, 2);
+    cs!(3, 4);
+    cs!(5, 6);
+    cs!(9, 10);
+    cs!(11, 12);
+    cs!(13, 14);
+    cs!(17, 18);
+    cs!(19, 20);
+    cs!(21, 22);
+    cs!(0, 8);
+    cs!(1, 9);
+    cs!(2, 10);
+    cs!(3, 11);
+    cs!(4, 12);
+    cs!(5, 13);
+    cs!(6, 14);
+    lo!(7, 15);
+    cs!(4, 8);
+    cs!(5, 9);
+    cs!(6, 10);
+    cs!(7, 11);
+    cs!(20, 24);
+    cs!(2, 4);
+    cs!(3, 5);
+    cs!(6, 8);
+    cs!(7, 9);
+    cs!(10, 12);
+    cs!(11, 13);
+    cs!(22, 24);
+    cs!(1, 2);
+    cs!(3, 4);
+    cs!(5, 6);
+    cs!(7, 8);
+    cs!(9, 10);
+    cs!(11, 12);
+    lo!(13, 14);
+    cs!(21, 22);
+    cs!(23, 24);
+    hi!(0, 16);
+    hi!(1, 17);
+    hi!(2, 18);
+    hi!(3, 19);
+    hi!(4, 20);
+    hi!(5, 21);
+    lo!(6, 22);
+    lo!(7, 23);
+    lo!(8, 24);
+    hi!(8, 16);
+    hi!(9, 17);
+    lo!(10, 18);
+    lo!(11, 19);
+    lo!(12, 20);
+    lo!(13, 21);
+    hi!(6, 10);
+    hi!(7, 11);
+    lo!(12, 16);
+    lo!(13, 17);
+    hi!(10, 12);
+    lo!(11, 13);
+    hi!(11, 12);
+    v[12]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,5 +677,75 @@ mod tests {
         assert_eq!(padded[0], 0.0);
         assert_eq!(padded[9 * 7 - 1], 14.0);
         assert_eq!(padded[2 * 9 + 3], 1.0);
+    }
+
+    /// Median of the `size` x `size` window at (x, y), replicated borders, by sorting.
+    fn median_reference(src: &[f32], w: usize, h: usize, size: usize, x: usize, y: usize) -> f32 {
+        let half = size as isize / 2;
+        let mut win = Vec::new();
+        for dy in -half..=half {
+            for dx in -half..=half {
+                let sx = (x as isize + dx).clamp(0, w as isize - 1) as usize;
+                let sy = (y as isize + dy).clamp(0, h as isize - 1) as usize;
+                win.push(src[sy * w + sx]);
+            }
+        }
+        win.sort_by(f32::total_cmp);
+        win[win.len() / 2]
+    }
+
+    #[test]
+    fn median_blur_matches_sorting_on_all_small_sizes() {
+        let mut scratch = MedianScratch::default();
+        let mut seed = 12345u32;
+        for (w, h) in [
+            (1, 1),
+            (1, 7),
+            (2, 3),
+            (3, 9),
+            (4, 4),
+            (5, 6),
+            (7, 5),
+            (8, 8),
+            (13, 11),
+        ] {
+            // Few distinct values, so ties are common.
+            let src: Vec<f32> = (0..w * h)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (seed >> 27) as f32 - 8.0
+                })
+                .collect();
+            for size in [3, 5] {
+                let mut dst = vec![f32::NAN; w * h];
+                median_blur(&src, w, h, size, &mut scratch, &mut dst);
+                for y in 0..h {
+                    for x in 0..w {
+                        let want = median_reference(&src, w, h, size, x, y);
+                        assert_eq!(dst[y * w + x], want, "{w}x{h} size {size} at {x},{y}");
+                    }
+                }
+            }
+            let mut dst = vec![0.0; w * h];
+            median_blur(&src, w, h, 1, &mut scratch, &mut dst);
+            assert_eq!(dst, src);
+        }
+    }
+
+    #[test]
+    fn resize_bilinear_follows_opencv_pixel_centres() {
+        // 4 -> 2 columns at scale 2: samples at 0.5 and 2.5.
+        let src = [0.0, 10.0, 20.0, 30.0];
+        let mut dst = [0.0; 2];
+        resize_bilinear(&src, 4, 1, &mut dst, 2, 1, 2.0, 1.0);
+        assert_eq!(dst, [5.0, 25.0]);
+        // 2 -> 5 columns (scale 0.4): x = -0.3 clamps to 0, x = 1.3 clamps to 1.
+        let src = [0.0, 10.0];
+        let mut dst = [0.0; 5];
+        resize_bilinear(&src, 2, 1, &mut dst, 5, 1, 0.4, 1.0);
+        let want = [0.0, 1.0, 5.0, 9.0, 10.0];
+        for (d, w) in dst.iter().zip(want) {
+            assert!((d - w).abs() < 1e-5, "{dst:?}");
+        }
     }
 }
