@@ -180,3 +180,28 @@ fn float_flow_reaches_the_model_input_in_pixels() {
     let (u, v) = (centre(&field[..plane]), centre(&field[plane..]));
     assert!((u - 0.5).abs() < 0.05 && v.abs() < 0.05, "u {u} v {v}");
 }
+
+#[test]
+fn tvl1_parameters_come_from_the_manifest() {
+    let tvl1 = shipped().replace(
+        "estimator = \"dis-fast\"\nbound = 20.0\n",
+        "estimator = \"tvl1\"\nbound = 20.0\n\n[inputs.tvl1]\nlambda = 0.3\nwarps = 3\n",
+    );
+    let m = Manifest::parse(&tvl1).expect("valid");
+    let flow = m.flow().expect("flow input");
+    let params = flow.tvl1.expect("tvl1 table");
+    assert_eq!((params.lambda, params.warps), (0.3, 3));
+    // the scheduler builds TV-L1 with those parameters
+    let mut cfg = m.window_config();
+    cfg.expect_audio = false;
+    assert!(avaction::clock::WindowScheduler::new(cfg).is_ok());
+
+    let on_dis = tvl1.replace("estimator = \"tvl1\"", "estimator = \"dis-fast\"");
+    let msg = refused(&on_dis);
+    assert!(msg.contains("`tvl1`") && msg.contains("estimator"), "{msg}");
+    let bad = tvl1.replace("warps = 3", "warps = 0");
+    let msg = refused(&bad);
+    assert!(msg.contains("`tvl1`") && msg.contains("warps"), "{msg}");
+    let unknown = tvl1.replace("warps = 3", "warp = 3");
+    assert!(Manifest::parse(&unknown).is_err());
+}

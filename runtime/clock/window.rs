@@ -3,7 +3,7 @@
 //! same span as its video, with the measured audio-video skew. Memory is bounded.
 
 use super::{AudioChunk, Nanos, VideoFrame, NANOS_PER_SEC};
-use crate::frontend::flow::{self, FlowEncoding, FlowEstimator, FlowField};
+use crate::frontend::flow::{self, FlowEncoding, FlowEstimator, FlowField, FlowSettings};
 use crate::frontend::logmel::{FbankConfig, LogMel};
 use crate::{err, Result};
 use std::collections::VecDeque;
@@ -22,8 +22,8 @@ pub struct WindowConfig {
     pub width: usize,
     /// Frame height in pixels.
     pub height: usize,
-    /// Flow estimator name and how the field is encoded, if the model takes flow.
-    pub flow: Option<(String, FlowEncoding)>,
+    /// Flow estimator and encoding, if the model takes flow.
+    pub flow: Option<FlowSettings>,
     /// Filterbank settings and mel frames per window, if the model takes audio.
     pub logmel: Option<(FbankConfig, usize)>,
     /// Whether audio will arrive at all (false: windows carry silence).
@@ -136,7 +136,7 @@ impl WindowScheduler {
         let frame_bytes = cfg.width * cfg.height * 3;
         let pixels = cfg.width * cfg.height;
         let (estimator, encoding) = match &cfg.flow {
-            Some((name, encoding)) => (Some(flow::estimator(name)?), *encoding),
+            Some(settings) => (Some(settings.build()?), settings.encoding),
             None => (None, FlowEncoding::Float),
         };
         let (logmel, mel_frames_per_window) = match &cfg.logmel {

@@ -4,7 +4,7 @@
 
 use crate::capture::video::VideoConfig;
 use crate::clock::WindowConfig;
-use crate::frontend::flow::{FlowEncoding, MOV_FLOW_BOUND};
+use crate::frontend::flow::{FlowEncoding, FlowSettings, TvL1Params, MOV_FLOW_BOUND};
 use crate::frontend::image::ImageNormalize;
 use crate::frontend::logmel::FbankConfig;
 use crate::{err, Error, Result};
@@ -91,6 +91,11 @@ pub struct InputSpec {
     /// Flow only: `"mov"` (8-bit images, the default) or `"float"` (pixels).
     #[serde(default)]
     pub encoding: Option<FlowEncodingName>,
+    /// Flow only, with `estimator = "tvl1"`: an `[inputs.tvl1]` table of TV-L1 parameters
+    /// (tau, lambda, theta, gamma, scales, warps, epsilon, ...); missing keys keep
+    /// OpenCV's defaults.
+    #[serde(default)]
+    pub tvl1: Option<TvL1Params>,
     /// Logmel only: filterbank settings.
     #[serde(default)]
     pub fbank: Option<FbankConfig>,
@@ -115,6 +120,8 @@ fn default_dtype() -> String {
 pub struct FlowInput {
     /// Estimator name.
     pub estimator: String,
+    /// TV-L1 parameters, when the manifest sets any.
+    pub tvl1: Option<TvL1Params>,
     /// How fields become input values.
     pub encoding: FlowEncoding,
     /// Normalisation applied to the encoded planes (`[0, 1]` units for MOV, pixels for
@@ -298,6 +305,7 @@ impl Manifest {
         let i = self.input(Frontend::Flow)?;
         Some(FlowInput {
             estimator: i.estimator.clone().unwrap_or_default(),
+            tvl1: i.tvl1,
             encoding: match i.encoding {
                 Some(FlowEncodingName::Float) => FlowEncoding::Float,
                 _ => FlowEncoding::Mov {
@@ -330,7 +338,11 @@ impl Manifest {
             fps: self.window.fps,
             width: width as usize,
             height: height as usize,
-            flow: self.flow().map(|f| (f.estimator, f.encoding)),
+            flow: self.flow().map(|f| FlowSettings {
+                estimator: f.estimator,
+                tvl1: f.tvl1,
+                encoding: f.encoding,
+            }),
             expect_audio: logmel.is_some(),
             logmel: logmel.map(|l| (l.fbank, l.frames)),
             audio_wait_ns: None,
@@ -404,8 +416,10 @@ impl InputSpec {
         {
             return bad("std must be finite and > 0, mean finite".into());
         }
-        let has_flow_keys =
-            self.estimator.is_some() || self.bound.is_some() || self.encoding.is_some();
+        let has_flow_keys = self.estimator.is_some()
+            || self.bound.is_some()
+            || self.encoding.is_some()
+            || self.tvl1.is_some();
         match self.frontend {
             Frontend::Image | Frontend::Flow => {
                 let t = if self.frontend == Frontend::Image {
@@ -430,11 +444,19 @@ impl InputSpec {
                 }
                 if self.frontend == Frontend::Image && has_flow_keys {
                     return bad(
-                        "keys `estimator`/`bound`/`encoding` are only valid for frontend = \"flow\""
+                        "keys `estimator`/`bound`/`encoding`/`tvl1` are only valid for frontend = \"flow\""
                             .into(),
                     );
                 }
                 if self.frontend == Frontend::Flow {
+                    if let Some(params) = &self.tvl1 {
+                        if self.estimator.as_deref() != Some("tvl1") {
+                            return bad("table `tvl1` needs estimator = \"tvl1\"".into());
+                        }
+                        if let Err(e) = params.validate() {
+                            return bad(format!("table `tvl1`: {}", e.message()));
+                        }
+                    }
                     if float_flow && self.bound.is_some() {
                         return bad(
                             "key `bound` only applies to encoding = \"mov\" (float flow is not clipped)"
@@ -456,7 +478,7 @@ impl InputSpec {
             Frontend::Logmel => {
                 if has_flow_keys {
                     return bad(
-                        "keys `estimator`/`bound`/`encoding` are only valid for frontend = \"flow\"".into(),
+                        "keys `estimator`/`bound`/`encoding`/`tvl1` are only valid for frontend = \"flow\"".into(),
                     );
                 }
                 let Some(fbank) = &self.fbank else {

@@ -125,6 +125,31 @@ impl FlowEncoding {
     }
 }
 
+/// Everything the window scheduler needs to turn frames into a model's flow input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowSettings {
+    /// Estimator name (one of [`ESTIMATOR_NAMES`]).
+    pub estimator: String,
+    /// TV-L1 parameters other than the defaults (only with `estimator = "tvl1"`).
+    pub tvl1: Option<TvL1Params>,
+    /// How each field is encoded for the model.
+    pub encoding: FlowEncoding,
+}
+
+impl FlowSettings {
+    /// Builds the estimator: [`estimator`] by name, or TV-L1 with the given parameters.
+    pub fn build(&self) -> crate::Result<Box<dyn FlowEstimator>> {
+        match (&self.tvl1, self.estimator.as_str()) {
+            (None, name) => estimator(name),
+            (Some(params), "tvl1") => Ok(Box::new(TvL1Flow::new(*params)?)),
+            (Some(_), other) => Err(crate::err!(
+                Config,
+                "TV-L1 parameters were given for flow estimator {other:?}; they apply only to \"tvl1\""
+            )),
+        }
+    }
+}
+
 /// Writes the field as planar `f32` displacements in pixels: plane 0 is u, plane 1 is v
 /// (`out_chw` should hold `2 * width * height` values). If `out_chw` or `flow.uv` is
 /// shorter than the field's size says, each plane gets only the pixels that exist in both.

@@ -28,7 +28,7 @@ const MIN_LEVEL_SIDE: usize = 16;
 /// Parameters of [`TvL1Flow`]; [`Default`] gives OpenCV's defaults, the ones MOV's flow was
 /// computed with. In a config file every field is optional (missing ones take the default)
 /// and unknown fields are rejected.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TvL1Params {
     /// Time step of the dual update, in (0, 0.25] (larger steps do not converge).
