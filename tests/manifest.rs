@@ -95,3 +95,88 @@ fn missing_bundle_and_missing_graph_are_named() {
     assert!(e.to_string().contains("model.onnx"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The shipped manifest with its flow input switched to float displacements.
+fn float_flow_manifest() -> String {
+    shipped()
+        .replace("shape = [1, 15, 3, 64, 64]", "shape = [1, 15, 2, 64, 64]")
+        .replace(
+            "mean = [0.5, 0.5, 0.5]\nstd = [0.5, 0.5, 0.5]",
+            "mean = [0.0, 0.0]\nstd = [4.0, 4.0]",
+        )
+        .replace("bound = 20.0\n", "encoding = \"float\"\n")
+}
+
+#[test]
+fn float_flow_needs_two_channels_and_no_bound() {
+    let m = Manifest::parse(&float_flow_manifest()).expect("valid");
+    assert_eq!(
+        m.flow().map(|f| f.encoding),
+        Some(avaction::frontend::flow::FlowEncoding::Float)
+    );
+    let three =
+        float_flow_manifest().replace("shape = [1, 15, 2, 64, 64]", "shape = [1, 15, 3, 64, 64]");
+    let msg = refused(&three);
+    assert!(msg.contains("[1, 15, 2, H, W]"), "{msg}");
+    let bounded = float_flow_manifest().replace(
+        "encoding = \"float\"\n",
+        "encoding = \"float\"\nbound = 20.0\n",
+    );
+    let msg = refused(&bounded);
+    assert!(msg.contains("`bound`") && msg.contains("mov"), "{msg}");
+    let unknown = float_flow_manifest().replace("encoding = \"float\"", "encoding = \"half\"");
+    assert!(Manifest::parse(&unknown).is_err());
+}
+
+/// Frames of a texture sliding 2 px right per frame go through the scheduler of a float-flow
+/// manifest and the input assembler: the flow tensor holds `(u - 0) / 4 ~ 0.5` and `v ~ 0`
+/// away from the borders.
+#[test]
+fn float_flow_reaches_the_model_input_in_pixels() {
+    use avaction::clock::{VideoFrame, WindowScheduler};
+    use avaction::frontend::tensors::InputAssembler;
+
+    let m = Manifest::parse(&float_flow_manifest()).expect("valid");
+    let mut cfg = m.window_config();
+    cfg.expect_audio = false;
+    let mut sched = WindowScheduler::new(cfg).expect("scheduler");
+    let texture = |x: f32, y: f32| {
+        128.0 + 50.0 * (0.45 * x + 0.2 * y).sin() + 40.0 * (0.3 * y - 0.35 * x).cos()
+    };
+    for k in 0..16i64 {
+        let shift = 2.0 * k as f32;
+        let mut rgb = Vec::with_capacity(64 * 64 * 3);
+        for i in 0..64 * 64 {
+            let v = texture((i % 64) as f32 - shift, (i / 64) as f32).clamp(0.0, 255.0) as u8;
+            rgb.extend_from_slice(&[v, v, v]);
+        }
+        let frame = VideoFrame {
+            t_ns: k * 40_000_000,
+            width: 64,
+            height: 64,
+            rgb,
+        };
+        sched.push_frame(&frame).expect("frame");
+    }
+    let window = sched.poll(None, true).expect("a window after 16 frames");
+    assert!(window.flow.is_empty());
+    assert_eq!(window.flow_uv.len(), 15 * 2 * 64 * 64);
+    let mut assembler = InputAssembler::new(&m);
+    let tensors = assembler.fill(&window).expect("assemble");
+    let flow = &tensors[1];
+    assert_eq!(flow.shape, vec![1, 15, 2, 64, 64]);
+    let plane = 64 * 64;
+    // Last field, centre 32x32: u/4 ~ 0.5, v/4 ~ 0.
+    let field = &flow.data[14 * 2 * plane..15 * 2 * plane];
+    let centre = |p: &[f32]| -> f32 {
+        let mut sum = 0.0;
+        for y in 16..48 {
+            for x in 16..48 {
+                sum += p[y * 64 + x];
+            }
+        }
+        sum / 1024.0
+    };
+    let (u, v) = (centre(&field[..plane]), centre(&field[plane..]));
+    assert!((u - 0.5).abs() < 0.05 && v.abs() < 0.05, "u {u} v {v}");
+}

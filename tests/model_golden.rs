@@ -84,6 +84,7 @@ fn tract_matches_pytorch_goldens() {
         t_last_frame: 600_000_000,
         frames: std::fs::read(raw_frames).unwrap(),
         flow: std::fs::read(raw_flow).unwrap(),
+        flow_uv: Vec::new(),
         logmel: read_f32(&raw_mel),
         audio_start: Some(0),
         skew_ns: Some(0),

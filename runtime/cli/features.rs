@@ -6,6 +6,7 @@ use crate::npy::NpyWriter;
 use avaction::capture::video::VideoCapture;
 use avaction::capture::{CaptureEvent, CaptureStats, VideoSource};
 use avaction::clock::{Timeline, WindowConfig, WindowScheduler, NANOS_PER_SEC};
+use avaction::frontend::flow::FlowEncoding;
 use avaction::model::Manifest;
 use avaction::synth::{self, Scene, SceneConfig};
 use avaction::{err, Result};
@@ -44,11 +45,19 @@ pub fn dump(
         .logmel()
         .ok_or_else(|| err!(Config, "features: the manifest has no logmel input"))?;
     let mut frames = NpyWriter::create(&out.join("frames.npy"), "|u1", &[t, h, w, 3])?;
-    let mut flow = NpyWriter::create(&out.join("flow.npy"), "|u1", &[t - 1, 3, h, w])?;
+    let float_flow = matches!(
+        manifest.flow().map(|f| f.encoding),
+        Some(FlowEncoding::Float)
+    );
+    let mut flow = if float_flow {
+        NpyWriter::create(&out.join("flow.npy"), "<f4", &[t - 1, 2, h, w])?
+    } else {
+        NpyWriter::create(&out.join("flow.npy"), "|u1", &[t - 1, 3, h, w])?
+    };
     let mut mel = NpyWriter::create(
         &out.join("logmel.npy"),
         "<f4",
-        &[logmel.frames, logmel.fbank.num_mel_bins],
+        &[logmel.frames, logmel.fbank.num_features()],
     )?;
     let mut labels = NpyWriter::create(&out.join("labels.npy"), "<i8", &[])?;
     let mut times = NpyWriter::create(&out.join("times.npy"), "<f8", &[3])?;
@@ -109,7 +118,11 @@ pub fn dump(
                     continue;
                 }
                 frames.push_bytes(&win.frames)?;
-                flow.push_bytes(&win.flow)?;
+                if float_flow {
+                    flow.push_f32(&win.flow_uv)?;
+                } else {
+                    flow.push_bytes(&win.flow)?;
+                }
                 mel.push_f32(&win.logmel)?;
                 labels.push_bytes(&(window_label(&scene, s, e) as i64).to_le_bytes())?;
                 times.push_bytes(

@@ -313,10 +313,18 @@ fn inspect(dir: PathBuf) -> Result<()> {
     outln!("inputs:");
     for i in &m.inputs {
         let extra = match (&i.estimator, &i.fbank) {
-            (Some(e), _) => format!(", flow {e}, bound {}", i.bound.unwrap_or(20.0)),
+            (Some(e), _) => match i.encoding {
+                Some(avaction::model::FlowEncodingName::Float) => format!(", flow {e}, float"),
+                _ => format!(", flow {e}, MOV bound {}", i.bound.unwrap_or(20.0)),
+            },
             (_, Some(f)) => format!(
-                ", {} Hz, {} mel bins, {} ms / {} ms, {:?} window",
-                f.sample_rate, f.num_mel_bins, f.frame_length_ms, f.frame_shift_ms, f.window
+                ", {} Hz, {} mel bins{}, {} ms / {} ms, {:?} window",
+                f.sample_rate,
+                f.num_mel_bins,
+                if f.use_energy { " + energy" } else { "" },
+                f.frame_length_ms,
+                f.frame_shift_ms,
+                f.window
             ),
             _ => String::new(),
         };

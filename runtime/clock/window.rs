@@ -3,7 +3,7 @@
 //! same span as its video, with the measured audio-video skew. Memory is bounded.
 
 use super::{AudioChunk, Nanos, VideoFrame, NANOS_PER_SEC};
-use crate::frontend::flow::{self, FlowEstimator, FlowField};
+use crate::frontend::flow::{self, FlowEncoding, FlowEstimator, FlowField};
 use crate::frontend::logmel::{FbankConfig, LogMel};
 use crate::{err, Result};
 use std::collections::VecDeque;
@@ -22,8 +22,8 @@ pub struct WindowConfig {
     pub width: usize,
     /// Frame height in pixels.
     pub height: usize,
-    /// Flow estimator name and clip bound, if the model takes flow.
-    pub flow: Option<(String, f32)>,
+    /// Flow estimator name and how the field is encoded, if the model takes flow.
+    pub flow: Option<(String, FlowEncoding)>,
     /// Filterbank settings and mel frames per window, if the model takes audio.
     pub logmel: Option<(FbankConfig, usize)>,
     /// Whether audio will arrive at all (false: windows carry silence).
@@ -51,8 +51,12 @@ pub struct Window {
     pub t_last_frame: Nanos,
     /// `T * H * W * 3` packed RGB bytes, oldest frame first.
     pub frames: Vec<u8>,
-    /// `(T-1) * 3 * H * W` MOV-encoded flow (planar per field), empty without flow.
+    /// `(T-1) * 3 * H * W` MOV-encoded flow (planar per field), empty unless the model
+    /// takes MOV-encoded flow.
     pub flow: Vec<u8>,
+    /// `(T-1) * 2 * H * W` displacements in pixels (planar u, v per field), empty unless the
+    /// model takes float flow.
+    pub flow_uv: Vec<f32>,
     /// `A * bins` log-mel values, empty without audio input.
     pub logmel: Vec<f32>,
     /// Time the window's log-mel grid starts at (first slot), if any audio was available.
@@ -88,6 +92,7 @@ pub struct WindowScheduler {
     frames: Vec<u8>,
     frame_times: Vec<Nanos>,
     flows: Vec<u8>,
+    flows_uv: Vec<f32>,
     next_slot: usize,
     frames_seen: u64,
     period_ns: Nanos,
@@ -96,7 +101,7 @@ pub struct WindowScheduler {
     gray_prev: Vec<f32>,
     gray_next: Vec<f32>,
     field: FlowField,
-    bound: f32,
+    encoding: FlowEncoding,
     // audio state
     logmel: Option<LogMel>,
     mel_frames_per_window: usize,
@@ -130,9 +135,9 @@ impl WindowScheduler {
         }
         let frame_bytes = cfg.width * cfg.height * 3;
         let pixels = cfg.width * cfg.height;
-        let (estimator, bound) = match &cfg.flow {
-            Some((name, bound)) => (Some(flow::estimator(name)?), *bound),
-            None => (None, 20.0),
+        let (estimator, encoding) = match &cfg.flow {
+            Some((name, encoding)) => (Some(flow::estimator(name)?), *encoding),
+            None => (None, FlowEncoding::Float),
         };
         let (logmel, mel_frames_per_window) = match &cfg.logmel {
             Some((fbank, frames)) => (Some(LogMel::new(fbank)?), *frames),
@@ -141,12 +146,17 @@ impl WindowScheduler {
         let bins = logmel.as_ref().map_or(0, LogMel::num_bins);
         let shift = logmel.as_ref().map_or(1, |l| l.frame_shift() as u64);
         let mel_history = cfg.mel_history.max(mel_frames_per_window + 1);
-        let flow_slot = if estimator.is_some() { 3 * pixels } else { 0 };
+        let (mov_slot, uv_slot) = match (&estimator, encoding) {
+            (None, _) => (0, 0),
+            (Some(_), FlowEncoding::Mov { .. }) => (3 * pixels, 0),
+            (Some(_), FlowEncoding::Float) => (0, 2 * pixels),
+        };
         Ok(WindowScheduler {
             frame_bytes,
             frames: vec![0; frame_bytes * cfg.frames],
             frame_times: vec![0; cfg.frames],
-            flows: vec![0; flow_slot * cfg.frames],
+            flows: vec![0; mov_slot * cfg.frames],
+            flows_uv: vec![0.0; uv_slot * cfg.frames],
             next_slot: 0,
             frames_seen: 0,
             period_ns: NANOS_PER_SEC / cfg.fps as Nanos,
@@ -154,7 +164,7 @@ impl WindowScheduler {
             gray_prev: vec![0.0; pixels],
             gray_next: vec![0.0; pixels],
             field: FlowField::new(cfg.width, cfg.height),
-            bound,
+            encoding,
             logmel,
             mel_frames_per_window,
             bins,
@@ -206,8 +216,6 @@ impl WindowScheduler {
         if let Some(est) = self.estimator.as_mut() {
             std::mem::swap(&mut self.gray_prev, &mut self.gray_next);
             flow::rgb_to_gray(&frame.rgb, &mut self.gray_next);
-            let n = 3 * self.cfg.width * self.cfg.height;
-            let out = &mut self.flows[slot * n..(slot + 1) * n];
             if self.frames_seen > 0 {
                 est.compute(
                     &self.gray_prev,
@@ -216,11 +224,22 @@ impl WindowScheduler {
                     self.cfg.height,
                     &mut self.field,
                 )?;
-                flow::mov_encode(&self.field, self.bound, out);
             } else {
                 // The first frame has no predecessor: zero motion.
                 self.field.uv.fill(0.0);
-                flow::mov_encode(&self.field, self.bound, out);
+            }
+            let pixels = self.cfg.width * self.cfg.height;
+            match self.encoding {
+                FlowEncoding::Mov { bound } => {
+                    let n = 3 * pixels;
+                    let out = &mut self.flows[slot * n..(slot + 1) * n];
+                    flow::mov_encode(&self.field, bound, out);
+                }
+                FlowEncoding::Float => {
+                    let n = 2 * pixels;
+                    let out = &mut self.flows_uv[slot * n..(slot + 1) * n];
+                    flow::write_planar_uv(&self.field, out);
+                }
             }
         }
         self.next_slot = (slot + 1) % self.cfg.frames;
@@ -244,16 +263,18 @@ impl WindowScheduler {
             frames
                 .extend_from_slice(&self.frames[s * self.frame_bytes..(s + 1) * self.frame_bytes]);
         }
-        let mut flow = Vec::new();
-        if self.estimator.is_some() {
-            let n = 3 * self.cfg.width * self.cfg.height;
-            flow.reserve(n * (t - 1));
-            // the flow stored with frame k is (k-1 -> k): skip the oldest frame's field
-            for k in 1..t {
-                let s = (oldest + k) % t;
-                flow.extend_from_slice(&self.flows[s * n..(s + 1) * n]);
+        // The flow stored with frame k is (k-1 -> k): skip the oldest frame's field.
+        fn fields<T: Copy>(ring: &[T], frames: usize, oldest: usize) -> Vec<T> {
+            let n = ring.len() / frames;
+            let mut out = Vec::with_capacity(n * (frames - 1));
+            for k in 1..frames {
+                let s = (oldest + k) % frames;
+                out.extend_from_slice(&ring[s * n..(s + 1) * n]);
             }
+            out
         }
+        let flow = fields(&self.flows, t, oldest);
+        let flow_uv = fields(&self.flows_uv, t, oldest);
         let t_start = self.frame_times[oldest];
         let t_last = self.frame_times[(oldest + t - 1) % t];
         let window = Window {
@@ -263,6 +284,7 @@ impl WindowScheduler {
             t_last_frame: t_last,
             frames,
             flow,
+            flow_uv,
             logmel: Vec::new(),
             audio_start: None,
             skew_ns: None,

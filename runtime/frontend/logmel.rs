@@ -33,8 +33,9 @@ pub enum WindowType {
 }
 
 /// Parameters of the filterbank, named as in a model manifest. Every field has
-/// torchaudio's meaning; `dither` is always 0, `snip_edges` always true, `use_energy`
-/// always false.
+/// torchaudio's `kaldi.fbank` meaning and default; `dither` is always 0 (features must be
+/// reproducible), `snip_edges` always true (a stream has no end to reflect), and VTLN and
+/// `subtract_mean` (a whole-utterance statistic) are not offered.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FbankConfig {
@@ -60,6 +61,22 @@ pub struct FbankConfig {
     /// Zero-pad each frame to the next power of two before the FFT
     /// (`round_to_power_of_two`). Default true.
     pub round_to_power_of_two: bool,
+    /// Add the frame's log energy as an extra feature (`use_energy`). Default false.
+    pub use_energy: bool,
+    /// Floor on the log energy, as an absolute energy; 0 means none (`energy_floor`).
+    /// Default 1.0.
+    pub energy_floor: f32,
+    /// Measure the energy before pre-emphasis and windowing (`raw_energy`), else after.
+    /// Default true.
+    pub raw_energy: bool,
+    /// Put the energy last instead of first (`htk_compat`); only matters with
+    /// `use_energy`. Default false.
+    pub htk_compat: bool,
+    /// Natural log of the mel energies, floored at `f32::EPSILON` (`use_log_fbank`); false
+    /// gives the linear energies. Default true.
+    pub use_log_fbank: bool,
+    /// Power spectrum (`use_power`); false uses the magnitude. Default true.
+    pub use_power: bool,
 }
 
 impl Default for FbankConfig {
@@ -75,6 +92,12 @@ impl Default for FbankConfig {
             low_freq: 20.0,
             high_freq: 0.0,
             round_to_power_of_two: true,
+            use_energy: false,
+            energy_floor: 1.0,
+            raw_energy: true,
+            htk_compat: false,
+            use_log_fbank: true,
+            use_power: true,
         }
     }
 }
@@ -102,6 +125,11 @@ fn samples_in_ms(sample_rate: u32, ms: f32) -> f64 {
 }
 
 impl FbankConfig {
+    /// Values in each output frame: `num_mel_bins`, plus one with `use_energy`.
+    pub fn num_features(&self) -> usize {
+        self.num_mel_bins + usize::from(self.use_energy)
+    }
+
     /// Checks every field and says which one is wrong and why.
     pub fn validate(&self) -> crate::Result<()> {
         self.geometry().map(|_| ())
@@ -177,6 +205,13 @@ impl FbankConfig {
                 Config,
                 "fbank config: `preemphasis` = {} must be in [0, 1]",
                 self.preemphasis
+            ));
+        }
+        if !(self.energy_floor.is_finite() && self.energy_floor >= 0.0) {
+            return Err(crate::err!(
+                Config,
+                "fbank config: `energy_floor` = {} must be a finite number >= 0",
+                self.energy_floor
             ));
         }
         let nyquist = 0.5 * f64::from(self.sample_rate);
@@ -327,6 +362,14 @@ pub struct LogMel {
     frame_shift: usize,
     preemphasis: f64,
     remove_dc_offset: bool,
+    /// `Some((raw, log floor))` when the frame's log energy is an output.
+    energy: Option<(bool, f64)>,
+    /// Where the energy goes in the output: 0 or `num_mel_bins`.
+    energy_index: usize,
+    /// Offset of the first mel value in the output (1 with energy first, else 0).
+    mel_offset: usize,
+    use_log_fbank: bool,
+    use_power: bool,
     window: Vec<f64>,
     filters: MelFilters,
     fft: Arc<dyn RealToComplex<f64>>,
@@ -370,13 +413,25 @@ impl LogMel {
             frame_shift: geometry.frame_shift,
             preemphasis: f64::from(cfg.preemphasis),
             remove_dc_offset: cfg.remove_dc_offset,
+            energy: cfg.use_energy.then(|| {
+                let floor = if cfg.energy_floor > 0.0 {
+                    f64::from(cfg.energy_floor).ln()
+                } else {
+                    f64::NEG_INFINITY
+                };
+                (cfg.raw_energy, floor)
+            }),
+            energy_index: if cfg.htk_compat { cfg.num_mel_bins } else { 0 },
+            mel_offset: usize::from(cfg.use_energy && !cfg.htk_compat),
+            use_log_fbank: cfg.use_log_fbank,
+            use_power: cfg.use_power,
             window: window_function(cfg.window, geometry.frame_len),
             filters,
             fft_input: fft.make_input_vec(),
             spectrum: fft.make_output_vec(),
             fft_scratch: fft.make_scratch_vec(),
             power: vec![0.0; geometry.fft_len / 2 + 1],
-            log_mel: vec![0.0; cfg.num_mel_bins],
+            log_mel: vec![0.0; cfg.num_features()],
             ring: vec![0.0; geometry.frame_len],
             ring_write: 0,
             samples_until_frame: geometry.frame_len,
@@ -384,7 +439,7 @@ impl LogMel {
         })
     }
 
-    /// Number of mel bins in each output frame.
+    /// Number of values in each output frame (mel bins, plus the energy if configured).
     pub fn num_bins(&self) -> usize {
         self.log_mel.len()
     }
@@ -410,7 +465,7 @@ impl LogMel {
     }
 
     /// Feeds `samples` (mono, in [-1, 1], at the configured rate) and calls `on_frame`
-    /// with the `num_bins()` log-mel energies of each frame they complete, in order.
+    /// with the `num_bins()` features (log-mel energies, and the log energy if configured) of each frame they complete, in order.
     /// Each sample is copied once into a ring of one frame; each frame is computed
     /// once, when its last sample arrives. Non-finite samples make the frames that
     /// contain them non-finite.
@@ -462,6 +517,10 @@ impl LogMel {
             let mean = frame.iter().sum::<f64>() / len as f64;
             frame.iter_mut().for_each(|x| *x -= mean);
         }
+        let mut log_energy = 0.0;
+        if let Some((true, floor)) = self.energy {
+            log_energy = log_energy_of(frame, floor);
+        }
         let p = self.preemphasis;
         if p != 0.0 {
             for j in (1..len).rev() {
@@ -473,6 +532,9 @@ impl LogMel {
             .iter_mut()
             .zip(&self.window)
             .for_each(|(x, w)| *x *= w);
+        if let Some((false, floor)) = self.energy {
+            log_energy = log_energy_of(frame, floor);
+        }
         // The FFT uses its input as scratch, so the zero padding is rewritten every frame.
         self.fft_input[len..].fill(0.0);
 
@@ -490,24 +552,42 @@ impl LogMel {
             self.log_mel.fill(LOG_FLOOR.ln() as f32);
             return;
         }
-        self.power
-            .iter_mut()
-            .zip(&self.spectrum)
-            .for_each(|(p, c)| *p = c.re * c.re + c.im * c.im);
+        let spectrum = self.power.iter_mut().zip(&self.spectrum);
+        if self.use_power {
+            spectrum.for_each(|(p, c)| *p = c.re * c.re + c.im * c.im);
+        } else {
+            spectrum.for_each(|(p, c)| *p = (c.re * c.re + c.im * c.im).sqrt());
+        }
 
-        for (bin, out) in self.log_mel.iter_mut().enumerate() {
+        let num_mel = self.filters.first.len();
+        let mel_out = &mut self.log_mel[self.mel_offset..self.mel_offset + num_mel];
+        for (bin, out) in mel_out.iter_mut().enumerate() {
             let (first, weights) = self.filters.bin(bin);
             let energy: f64 = weights
                 .iter()
                 .zip(&self.power[first..])
                 .map(|(&w, p)| f64::from(w) * p)
                 .sum();
-            *out = energy.max(LOG_FLOOR).ln() as f32;
+            *out = if self.use_log_fbank {
+                energy.max(LOG_FLOOR).ln() as f32
+            } else {
+                energy as f32
+            };
+        }
+        if self.energy.is_some() {
+            self.log_mel[self.energy_index] = log_energy as f32;
         }
     }
 }
 
-/// Log-mel features of a whole clip, one `Vec` of `num_mel_bins` per frame (the same
+/// `ln(max(sum of squares, f32::EPSILON))`, then at least `log_floor` (torchaudio's
+/// `_get_log_energy`).
+fn log_energy_of(frame: &[f64], log_floor: f64) -> f64 {
+    let sum: f64 = frame.iter().map(|x| x * x).sum();
+    sum.max(LOG_FLOOR).ln().max(log_floor)
+}
+
+/// Log-mel features of a whole clip, one `Vec` of `num_features()` values per frame (the same
 /// code path as streaming through [`LogMel::push`]). A clip shorter than one frame
 /// gives no frames (torchaudio raises an error instead).
 pub fn fbank(samples: &[f32], cfg: &FbankConfig) -> crate::Result<Vec<Vec<f32>>> {
@@ -641,6 +721,11 @@ mod tests {
         assert_eq!(cfg.window, WindowType::Hanning);
         assert_eq!(cfg.num_mel_bins, 64);
         assert!(toml::from_str::<FbankConfig>("dither = 1.0").is_err());
+        let with_energy: FbankConfig =
+            toml::from_str("use_energy = true\nhtk_compat = true").expect("valid toml");
+        assert_eq!(with_energy.num_features(), 129);
+        let log_mel = LogMel::new(&with_energy).expect("valid");
+        assert_eq!((log_mel.num_bins(), log_mel.energy_index), (129, 128));
         assert!(toml::from_str::<FbankConfig>("window = \"kaiser\"").is_err());
     }
 

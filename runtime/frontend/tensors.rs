@@ -1,4 +1,4 @@
-//! Turns a [`Window`] (raw frames, 8-bit flow, raw log-mel) into the model's
+//! Turns a [`Window`] (raw frames, 8-bit or float flow, raw log-mel) into the model's
 //! normalised input tensors, in manifest order, reusing the tensors' buffers.
 
 use crate::backend::Tensor;
@@ -59,6 +59,29 @@ impl InputAssembler {
                         .zip(tensor.data.chunks_exact_mut(3 * px))
                     {
                         norm.rgb_to_chw(rgb, self.width, self.height, out)?;
+                    }
+                }
+                Frontend::Flow if !window.flow_uv.is_empty() => {
+                    if window.flow_uv.len() != tensor.data.len() {
+                        return Err(err!(
+                            Model,
+                            "window has {} float flow values, flow input needs {}",
+                            window.flow_uv.len(),
+                            tensor.data.len()
+                        ));
+                    }
+                    for (field, out) in window
+                        .flow_uv
+                        .chunks_exact(2 * px)
+                        .zip(tensor.data.chunks_exact_mut(2 * px))
+                    {
+                        for c in 0..2 {
+                            let (m, s) = (norm.mean[c], norm.std[c]);
+                            let src = &field[c * px..(c + 1) * px];
+                            for (o, &v) in out[c * px..(c + 1) * px].iter_mut().zip(src) {
+                                *o = (v - m) / s;
+                            }
+                        }
                     }
                 }
                 Frontend::Flow => {

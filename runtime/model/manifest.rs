@@ -4,6 +4,7 @@
 
 use crate::capture::video::VideoConfig;
 use crate::clock::WindowConfig;
+use crate::frontend::flow::{FlowEncoding, MOV_FLOW_BOUND};
 use crate::frontend::image::ImageNormalize;
 use crate::frontend::logmel::FbankConfig;
 use crate::{err, Error, Result};
@@ -57,7 +58,8 @@ pub struct WindowSpec {
 pub enum Frontend {
     /// RGB frames, `[1, T, 3, H, W]`, normalised by `mean`/`std`.
     Image,
-    /// MOV-encoded optical flow between consecutive frames, `[1, T-1, 3, H, W]`.
+    /// Optical flow between consecutive frames: MOV-encoded `[1, T-1, 3, H, W]`, or
+    /// displacements in pixels `[1, T-1, 2, H, W]` with `encoding = "float"`.
     Flow,
     /// Log-mel frames covering the window, `[1, A, bins]`.
     Logmel,
@@ -83,12 +85,25 @@ pub struct InputSpec {
     /// Flow only: estimator name (`dis-ultrafast`, `dis-fast`, `dis-medium`).
     #[serde(default)]
     pub estimator: Option<String>,
-    /// Flow only: displacement clip bound in pixels (MOV: 20).
+    /// Flow only: displacement clip bound in pixels of the MOV encoding (default 20).
     #[serde(default)]
     pub bound: Option<f32>,
+    /// Flow only: `"mov"` (8-bit images, the default) or `"float"` (pixels).
+    #[serde(default)]
+    pub encoding: Option<FlowEncodingName>,
     /// Logmel only: filterbank settings.
     #[serde(default)]
     pub fbank: Option<FbankConfig>,
+}
+
+/// The `encoding` key of a flow input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowEncodingName {
+    /// MOV's 8-bit flow images: u, v and a zero plane, clipped to `bound`.
+    Mov,
+    /// The displacements in pixels: u and v planes.
+    Float,
 }
 
 fn default_dtype() -> String {
@@ -100,9 +115,10 @@ fn default_dtype() -> String {
 pub struct FlowInput {
     /// Estimator name.
     pub estimator: String,
-    /// Clip bound in pixels.
-    pub bound: f32,
-    /// Normalisation applied to the 8-bit encoding.
+    /// How fields become input values.
+    pub encoding: FlowEncoding,
+    /// Normalisation applied to the encoded planes (`[0, 1]` units for MOV, pixels for
+    /// float; the third value is unused with float).
     pub normalize: ImageNormalize,
 }
 
@@ -282,7 +298,12 @@ impl Manifest {
         let i = self.input(Frontend::Flow)?;
         Some(FlowInput {
             estimator: i.estimator.clone().unwrap_or_default(),
-            bound: i.bound.unwrap_or(20.0),
+            encoding: match i.encoding {
+                Some(FlowEncodingName::Float) => FlowEncoding::Float,
+                _ => FlowEncoding::Mov {
+                    bound: i.bound.unwrap_or(MOV_FLOW_BOUND),
+                },
+            },
             normalize: i.normalize3(),
         })
     }
@@ -309,7 +330,7 @@ impl Manifest {
             fps: self.window.fps,
             width: width as usize,
             height: height as usize,
-            flow: self.flow().map(|f| (f.estimator, f.bound)),
+            flow: self.flow().map(|f| (f.estimator, f.encoding)),
             expect_audio: logmel.is_some(),
             logmel: logmel.map(|l| (l.fbank, l.frames)),
             audio_wait_ns: None,
@@ -365,10 +386,11 @@ impl InputSpec {
                 self.shape
             ));
         }
-        let channels = if self.frontend == Frontend::Logmel {
-            1
-        } else {
-            3
+        let float_flow = self.encoding == Some(FlowEncodingName::Float);
+        let channels = match self.frontend {
+            Frontend::Logmel => 1,
+            Frontend::Flow if float_flow => 2,
+            _ => 3,
         };
         if self.mean.len() != channels || self.std.len() != channels {
             return bad(format!(
@@ -382,7 +404,8 @@ impl InputSpec {
         {
             return bad("std must be finite and > 0, mean finite".into());
         }
-        let has_flow_keys = self.estimator.is_some() || self.bound.is_some();
+        let has_flow_keys =
+            self.estimator.is_some() || self.bound.is_some() || self.encoding.is_some();
         match self.frontend {
             Frontend::Image | Frontend::Flow => {
                 let t = if self.frontend == Frontend::Image {
@@ -390,9 +413,9 @@ impl InputSpec {
                 } else {
                     w.frames - 1
                 };
-                if self.shape.len() != 5 || self.shape[1] != t || self.shape[2] != 3 {
+                if self.shape.len() != 5 || self.shape[1] != t || self.shape[2] != channels {
                     return bad(format!(
-                        "shape {:?} must be [1, {t}, 3, H, W] for a window of {} frames",
+                        "shape {:?} must be [1, {t}, {channels}, H, W] for a window of {} frames",
                         self.shape, w.frames
                     ));
                 }
@@ -407,10 +430,17 @@ impl InputSpec {
                 }
                 if self.frontend == Frontend::Image && has_flow_keys {
                     return bad(
-                        "keys `estimator`/`bound` are only valid for frontend = \"flow\"".into(),
+                        "keys `estimator`/`bound`/`encoding` are only valid for frontend = \"flow\""
+                            .into(),
                     );
                 }
                 if self.frontend == Frontend::Flow {
+                    if float_flow && self.bound.is_some() {
+                        return bad(
+                            "key `bound` only applies to encoding = \"mov\" (float flow is not clipped)"
+                                .into(),
+                        );
+                    }
                     if self.estimator.is_none() {
                         return bad(
                             "frontend = \"flow\" needs key `estimator` (e.g. \"dis-fast\")".into(),
@@ -426,16 +456,22 @@ impl InputSpec {
             Frontend::Logmel => {
                 if has_flow_keys {
                     return bad(
-                        "keys `estimator`/`bound` are only valid for frontend = \"flow\"".into(),
+                        "keys `estimator`/`bound`/`encoding` are only valid for frontend = \"flow\"".into(),
                     );
                 }
                 let Some(fbank) = &self.fbank else {
                     return bad("frontend = \"logmel\" needs an [inputs.fbank] table".into());
                 };
-                if self.shape.len() != 3 || self.shape[2] != fbank.num_mel_bins {
+                if self.shape.len() != 3 || self.shape[2] != fbank.num_features() {
                     return bad(format!(
-                        "shape {:?} must be [1, frames, {}] (fbank.num_mel_bins)",
-                        self.shape, fbank.num_mel_bins
+                        "shape {:?} must be [1, frames, {}] (fbank.num_mel_bins{})",
+                        self.shape,
+                        fbank.num_features(),
+                        if fbank.use_energy {
+                            " + 1 for use_energy"
+                        } else {
+                            ""
+                        }
                     ));
                 }
             }

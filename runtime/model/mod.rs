@@ -5,8 +5,8 @@
 mod manifest;
 
 pub use manifest::{
-    DecoderConfig, DecoderKind, FlowInput, Frontend, InputSpec, LogMelInput, Manifest, OutputSpec,
-    WindowSpec,
+    DecoderConfig, DecoderKind, FlowEncodingName, FlowInput, Frontend, InputSpec, LogMelInput,
+    Manifest, OutputSpec, WindowSpec,
 };
 
 use crate::{err, Error, Result};

