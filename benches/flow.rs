@@ -1,8 +1,8 @@
 //! Optical flow throughput: flow fields per second for each estimator at the frame sizes the
 //! runtime uses, on real frames (the Big Buck Bunny pairs of `tests/data/flow/`: 224x224 and
 //! 320x240 as they are, 64x64 and 160x120 cropped from the 320x240 pair).
-//! Run with `cargo bench --bench flow` (optionally `-- SECONDS FILTER...`);
-//! `benches/flow_vs_opencv.py` times OpenCV on the same frames and prints the ratios.
+//! Run with `cargo bench --bench flow` (optionally `-- SECONDS FILTER...`); for ratios
+//! against OpenCV measured in the same run, see `scripts/bench-frontends.sh`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use avaction::frontend::flow::{estimator, FlowField, ESTIMATOR_NAMES};
 
 /// The frame sizes measured, with the pair each is cut from (first, second image) and the
-/// crop origin. `benches/flow_vs_opencv.py` uses the same table.
+/// crop origin.
 const SIZES: [(usize, usize, &str, &str, usize, usize); 4] = [
     (64, 64, "bbb_c_0.pgm", "bbb_c_similarity.pgm", 128, 88),
     (160, 120, "bbb_c_0.pgm", "bbb_c_similarity.pgm", 80, 60),

@@ -52,7 +52,7 @@ pub const MIN_FINEST_SIDE: usize = 48;
 /// (OpenCV: every level); propagation crosses the whole grid (OpenCV: 8 fixed stripes); the
 /// patch grid is spread to touch all borders; the pyramid is `f32` (OpenCV: rounded to 8
 /// bits). End-point error against OpenCV on image pairs with known motion:
-/// `tests/frontend_flow_opencv.rs`; speed: `benches/flow_vs_opencv.py`.
+/// `tests/frontend_flow_opencv.rs`; speed against OpenCV: `scripts/bench-frontends.sh`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DisParams {
     /// Side of the square patches, in pixels: 4, 8, 12 or 16 (whole SIMD vectors per row).
