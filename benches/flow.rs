@@ -1,25 +1,72 @@
-//! Optical flow throughput: flow fields per second for each estimator at the frame sizes
-//! the runtime uses. Run with `cargo bench --bench flow` (optionally `-- SECONDS FILTER...`).
+//! Optical flow throughput: flow fields per second for each estimator at the frame sizes the
+//! runtime uses, on real frames (the Big Buck Bunny pairs of `tests/data/flow/`: 224x224 and
+//! 320x240 as they are, 64x64 and 160x120 cropped from the 320x240 pair).
+//! Run with `cargo bench --bench flow` (optionally `-- SECONDS FILTER...`); for ratios
+//! against OpenCV measured in the same run, see `scripts/bench-frontends.sh`.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use avaction::frontend::flow::{estimator, FlowField, ESTIMATOR_NAMES};
 
-/// A smooth deterministic texture and the same texture shifted by (`dx`, `dy`).
-fn frame_pair(w: usize, h: usize, dx: f32, dy: f32) -> (Vec<f32>, Vec<f32>) {
-    let tex = |x: f32, y: f32| {
-        128.0
-            + 40.0 * (0.31 * x + 0.17 * y).sin()
-            + 30.0 * (0.23 * y - 0.41 * x + 1.0).sin()
-            + 20.0 * (0.67 * x + 0.53 * y + 2.0).sin()
-            + 15.0 * (0.9 * y + 0.2 * x).cos()
-    };
-    let render = |ox: f32, oy: f32| {
-        (0..w * h)
-            .map(|i| tex((i % w) as f32 - ox, (i / w) as f32 - oy))
-            .collect::<Vec<f32>>()
-    };
-    (render(0.0, 0.0), render(dx, dy))
+/// The frame sizes measured, with the pair each is cut from (first, second image) and the
+/// crop origin.
+const SIZES: [(usize, usize, &str, &str, usize, usize); 4] = [
+    (64, 64, "bbb_c_0.pgm", "bbb_c_similarity.pgm", 128, 88),
+    (160, 120, "bbb_c_0.pgm", "bbb_c_similarity.pgm", 80, 60),
+    (224, 224, "bbb_a_0.pgm", "bbb_a_rotate.pgm", 0, 0),
+    (320, 240, "bbb_c_0.pgm", "bbb_c_similarity.pgm", 0, 0),
+];
+
+/// Reads a binary 8-bit PGM (`P5`, maxval 255) as (width, height, gray f32 values).
+fn read_pgm(name: &str) -> Result<(usize, usize, Vec<f32>), String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/flow")
+        .join(name);
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut fields = Vec::new();
+    let mut i = 0;
+    while fields.len() < 4 {
+        while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        let start = i;
+        while bytes.get(i).is_some_and(|b| !b.is_ascii_whitespace()) {
+            i += 1;
+        }
+        if i == start {
+            return Err(format!("{name}: truncated PGM header"));
+        }
+        fields.push(String::from_utf8_lossy(&bytes[start..i]).into_owned());
+    }
+    let parse = |s: &str| s.parse::<usize>().map_err(|e| format!("{name}: {s}: {e}"));
+    let (w, h) = (parse(&fields[1])?, parse(&fields[2])?);
+    let pixels = bytes.get(i + 1..).unwrap_or_default();
+    if fields[0] != "P5" || fields[3] != "255" || pixels.len() != w * h {
+        return Err(format!("{name}: not an 8-bit {w}x{h} binary PGM"));
+    }
+    Ok((w, h, pixels.iter().map(|&b| f32::from(b)).collect()))
+}
+
+/// The `w` x `h` window at (`x0`, `y0`) of a `sw`-wide image.
+fn crop(src: &[f32], sw: usize, x0: usize, y0: usize, w: usize, h: usize) -> Vec<f32> {
+    (0..h)
+        .flat_map(|y| src[(y0 + y) * sw + x0..][..w].iter().copied())
+        .collect()
+}
+
+fn frame_pair(
+    size: &(usize, usize, &str, &str, usize, usize),
+) -> Result<(Vec<f32>, Vec<f32>), String> {
+    let &(w, h, first, second, x0, y0) = size;
+    let (sw, sh, prev) = read_pgm(first)?;
+    let (_, _, next) = read_pgm(second)?;
+    if x0 + w > sw || y0 + h > sh {
+        return Err(format!(
+            "{first}: {sw}x{sh} has no {w}x{h} window at ({x0}, {y0})"
+        ));
+    }
+    Ok((crop(&prev, sw, x0, y0, w, h), crop(&next, sw, x0, y0, w, h)))
 }
 
 fn main() {
@@ -40,12 +87,19 @@ fn main() {
         "preset", "size", "best f/s", "best ms", "mean f/s", "mean ms"
     );
     for name in ESTIMATOR_NAMES {
-        for (w, h) in [(64, 64), (160, 120), (224, 224), (320, 240)] {
+        for size in &SIZES {
+            let (w, h) = (size.0, size.1);
             let label = format!("{name} {w}x{h}");
             if !filters.iter().all(|f| label.contains(f.as_str())) {
                 continue;
             }
-            let (prev, next) = frame_pair(w, h, 2.5, -1.5);
+            let (prev, next) = match frame_pair(size) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return;
+                }
+            };
             let mut est = match estimator(name) {
                 Ok(e) => e,
                 Err(e) => {

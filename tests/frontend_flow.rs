@@ -314,7 +314,8 @@ fn translation_medium_64x64() {
 
 #[test]
 fn translation_medium_160x120() {
-    check_translations("dis-medium", 160, 120, (0.02, 0.2));
+    // Like OpenCV's medium preset, the search stops at half resolution (80x60 here).
+    check_translations("dis-medium", 160, 120, (0.05, 0.2));
 }
 
 #[test]

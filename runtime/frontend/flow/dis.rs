@@ -5,18 +5,27 @@
 //! Per pyramid level (coarsest first): a grid of `patch_size` patches spaced at most
 //! `patch_stride` apart is laid over the previous frame; each patch starts from the dense flow
 //! of the coarser level at its centre (or a better neighbour's vector when spatial
-//! propagation is on), and is refined by Gauss-Newton steps on the mean-normalised SSD with
-//! the template gradients and Hessian fixed (inverse compositional). The dense flow is the
-//! per-pixel average of the vectors of all patches covering the pixel, each weighted by
-//! `1 / max(1, |I1(x + u) - I0(x)|)`. On the finest searched level the variational refinement
-//! then polishes it (OpenCV refines every level; on our synthetic tests refining only the
-//! finest one gave the same end-point error for about half the cost).
+//! propagation is on), and is refined by damped Gauss-Newton steps (see [`STEP_SCALE`]) on the
+//! mean-normalised SSD with the template gradients and Hessian fixed (inverse compositional).
+//! The dense flow is the per-pixel average of the vectors of all patches covering the pixel,
+//! each weighted by `1 / max(1, |I1(x + u) - I0(x)|)`. On the finest searched level the
+//! variational refinement then polishes it (OpenCV refines every level; on the goldens and
+//! the synthetic tests refining only the finest one gave the same end-point error for less
+//! work).
 
 use wide::f32x4;
 
 use super::ops;
 use super::variational::{VariationalParams, VariationalRefinement};
 use super::{FlowEstimator, FlowField};
+
+/// Fraction of the Gauss-Newton step each patch iteration takes. The template (Sobel)
+/// gradients are not the derivatives of the bilinearly interpolated next frame, so full steps
+/// overshoot and oscillate around the optimum; OpenCV's unnormalised Sobel gradients
+/// make its steps an eighth of Gauss-Newton's, and the same eighth here gave a 5-30% lower
+/// end-point error than full steps on the goldens (`tests/frontend_flow_opencv.rs`) and on
+/// the synthetic tests (`tests/frontend_flow.rs`).
+const STEP_SCALE: f32 = 0.125;
 
 /// Smallest image side the estimator accepts, in pixels.
 pub const MIN_SIDE: usize = 8;
@@ -25,8 +34,25 @@ pub const MIN_SIDE: usize = 8;
 /// frame itself is smaller): `finest_scale` is lowered instead.
 pub const MIN_FINEST_SIDE: usize = 48;
 
-/// Parameters of [`DisFlow`]. The presets mirror OpenCV's `DISOpticalFlow` presets, with
-/// finer finest levels because this runtime computes flow on small frames (64x64 to 320x240).
+/// Parameters of [`DisFlow`]. The presets are OpenCV's `DISOpticalFlow` presets (OpenCV 4.x
+/// and 5.0 `DISOpticalFlow::create`):
+///
+/// | preset      | patch | stride | iterations | finest scale | variational |
+/// |-------------|-------|--------|------------|--------------|-------------|
+/// | `ultrafast` | 8     | 4      | 12         | 2            | 0           |
+/// | `fast`      | 8     | 4      | 16         | 2            | 5           |
+/// | `medium`    | 8     | 3      | 25         | 1            | 5           |
+///
+/// Same as OpenCV: coarsest level, mean-normalised patch cost, Gauss-Newton steps of an
+/// eighth (see `STEP_SCALE`), two propagation passes with half the iterations each,
+/// densification weights, variational weights (alpha 20, gamma 10,
+/// delta 5, 5 SOR sweeps of omega 1.6). Differences: the finest level is lowered on small
+/// frames so it keeps [`MIN_FINEST_SIDE`] pixels (OpenCV runs `ultrafast` on a 40x30 level at
+/// 160x120, this estimator on 80x60); the variational refinement runs on the finest level only
+/// (OpenCV: every level); propagation crosses the whole grid (OpenCV: 8 fixed stripes); the
+/// patch grid is spread to touch all borders; the pyramid is `f32` (OpenCV: rounded to 8
+/// bits). End-point error against OpenCV on image pairs with known motion:
+/// `tests/frontend_flow_opencv.rs`; speed against OpenCV: `scripts/bench-frontends.sh`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DisParams {
     /// Side of the square patches, in pixels: 4, 8, 12 or 16 (whole SIMD vectors per row).
@@ -48,41 +74,40 @@ pub struct DisParams {
 }
 
 impl DisParams {
-    /// `dis-ultrafast`: 8x8 patches every 6 px, 16 Gauss-Newton iterations, search stops at
-    /// half resolution (full resolution below 96 px, see [`MIN_FINEST_SIDE`]), no
-    /// variational refinement.
+    /// `dis-ultrafast`, OpenCV's `PRESET_ULTRAFAST`: 8x8 patches every 4 px, 12 Gauss-Newton
+    /// iterations, search stops at quarter resolution, no variational refinement.
     pub fn ultrafast() -> Self {
         DisParams {
             patch_size: 8,
-            patch_stride: 6,
-            grad_descent_iters: 16,
-            finest_scale: 1,
+            patch_stride: 4,
+            grad_descent_iters: 12,
+            finest_scale: 2,
             variational_iters: 0,
             spatial_propagation: true,
         }
     }
 
-    /// `dis-fast`: 8x8 patches every 4 px, 16 iterations, search stops at half resolution
-    /// (full resolution below 96 px), 5 fixed-point iterations of variational refinement.
+    /// `dis-fast`, OpenCV's `PRESET_FAST`: 8x8 patches every 4 px, 16 iterations, search
+    /// stops at quarter resolution, 5 fixed-point iterations of variational refinement.
     pub fn fast() -> Self {
         DisParams {
             patch_size: 8,
             patch_stride: 4,
             grad_descent_iters: 16,
-            finest_scale: 1,
+            finest_scale: 2,
             variational_iters: 5,
             spatial_propagation: true,
         }
     }
 
-    /// `dis-medium`: 12x12 patches every 4 px, 25 iterations, full resolution, 5 fixed-point
-    /// iterations of variational refinement.
+    /// `dis-medium`, OpenCV's `PRESET_MEDIUM`: 8x8 patches every 3 px, 25 iterations, search
+    /// stops at half resolution, 5 fixed-point iterations of variational refinement.
     pub fn medium() -> Self {
         DisParams {
-            patch_size: 12,
-            patch_stride: 4,
+            patch_size: 8,
+            patch_stride: 3,
             grad_descent_iters: 25,
-            finest_scale: 0,
+            finest_scale: 1,
             variational_iters: 5,
             spatial_propagation: true,
         }
@@ -170,6 +195,8 @@ struct SearchBuffers {
     acc_u: Vec<f32>,
     acc_v: Vec<f32>,
     acc_w: Vec<f32>,
+    /// Two rows of the finest level's flow, for the final upsampling.
+    upsample: Vec<f32>,
 }
 
 /// The DIS optical flow estimator. Keeps all buffers between calls: after the first call at
@@ -265,9 +292,12 @@ impl DisFlow {
             level.width = w;
             level.height = h;
             let n = w * h;
-            level.prev.resize(n, 0.0);
-            level.next.resize(n, 0.0);
             let searched = s >= finest;
+            // Full-resolution frames are read straight from the caller unless level 0 is
+            // searched.
+            let frames_n = if s > 0 || searched { n } else { 0 };
+            level.prev.resize(frames_n, 0.0);
+            level.next.resize(frames_n, 0.0);
             let (gn, pn) = if searched {
                 (n, (w + 2 * plan.border) * (h + 2 * plan.border))
             } else {
@@ -276,8 +306,9 @@ impl DisFlow {
             level.grad_x.resize(gn, 0.0);
             level.grad_y.resize(gn, 0.0);
             level.next_padded.resize(pn, 0.0);
-            // Level 0 always holds the full-resolution output flow.
-            let fn_ = if searched || s == 0 { n } else { 0 };
+            // Flow planes on searched levels only (the output is upsampled from the finest
+            // into the caller's field).
+            let fn_ = if searched { n } else { 0 };
             level.flow_u.resize(fn_, 0.0);
             level.flow_v.resize(fn_, 0.0);
             if searched {
@@ -294,6 +325,7 @@ impl DisFlow {
         sb.acc_u.resize(finest_n, 0.0);
         sb.acc_v.resize(finest_n, 0.0);
         sb.acc_w.resize(finest_n, 0.0);
+        sb.upsample.resize(2 * (width >> finest), 0.0);
         if self.params.variational_iters > 0 {
             self.refinement.reserve(width >> finest, height >> finest);
         }
@@ -301,14 +333,25 @@ impl DisFlow {
         Ok(())
     }
 
-    /// Runs the coarse-to-fine search; the result is left in level 0's flow planes.
-    fn run(&mut self) {
+    /// Runs the coarse-to-fine search on frames `prev` and `next` (full resolution, sizes
+    /// checked by the caller); the result is left in the finest searched level's flow planes.
+    fn run(&mut self, prev: &[f32], next: &[f32]) {
         let plan = self.plan;
+        if plan.finest == 0 {
+            self.levels[0].prev.copy_from_slice(prev);
+            self.levels[0].next.copy_from_slice(next);
+        }
         for s in 1..=plan.coarsest {
             let (upper, lower) = self.levels.split_at_mut(s);
-            let (src, dst) = (&upper[s - 1], &mut lower[0]);
-            ops::downsample_half(&src.prev, src.width, src.height, &mut dst.prev);
-            ops::downsample_half(&src.next, src.width, src.height, &mut dst.next);
+            let dst = &mut lower[0];
+            let (src_prev, src_next, sw, sh) = if s == 1 {
+                (prev, next, plan.width, plan.height)
+            } else {
+                let src = &upper[s - 1];
+                (&src.prev[..], &src.next[..], src.width, src.height)
+            };
+            ops::downsample_half(src_prev, sw, sh, &mut dst.prev);
+            ops::downsample_half(src_next, sw, sh, &mut dst.next);
         }
         if let Some(coarsest) = self.levels.get_mut(plan.coarsest) {
             coarsest.flow_u.fill(0.0);
@@ -370,21 +413,6 @@ impl DisFlow {
                 );
             }
         }
-        if plan.finest > 0 {
-            let (upper, lower) = self.levels.split_at_mut(plan.finest);
-            let (dst, src) = (&mut upper[0], &lower[0]);
-            ops::upsample_flow(
-                &src.flow_u,
-                &src.flow_v,
-                src.width,
-                src.height,
-                &mut dst.flow_u,
-                &mut dst.flow_v,
-                dst.width,
-                dst.height,
-                (1u32 << plan.finest) as f32,
-            );
-        }
     }
 }
 
@@ -413,19 +441,32 @@ impl FlowEstimator for DisFlow {
             ));
         }
         self.prepare(width, height)?;
-        self.levels[0].prev.copy_from_slice(prev);
-        self.levels[0].next.copy_from_slice(next);
-        self.run();
+        self.run(prev, next);
         out.reshape(width, height);
-        let level = &self.levels[0];
-        for ((uv, &u), &v) in out
-            .uv
-            .chunks_exact_mut(2)
-            .zip(&level.flow_u)
-            .zip(&level.flow_v)
-        {
-            uv[0] = u;
-            uv[1] = v;
+        let finest = self.plan.finest;
+        let level = &self.levels[finest];
+        if finest == 0 {
+            for ((uv, &u), &v) in out
+                .uv
+                .chunks_exact_mut(2)
+                .zip(&level.flow_u)
+                .zip(&level.flow_v)
+            {
+                uv[0] = u;
+                uv[1] = v;
+            }
+        } else {
+            ops::upsample_flow_interleaved(
+                &level.flow_u,
+                &level.flow_v,
+                level.width,
+                level.height,
+                &mut out.uv,
+                width,
+                height,
+                1 << finest,
+                &mut self.search.upsample,
+            );
         }
         Ok(())
     }
@@ -505,9 +546,10 @@ fn layout_patches(level: &Level, plan: &Plan, patches: &mut [Patch]) -> (usize, 
 #[inline]
 fn sample_start(origin: usize, d: f32, border: usize) -> (usize, f32) {
     let s = (origin + border) as f32 + d;
-    let f = s.floor();
-    // s >= border - patch + 1 > 0 after clamping, so the cast is exact.
-    (f as usize, s - f)
+    // s >= border - patch + 1 > 0 after clamping, so truncation is floor (and cheaper than
+    // `floor`, a libm call without SSE4.1).
+    let f = s as usize;
+    (f, s - f as f32)
 }
 
 /// Keeps a patch displacement where the patch still overlaps the image by at least one
@@ -628,8 +670,10 @@ fn patch_cost(level: &Level, plan: &Plan, patch: &Patch, u: f32, v: f32) -> f32 
     sd2 - sd * sd / (plan.patch * plan.patch) as f32
 }
 
-/// Inverse-compositional Gauss-Newton from (`u`, `v`); returns the refined displacement,
-/// or the start when the search wandered more than a patch away (unreliable).
+/// Inverse-compositional Gauss-Newton from (`u`, `v`), each step scaled by [`STEP_SCALE`];
+/// stops after the first step taken from a point no better than the one before (as OpenCV
+/// does). Returns the refined displacement, or the start when the search wandered more than a
+/// patch away (unreliable) or met non-finite values.
 fn refine_patch(
     level: &Level,
     plan: &Plan,
@@ -642,30 +686,23 @@ fn refine_patch(
     let [h11, h12, h22] = patch.inv_hessian;
     let [mgx, mgy] = patch.mean_grad;
     let (mut u, mut v) = start;
-    let (mut best_u, mut best_v) = start;
-    let mut best_cost = f32::INFINITY;
+    let mut prev_cost = f32::INFINITY;
     for _ in 0..iters {
         let [sd, sd2, sgx, sgy] = patch_sums::<true>(level, plan, patch, u, v);
         let cost = sd2 - sd * sd * inv_n;
-        // NaN (from NaN input) counts as no improvement.
-        if cost.partial_cmp(&best_cost) != Some(std::cmp::Ordering::Less) {
-            // The last step did not help: go back to the best point and stop.
-            u = best_u;
-            v = best_v;
+        if !cost.is_finite() {
             break;
         }
-        best_cost = cost;
-        best_u = u;
-        best_v = v;
         let bx = sgx - mgx * sd;
         let by = sgy - mgy * sd;
-        let du = h11 * bx + h12 * by;
-        let dv = h12 * bx + h22 * by;
+        let du = STEP_SCALE * (h11 * bx + h12 * by);
+        let dv = STEP_SCALE * (h12 * bx + h22 * by);
         u = clamp_displacement(u - du, patch.x, w, p);
         v = clamp_displacement(v - dv, patch.y, h, p);
-        if du * du + dv * dv < 1e-4 {
+        if cost >= prev_cost {
             break;
         }
+        prev_cost = cost;
     }
     let (eu, ev) = (u - start.0, v - start.1);
     if eu * eu + ev * ev > (p * p) as f32 || !u.is_finite() || !v.is_finite() {

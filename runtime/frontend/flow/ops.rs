@@ -143,6 +143,98 @@ pub(crate) fn warp_bilinear(
     }
 }
 
+/// Source index pair and weight for destination index `i` when upsampling `n` samples by
+/// `factor` with pixel-centre alignment: `(i + 0.5) / factor - 0.5`, clamped to `0..=n - 1`.
+#[inline]
+fn upsample_tap(i: usize, factor: usize, n: usize) -> (usize, usize, f32) {
+    let s = ((i as f32 + 0.5) / factor as f32 - 0.5)
+        .max(0.0)
+        .min((n - 1) as f32);
+    let i0 = s as usize; // s >= 0: truncation is floor
+    ((i0).min(n - 1), (i0 + 1).min(n - 1), s - i0 as f32)
+}
+
+/// Upsamples a flow field by `factor` (a power of two, at least 2) exactly like
+/// [`upsample_flow`] (bilinear, pixel-centre aligned, vectors multiplied by `factor`), but
+/// writes interleaved `u, v` pairs into `dst_uv` (`2 * dw * dh` values). Separable: each
+/// destination row blends two source rows into `scratch` (`2 * sw` values), then expands
+/// them by blocks of `factor` pixels whose weights are fixed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn upsample_flow_interleaved(
+    src_u: &[f32],
+    src_v: &[f32],
+    sw: usize,
+    sh: usize,
+    dst_uv: &mut [f32],
+    dw: usize,
+    dh: usize,
+    factor: usize,
+    scratch: &mut [f32],
+) {
+    if sw == 0 || sh == 0 || dw == 0 || dh == 0 || factor < 2 || scratch.len() < 2 * sw {
+        return;
+    }
+    let scale = factor as f32;
+    let (tu, tv) = scratch[..2 * sw].split_at_mut(sw);
+    for (y, row) in dst_uv.chunks_exact_mut(2 * dw).take(dh).enumerate() {
+        let (y0, y1, fy) = upsample_tap(y, factor, sh);
+        let (u0, u1) = (&src_u[y0 * sw..][..sw], &src_u[y1 * sw..][..sw]);
+        let (v0, v1) = (&src_v[y0 * sw..][..sw], &src_v[y1 * sw..][..sw]);
+        for k in 0..sw {
+            tu[k] = scale * (u0[k] + fy * (u1[k] - u0[k]));
+            tv[k] = scale * (v0[k] + fy * (v1[k] - v0[k]));
+        }
+        match factor {
+            2 => expand_row::<2>(tu, tv, row),
+            4 => expand_row::<4>(tu, tv, row),
+            8 => expand_row::<8>(tu, tv, row),
+            _ => {}
+        }
+        // Columns the blocks did not cover (all of them for factors above 8).
+        let done = if factor <= 8 { factor * sw } else { 0 };
+        for x in done.min(dw)..dw {
+            let (x0, x1, fx) = upsample_tap(x, factor, sw);
+            row[2 * x] = tu[x0] + fx * (tu[x1] - tu[x0]);
+            row[2 * x + 1] = tv[x0] + fx * (tv[x1] - tv[x0]);
+        }
+    }
+}
+
+/// Expands rows `tu`, `tv` by `F` (even) into the interleaved `row` (first `F * tu.len()`
+/// pixels, or fewer if `row` is shorter): destination pixel `F k + j` lies between source
+/// `k - 1` and `k` (j < F / 2) or `k` and `k + 1`, at a weight that depends on `j` only.
+/// Each block of `F` pixels is `F / 2` vectors `[u, v, u, v]`.
+#[inline]
+fn expand_row<const F: usize>(tu: &[f32], tv: &[f32], row: &mut [f32]) {
+    let n = tu.len().min(tv.len());
+    if n == 0 {
+        return;
+    }
+    // Weight of the neighbour (left for j < F / 2, right otherwise), per pixel pair.
+    let weight = |j: usize| (2 * j as i32 + 1 - F as i32).unsigned_abs() as f32 / (2 * F) as f32;
+    let pairs: [wide::f32x4; F] = std::array::from_fn(|m| {
+        let (a, b) = (weight(2 * m), weight(2 * m + 1));
+        wide::f32x4::new([a, a, b, b])
+    });
+    for (k, out) in row.chunks_exact_mut(2 * F).take(n).enumerate() {
+        let (l, r) = (k.saturating_sub(1), (k + 1).min(n - 1));
+        let c = wide::f32x4::new([tu[k], tv[k], tu[k], tv[k]]);
+        let to_left = wide::f32x4::new([tu[l], tv[l], tu[l], tv[l]]) - c;
+        let to_right = wide::f32x4::new([tu[r], tv[r], tu[r], tv[r]]) - c;
+        let mixed = wide::f32x4::new([tu[l], tv[l], tu[r], tv[r]]) - c;
+        for (m, (dst, &w)) in out.chunks_exact_mut(4).zip(&pairs).enumerate() {
+            let d = if F == 2 {
+                mixed
+            } else if 2 * m + 1 < F / 2 {
+                to_left
+            } else {
+                to_right
+            };
+            dst.copy_from_slice(&(c + w * d).to_array());
+        }
+    }
+}
+
 /// Bilinearly resizes a flow field by `factor` (a power of two) with pixel-centre alignment
 /// (`x_src = (x + 0.5) / factor - 0.5`) and multiplies the vectors by `factor`.
 /// Source is `sw` x `sh`, destination `dw` x `dh` (which may be a little smaller or larger
@@ -661,6 +753,35 @@ mod tests {
                     let want_v = 2.0 * sample_bilinear(&v, sw, sh, sx, sy);
                     assert!((fu[y * dw + x] - want_u).abs() < 1e-4, "{x},{y}");
                     assert!((fv[y * dw + x] - want_v).abs() < 1e-4, "{x},{y}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn interleaved_upsampling_matches_the_general_formula() {
+        let (sw, sh) = (5, 4);
+        let u: Vec<f32> = (0..sw * sh).map(|i| (i * 7 % 11) as f32).collect();
+        let v: Vec<f32> = (0..sw * sh).map(|i| (i * 5 % 13) as f32 - 6.0).collect();
+        let mut scratch = vec![0.0; 2 * sw];
+        for factor in [2usize, 4, 8, 16] {
+            for (dw, dh) in [
+                (sw * factor, sh * factor),
+                (sw * factor + 1, sh * factor + 3),
+            ] {
+                let mut uv = vec![f32::NAN; 2 * dw * dh];
+                upsample_flow_interleaved(&u, &v, sw, sh, &mut uv, dw, dh, factor, &mut scratch);
+                let f = factor as f32;
+                for y in 0..dh {
+                    for x in 0..dw {
+                        let sx = ((x as f32 + 0.5) / f - 0.5).clamp(0.0, (sw - 1) as f32);
+                        let sy = ((y as f32 + 0.5) / f - 0.5).clamp(0.0, (sh - 1) as f32);
+                        let want_u = f * sample_bilinear(&u, sw, sh, sx, sy);
+                        let want_v = f * sample_bilinear(&v, sw, sh, sx, sy);
+                        let i = 2 * (y * dw + x);
+                        assert!((uv[i] - want_u).abs() < 1e-3, "{factor} {x},{y}");
+                        assert!((uv[i + 1] - want_v).abs() < 1e-3, "{factor} {x},{y}");
+                    }
                 }
             }
         }
