@@ -4,6 +4,7 @@
 
 use super::{AudioChunk, Nanos, VideoFrame, NANOS_PER_SEC};
 use crate::frontend::flow::{self, FlowEstimator, FlowField};
+use crate::frontend::image::{ImageNormalize, Preprocess, PreprocessConfig};
 use crate::frontend::logmel::{FbankConfig, LogMel};
 use crate::{err, Result};
 use std::collections::VecDeque;
@@ -22,6 +23,10 @@ pub struct WindowConfig {
     pub width: usize,
     /// Frame height in pixels.
     pub height: usize,
+    /// `None`: frames arrive at `width` x `height`. `Some`: frames of any size are
+    /// resized and cropped to it (antialiased or area, rounded to bytes) before they are
+    /// stored and their flow computed.
+    pub preprocess: Option<PreprocessConfig>,
     /// Flow estimator name and clip bound, if the model takes flow.
     pub flow: Option<(String, f32)>,
     /// Filterbank settings and mel frames per window, if the model takes audio.
@@ -84,6 +89,7 @@ pub struct WindowStats {
 pub struct WindowScheduler {
     cfg: WindowConfig,
     frame_bytes: usize,
+    preprocess: Option<Preprocess>,
     // video ring: T slots
     frames: Vec<u8>,
     frame_times: Vec<Nanos>,
@@ -139,11 +145,21 @@ impl WindowScheduler {
             None => (None, 0),
         };
         let bins = logmel.as_ref().map_or(0, LogMel::num_bins);
+        // Only the geometry is used (`to_rgb`): the normalisation is the identity.
+        let identity = ImageNormalize {
+            mean: [0.0; 3],
+            std: [1.0; 3],
+        };
+        let preprocess = cfg
+            .preprocess
+            .map(|p| Preprocess::new(&p, &identity, (cfg.width, cfg.height)))
+            .transpose()?;
         let shift = logmel.as_ref().map_or(1, |l| l.frame_shift() as u64);
         let mel_history = cfg.mel_history.max(mel_frames_per_window + 1);
         let flow_slot = if estimator.is_some() { 3 * pixels } else { 0 };
         Ok(WindowScheduler {
             frame_bytes,
+            preprocess,
             frames: vec![0; frame_bytes * cfg.frames],
             frame_times: vec![0; cfg.frames],
             flows: vec![0; flow_slot * cfg.frames],
@@ -182,10 +198,20 @@ impl WindowScheduler {
         self.stats
     }
 
-    /// Adds a frame (already at the window's size): stores it, computes its flow
-    /// from the previous frame, and queues a window when a hop is complete.
+    /// Adds a frame (at the window's size, or any size with `preprocess`): stores it at
+    /// the window's size, computes its flow from the previous frame, and queues a window
+    /// when a hop is complete.
     pub fn push_frame(&mut self, frame: &VideoFrame) -> Result<()> {
-        if frame.width as usize != self.cfg.width
+        let slot = self.next_slot;
+        let stored = &mut self.frames[slot * self.frame_bytes..(slot + 1) * self.frame_bytes];
+        if let Some(pre) = self.preprocess.as_mut() {
+            pre.to_rgb(
+                &frame.rgb,
+                frame.width as usize,
+                frame.height as usize,
+                stored,
+            )?;
+        } else if frame.width as usize != self.cfg.width
             || frame.height as usize != self.cfg.height
             || frame.rgb.len() != self.frame_bytes
         {
@@ -198,14 +224,14 @@ impl WindowScheduler {
                 self.cfg.width,
                 self.cfg.height
             ));
+        } else {
+            stored.copy_from_slice(&frame.rgb);
         }
-        let slot = self.next_slot;
-        self.frames[slot * self.frame_bytes..(slot + 1) * self.frame_bytes]
-            .copy_from_slice(&frame.rgb);
         self.frame_times[slot] = frame.t_ns;
         if let Some(est) = self.estimator.as_mut() {
             std::mem::swap(&mut self.gray_prev, &mut self.gray_next);
-            flow::rgb_to_gray(&frame.rgb, &mut self.gray_next);
+            let stored = &self.frames[slot * self.frame_bytes..(slot + 1) * self.frame_bytes];
+            flow::rgb_to_gray(stored, &mut self.gray_next);
             let n = 3 * self.cfg.width * self.cfg.height;
             let out = &mut self.flows[slot * n..(slot + 1) * n];
             if self.frames_seen > 0 {
