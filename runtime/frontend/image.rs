@@ -343,8 +343,11 @@ impl Axis {
             .map(|i| {
                 let center = scale * (i as f64 + 0.5);
                 // `as` truncates toward zero, as the C++ int64 casts do.
-                let xmin = ((center - support + 0.5) as i64).max(0) as usize;
-                let xmax = ((center + support + 0.5) as i64).clamp(xmin as i64 + 1, src as i64);
+                let xmin = ((center - support + 0.5) as i64).clamp(0, src as i64 - 1);
+                let xmax = ((center + support + 0.5) as i64)
+                    .min(src as i64)
+                    .max(xmin + 1);
+                let xmin = xmin as usize;
                 let mut w: Vec<f64> = (xmin..xmax as usize)
                     .map(|x| (1.0 - ((x as f64 - center + 0.5) * invscale).abs()).max(0.0))
                     .collect();
@@ -471,12 +474,17 @@ impl Plan {
 /// ([`to_chw`](Preprocess::to_chw)) or round back to packed RGB bytes
 /// ([`to_rgb`](Preprocess::to_rgb)).
 ///
-/// One fused pass per output row, computing only the cropped pixels: a vertical pass
-/// blends the source rows of that output row (only the source columns the crop needs) into
-/// a reused float row, a horizontal pass (4-lane SIMD, one lane per channel) filters it into
-/// one RGB vector per output pixel, and the output stage transposes four pixels at a time
-/// into the three planes with `px * (1 / (255 * std)) - mean / std`. Filter weights are
-/// computed once per input size; after the first frame of a size nothing is allocated.
+/// One fused pass per output row, computing only the cropped pixels, all in f32 (no
+/// rounding between the steps, so [`to_chw`](Preprocess::to_chw) matches the float reference
+/// to ~1e-5): a vertical pass blends the source rows of that output row (bytes converted on
+/// the fly, only the source columns the crop needs) into a reused float row, a horizontal
+/// pass filters it into one RGB vector per output pixel (two pixels per 8-lane
+/// multiply-add, weights pre-broadcast), and the output stage transposes four pixels at a
+/// time into the three planes with `px * (1 / (255 * std)) - mean / std`, or packs them
+/// into bytes. Filter weights are computed once per input size; after the first frame of a
+/// size nothing is allocated. The loops are written for the compiler's vectoriser: the
+/// portable build uses 4-lane SSE2 / NEON; on x86-64 CPUs with AVX2 and FMA (detected at
+/// run time) the same code compiled for them runs instead, about 1.8x faster.
 #[derive(Debug, Clone)]
 pub struct Preprocess {
     config: PreprocessConfig,
