@@ -225,6 +225,18 @@ fn preprocess_to_rgb_is_the_rounded_reference() {
         }
         // Rounding to the nearest byte, plus the float noise of the un-normalisation.
         assert!(worst <= 0.5 + 1e-3, "{}: max diff {worst}", case.name);
+        // What the runtime feeds the model (bytes stored in the window, normalised later):
+        // within 0.5 / 255 / std of the float reference.
+        let mut chw = vec![0.0f32; 3 * plane];
+        case.normalize
+            .rgb_to_chw(&bytes, out_w, out_h, &mut chw)
+            .expect("valid");
+        let runtime_worst = max_diff(&chw, &golden);
+        println!(
+            "{:32} bytes: max |diff| {worst:.3} px, normalised {runtime_worst:.2e}",
+            case.name
+        );
+        assert!(runtime_worst <= PREPROCESS_TOLERANCE, "{}", case.name);
     }
 }
 
