@@ -1,6 +1,7 @@
 //! Model manifests: the shipped bundle parses, and each kind of mistake is refused
 //! with a message naming the key or input.
 
+use avaction::frontend::image::{Crop, PreprocessConfig, ResizeFilter, ResizeTo};
 use avaction::model::{Bundle, Manifest};
 use avaction::ErrorKind;
 
@@ -204,4 +205,66 @@ fn tvl1_parameters_come_from_the_manifest() {
     assert!(msg.contains("`tvl1`") && msg.contains("warps"), "{msg}");
     let unknown = tvl1.replace("warps = 3", "warp = 3");
     assert!(Manifest::parse(&unknown).is_err());
+}
+
+#[test]
+fn without_a_video_table_capture_is_the_model_size() {
+    let m = Manifest::parse(&shipped()).expect("valid");
+    assert!(m.video.is_none() && m.preprocess().is_none());
+    assert_eq!(m.capture_size(), m.frame_size());
+    let v = m.video_config();
+    assert_eq!((v.width, v.height), (64, 64));
+    assert!(m.window_config().preprocess.is_none());
+}
+
+#[test]
+fn a_video_table_captures_larger_and_preprocesses_in_the_runtime() {
+    let text = format!(
+        "{}\n[video]\ncapture = [160, 120]\nresize = \"area\"\nresize_to = 72\ncrop = \"center\"\n",
+        shipped()
+    );
+    let m = Manifest::parse(&text).expect("valid");
+    assert_eq!(m.capture_size(), (160, 120));
+    assert_eq!(m.frame_size(), (64, 64));
+    let v = m.video_config();
+    assert_eq!((v.width, v.height), (160, 120));
+    let w = m.window_config();
+    assert_eq!((w.width, w.height), (64, 64));
+    let p = m.preprocess().expect("preprocess");
+    assert_eq!(w.preprocess, Some(p));
+    assert_eq!(p.resize, ResizeFilter::Area);
+    assert_eq!(p.resize_to, Some(ResizeTo::ShortSide(72)));
+    assert_eq!(p.crop, Crop::Center);
+    let g = p.geometry((160, 120), (64, 64)).expect("geometry");
+    assert_eq!((g.resized, g.offset), ((96, 72), (16, 4)));
+
+    // Defaults: bilinear, resized straight to the model size (a stretch), centre crop.
+    let text = format!("{}\n[video]\ncapture = [320, 240]\n", shipped());
+    let p = Manifest::parse(&text)
+        .expect("valid")
+        .preprocess()
+        .expect("some");
+    assert_eq!(p, PreprocessConfig::default());
+}
+
+#[test]
+fn bad_video_tables_are_refused() {
+    for (table, expected) in [
+        ("capture = [160, 120]\nsize = 3", "size"),
+        ("resize_to = 72", "capture"),
+        ("capture = [160, 120]\nresize = \"cubic\"", "cubic"),
+        ("capture = [160, 120]\ncrop = \"middle\"", "middle"),
+        ("capture = [0, 120]", "0 x 120"),
+        (
+            "capture = [160, 120]\nresize_to = 48",
+            "smaller than the 64 x 64",
+        ),
+        (
+            "capture = [160, 120]\nresize_to = [96, 72]\ncrop = \"none\"",
+            "crop = \"none\"",
+        ),
+    ] {
+        let msg = refused(&format!("{}\n[video]\n{table}\n", shipped()));
+        assert!(msg.contains(expected), "{table}: {msg}");
+    }
 }

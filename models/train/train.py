@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cavnet import MODALITIES, CavNet, CavNetConfig, count_params  # noqa: E402
+from preprocess import normalize as normalize_frames  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHAPES = {
@@ -133,16 +134,16 @@ def compute_norm(train: Dump) -> dict:
 
 class Normaliser:
     def __init__(self, norm: dict):
-        self.im_mean = torch.tensor(norm["image_mean"]).view(1, 1, 3, 1, 1)
-        self.im_std = torch.tensor(norm["image_std"]).view(1, 1, 3, 1, 1)
+        self.im_mean = norm["image_mean"]
+        self.im_std = norm["image_std"]
         self.fl_mean = torch.tensor(norm["flow_mean"]).view(1, 1, 3, 1, 1)
         self.fl_std = torch.tensor(norm["flow_std"]).view(1, 1, 3, 1, 1)
         self.mel_mean = float(norm["mel_mean"])
         self.mel_std = float(norm["mel_std"])
 
     def frames(self, u8: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(u8)).permute(0, 1, 4, 2, 3).float() / 255.0
-        return (x - self.im_mean) / self.im_std
+        # [N, T, H, W, 3] uint8 already at the model size -> [N, T, 3, H, W] (preprocess.py)
+        return normalize_frames(u8, self.im_mean, self.im_std)
 
     def flow(self, u8: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(u8)).float() / 255.0

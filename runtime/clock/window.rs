@@ -4,6 +4,7 @@
 
 use super::{AudioChunk, Nanos, VideoFrame, NANOS_PER_SEC};
 use crate::frontend::flow::{self, FlowEncoding, FlowEstimator, FlowField, FlowSettings};
+use crate::frontend::image::{ImageNormalize, Preprocess, PreprocessConfig};
 use crate::frontend::logmel::{FbankConfig, LogMel};
 use crate::{err, Result};
 use std::collections::VecDeque;
@@ -22,6 +23,10 @@ pub struct WindowConfig {
     pub width: usize,
     /// Frame height in pixels.
     pub height: usize,
+    /// `None`: frames arrive at `width` x `height`. `Some`: frames of any size are
+    /// resized and cropped to it (antialiased or area, rounded to bytes) before they are
+    /// stored and their flow computed.
+    pub preprocess: Option<PreprocessConfig>,
     /// Flow estimator and encoding, if the model takes flow.
     pub flow: Option<FlowSettings>,
     /// Filterbank settings and mel frames per window, if the model takes audio.
@@ -88,6 +93,7 @@ pub struct WindowStats {
 pub struct WindowScheduler {
     cfg: WindowConfig,
     frame_bytes: usize,
+    preprocess: Option<Preprocess>,
     // video ring: T slots
     frames: Vec<u8>,
     frame_times: Vec<Nanos>,
@@ -144,6 +150,15 @@ impl WindowScheduler {
             None => (None, 0),
         };
         let bins = logmel.as_ref().map_or(0, LogMel::num_bins);
+        // Only the geometry is used (`to_rgb`): the normalisation is the identity.
+        let identity = ImageNormalize {
+            mean: [0.0; 3],
+            std: [1.0; 3],
+        };
+        let preprocess = cfg
+            .preprocess
+            .map(|p| Preprocess::new(&p, &identity, (cfg.width, cfg.height)))
+            .transpose()?;
         let shift = logmel.as_ref().map_or(1, |l| l.frame_shift() as u64);
         let mel_history = cfg.mel_history.max(mel_frames_per_window + 1);
         let (mov_slot, uv_slot) = match (&estimator, encoding) {
@@ -153,6 +168,7 @@ impl WindowScheduler {
         };
         Ok(WindowScheduler {
             frame_bytes,
+            preprocess,
             frames: vec![0; frame_bytes * cfg.frames],
             frame_times: vec![0; cfg.frames],
             flows: vec![0; mov_slot * cfg.frames],
@@ -192,10 +208,20 @@ impl WindowScheduler {
         self.stats
     }
 
-    /// Adds a frame (already at the window's size): stores it, computes its flow
-    /// from the previous frame, and queues a window when a hop is complete.
+    /// Adds a frame (at the window's size, or any size with `preprocess`): stores it at
+    /// the window's size, computes its flow from the previous frame, and queues a window
+    /// when a hop is complete.
     pub fn push_frame(&mut self, frame: &VideoFrame) -> Result<()> {
-        if frame.width as usize != self.cfg.width
+        let slot = self.next_slot;
+        let stored = &mut self.frames[slot * self.frame_bytes..(slot + 1) * self.frame_bytes];
+        if let Some(pre) = self.preprocess.as_mut() {
+            pre.to_rgb(
+                &frame.rgb,
+                frame.width as usize,
+                frame.height as usize,
+                stored,
+            )?;
+        } else if frame.width as usize != self.cfg.width
             || frame.height as usize != self.cfg.height
             || frame.rgb.len() != self.frame_bytes
         {
@@ -208,14 +234,14 @@ impl WindowScheduler {
                 self.cfg.width,
                 self.cfg.height
             ));
+        } else {
+            stored.copy_from_slice(&frame.rgb);
         }
-        let slot = self.next_slot;
-        self.frames[slot * self.frame_bytes..(slot + 1) * self.frame_bytes]
-            .copy_from_slice(&frame.rgb);
         self.frame_times[slot] = frame.t_ns;
         if let Some(est) = self.estimator.as_mut() {
             std::mem::swap(&mut self.gray_prev, &mut self.gray_next);
-            flow::rgb_to_gray(&frame.rgb, &mut self.gray_next);
+            let stored = &self.frames[slot * self.frame_bytes..(slot + 1) * self.frame_bytes];
+            flow::rgb_to_gray(stored, &mut self.gray_next);
             if self.frames_seen > 0 {
                 est.compute(
                     &self.gray_prev,

@@ -5,7 +5,7 @@
 use crate::capture::video::VideoConfig;
 use crate::clock::WindowConfig;
 use crate::frontend::flow::{FlowEncoding, FlowSettings, TvL1Params, MOV_FLOW_BOUND};
-use crate::frontend::image::ImageNormalize;
+use crate::frontend::image::{Crop, ImageNormalize, PreprocessConfig, ResizeFilter, ResizeTo};
 use crate::frontend::logmel::FbankConfig;
 use crate::{err, Error, Result};
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,10 @@ pub struct Manifest {
     pub labels: String,
     /// Window length, rate and hop.
     pub window: WindowSpec,
+    /// Capture size and in-runtime resize/crop; absent: GStreamer scales frames straight
+    /// to the model size (stretching them).
+    #[serde(default)]
+    pub video: Option<VideoSpec>,
     /// Model inputs and the frontend that fills each.
     pub inputs: Vec<InputSpec>,
     /// The model's one output (class scores).
@@ -50,6 +54,40 @@ pub struct WindowSpec {
     /// normalised log floor, i.e. silence); otherwise a missing microphone is an error.
     #[serde(default)]
     pub audio_optional: bool,
+}
+
+/// The `[video]` table: frames are captured at `capture` size (GStreamer scales the
+/// source to it, stretching if the aspect ratio differs) and resized and cropped to the
+/// model size in the runtime, as training did (see
+/// [`Preprocess`](crate::frontend::image::Preprocess)), e.g. `capture = [640, 480]`,
+/// `resize_to = 256`, `crop = "center"` for a 224 x 224 model trained with torchvision's
+/// `Resize(256)` + `CenterCrop(224)`. The image and flow inputs both see the result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoSpec {
+    /// `[width, height]` of the captured frames.
+    pub capture: [u32; 2],
+    /// `"bilinear"` (antialiased, torchvision / PIL) or `"area"` (OpenCV INTER_AREA).
+    #[serde(default)]
+    pub resize: ResizeFilter,
+    /// Short side (`256`) or `[width, height]` after the resize; absent: the model size.
+    #[serde(default)]
+    pub resize_to: Option<ResizeTo>,
+    /// `"center"`, `"top-left"`, `"top-right"`, `"bottom-left"`, `"bottom-right"` or
+    /// `"none"` (the resized frame must be the model size).
+    #[serde(default)]
+    pub crop: Crop,
+}
+
+impl VideoSpec {
+    /// The resize and crop settings.
+    pub fn preprocess(&self) -> PreprocessConfig {
+        PreprocessConfig {
+            resize: self.resize,
+            resize_to: self.resize_to,
+            crop: self.crop,
+        }
+    }
 }
 
 /// Which frontend fills an input.
@@ -267,6 +305,20 @@ impl Manifest {
                 self.output.shape
             ));
         }
+        if let Some(video) = &self.video {
+            let [w, h] = video.capture;
+            let (out_w, out_h) = self.frame_size();
+            video
+                .preprocess()
+                .geometry((w as usize, h as usize), (out_w as usize, out_h as usize))
+                .map_err(|e| {
+                    err!(
+                        Model,
+                        "video: {}",
+                        e.message().trim_start_matches("image preprocessing: ")
+                    )
+                })?;
+        }
         let d = &self.decoder;
         if !(d.exit <= d.enter && d.exit >= 0.0 && d.enter <= 1.0) {
             return Err(err!(
@@ -290,7 +342,20 @@ impl Manifest {
         self.inputs.iter().find(|i| i.frontend == frontend)
     }
 
-    /// Frame size `(width, height)` the capture must deliver.
+    /// Frame size `(width, height)` the capture delivers: `[video] capture`, or the model size.
+    pub fn capture_size(&self) -> (u32, u32) {
+        match &self.video {
+            Some(video) => (video.capture[0], video.capture[1]),
+            None => self.frame_size(),
+        }
+    }
+
+    /// The resize and crop the runtime applies to captured frames, if `[video]` asks for it.
+    pub fn preprocess(&self) -> Option<PreprocessConfig> {
+        self.video.as_ref().map(VideoSpec::preprocess)
+    }
+
+    /// Frame size `(width, height)` the model's image and flow inputs need.
     pub fn frame_size(&self) -> (u32, u32) {
         let i = self
             .inputs
@@ -338,6 +403,7 @@ impl Manifest {
             fps: self.window.fps,
             width: width as usize,
             height: height as usize,
+            preprocess: self.preprocess(),
             flow: self.flow().map(|f| FlowSettings {
                 estimator: f.estimator,
                 tvl1: f.tvl1,
@@ -352,10 +418,10 @@ impl Manifest {
         }
     }
 
-    /// Capture settings delivering this model's frame size and rate, with the file's
-    /// audio track at the filterbank's rate when the model takes audio.
+    /// Capture settings delivering this model's capture size and frame rate, with the
+    /// file's audio track at the filterbank's rate when the model takes audio.
     pub fn video_config(&self) -> VideoConfig {
-        let (width, height) = self.frame_size();
+        let (width, height) = self.capture_size();
         VideoConfig {
             width,
             height,

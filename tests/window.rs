@@ -1,0 +1,139 @@
+//! Frames captured larger than the model (manifest `[video]`) come out of the window
+//! scheduler and the whole runtime at the model's size, resized and cropped in Rust.
+
+use avaction::clock::{VideoFrame, WindowScheduler};
+use avaction::frontend::image::{ImageNormalize, Preprocess};
+use avaction::model::Manifest;
+use avaction::synth::{self, Scene, SceneConfig};
+use avaction::{AudioSource, Output, Runtime, VideoSource};
+
+const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/cavnet-small");
+
+fn manifest_with(video: &str) -> Manifest {
+    let text = std::fs::read_to_string(format!("{SHIPPED}/model.toml")).expect("manifest");
+    Manifest::parse(&format!("{text}\n[video]\n{video}\n")).expect("valid manifest")
+}
+
+/// A 4:3 frame with a square moving right by 3 pixels per frame over a gradient.
+fn frame(k: usize, width: usize, height: usize) -> VideoFrame {
+    let mut rgb = Vec::with_capacity(width * height * 3);
+    for y in 0..height {
+        for x in 0..width {
+            let inside = (x + width - 3 * k % width) % width < width / 4 && y * 3 > height;
+            let base = (x * 200 / width) as u8;
+            rgb.extend_from_slice(&if inside {
+                [240, 40, 40]
+            } else {
+                [base, (y * 255 / height) as u8, 90]
+            });
+        }
+    }
+    VideoFrame {
+        t_ns: k as i64 * 40_000_000,
+        width: width as u32,
+        height: height as u32,
+        rgb,
+    }
+}
+
+#[test]
+fn larger_frames_are_resized_and_cropped_to_the_model_size() {
+    let m = manifest_with("capture = [160, 120]\nresize_to = 72\ncrop = \"center\"");
+    let cfg = m.window_config();
+    assert_eq!((cfg.width, cfg.height), (64, 64));
+    let mut scheduler = WindowScheduler::new(cfg).expect("scheduler");
+    let mut reference = Preprocess::new(
+        &m.preprocess().expect("preprocess"),
+        &ImageNormalize::IMAGENET,
+        (64, 64),
+    )
+    .expect("reference");
+    let frames: Vec<VideoFrame> = (0..16).map(|k| frame(k, 160, 120)).collect();
+    for f in &frames {
+        scheduler
+            .push_frame(f)
+            .expect("a 160x120 frame is accepted");
+    }
+    let window = scheduler
+        .poll(None, true)
+        .expect("a window after 16 frames");
+    let model_frame = 64 * 64 * 3;
+    assert_eq!(window.frames.len(), 16 * model_frame);
+    assert_eq!(window.flow.len(), 15 * model_frame);
+    for (f, stored) in frames.iter().zip(window.frames.chunks_exact(model_frame)) {
+        let mut expected = vec![0u8; model_frame];
+        reference
+            .to_rgb(&f.rgb, 160, 120, &mut expected)
+            .expect("valid");
+        assert_eq!(stored, &expected[..]);
+    }
+    // The square moves, so the flow (computed on the 64x64 frames) is not all "no motion".
+    assert!(window.flow.iter().any(|&v| v != 128 && v != 0));
+
+    // A frame of another size is resized too (the tables are rebuilt for it).
+    scheduler
+        .push_frame(&frame(16, 320, 240))
+        .expect("320x240 is accepted");
+    // A frame whose bytes do not match its size is an error, not a panic.
+    let mut bad = frame(17, 160, 120);
+    bad.rgb.truncate(1000);
+    let e = scheduler.push_frame(&bad).expect_err("short frame");
+    assert!(e.message().contains("1000 bytes"), "{e}");
+}
+
+#[test]
+fn without_preprocessing_frames_must_have_the_model_size() {
+    let text = std::fs::read_to_string(format!("{SHIPPED}/model.toml")).expect("manifest");
+    let m = Manifest::parse(&text).expect("valid");
+    let mut scheduler = WindowScheduler::new(m.window_config()).expect("scheduler");
+    scheduler.push_frame(&frame(0, 64, 64)).expect("model size");
+    let e = scheduler
+        .push_frame(&frame(1, 160, 120))
+        .expect_err("wrong size");
+    assert!(e.message().contains("does not match"), "{e}");
+}
+
+#[test]
+fn the_runtime_captures_at_the_manifest_size_and_runs_the_model() {
+    let scene = Scene::generate(&SceneConfig {
+        seed: 9004,
+        duration_s: 2.0,
+        ..SceneConfig::default()
+    })
+    .expect("scene");
+    let dir = std::env::temp_dir().join(format!("avaction-window-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let media = dir.join("scene.mkv");
+    synth::write_media(&scene, &media).expect("media");
+    // The shipped bundle, capturing at 160x120 and cropping the centre of a 72 px short side.
+    let text = std::fs::read_to_string(format!("{SHIPPED}/model.toml"))
+        .expect("manifest")
+        .replace(
+            "graph = \"model.onnx\"",
+            &format!("graph = \"{SHIPPED}/model.onnx\""),
+        )
+        .replace(
+            "labels = \"labels.txt\"",
+            &format!("labels = \"{SHIPPED}/labels.txt\""),
+        );
+    std::fs::write(
+        dir.join("model.toml"),
+        format!("{text}\n[video]\ncapture = [160, 120]\nresize_to = 72\n"),
+    )
+    .expect("write manifest");
+    let runtime = Runtime::builder()
+        .model(&dir)
+        .video(VideoSource::Uri(media.display().to_string()))
+        .audio(AudioSource::FromVideo)
+        .build()
+        .expect("runtime");
+    assert_eq!(runtime.bundle().manifest.capture_size(), (160, 120));
+    let predictions = runtime
+        .outputs()
+        .filter(|o| matches!(o, Output::Prediction(_)))
+        .count();
+    let stats = runtime.finish().expect("the run succeeds");
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(stats.frames, 50, "every 160x120 frame reaches the model");
+    assert!(predictions > 0);
+}
