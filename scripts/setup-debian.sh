@@ -5,7 +5,7 @@
 set -euo pipefail
 PACKAGES=(pkg-config build-essential libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-libav gstreamer1.0-alsa
-  gstreamer1.0-tools libasound2-dev libasound2-plugins pulseaudio pulseaudio-utils sox espeak-ng)
+  gstreamer1.0-tools gstreamer1.0-x libasound2-dev libasound2-plugins pulseaudio pulseaudio-utils sox espeak-ng)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
