@@ -1,5 +1,6 @@
 //! Frontend benchmark: optical flow (every estimator, 224x224 and 320x240), streaming
-//! log-mel (per second of audio and per 10 ms hop) and image preprocessing, one thread.
+//! log-mel (per second of audio and per 10 ms hop) and image preprocessing (a 640x480 RGB
+//! frame to a 224x224 normalised CHW input: short side 224, centre crop), one thread.
 //!
 //! `scripts/bench-frontends.sh` is the full benchmark: it extracts real frames and audio
 //! from a video, runs this binary and the reference libraries (OpenCV, torchaudio, librosa)
@@ -7,7 +8,8 @@
 //!
 //! `cargo bench --bench frontends -- [--data DIR] [--seconds S] [--json FILE] [FILTER...]`
 //!
-//! Without `--data` the inputs are synthetic (a textured frame pair, a tone-and-noise clip).
+//! Without `--data` the inputs are synthetic (a textured frame pair, a tone-and-noise clip,
+//! colour ramps).
 //! `--seconds` is the time budget per case (default 2). Filters keep only the cases whose
 //! name contains every filter word (e.g. `flow 224`).
 
@@ -16,6 +18,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use avaction::frontend::flow::{estimator, FlowField, ESTIMATOR_NAMES};
+use avaction::frontend::image::{
+    Crop, ImageNormalize, Preprocess, PreprocessConfig, ResizeFilter, ResizeTo,
+};
 use avaction::frontend::logmel::{FbankConfig, LogMel, WindowType};
 
 /// Flow frame sizes (width, height) measured for every estimator.
@@ -137,6 +142,29 @@ fn audio(data: Option<&Path>) -> Result<Vec<f32>, String> {
         .collect())
 }
 
+/// A 640x480 RGB frame: `DIR/rgb_640x480.u8`, else colour ramps with some texture.
+fn camera_frame(data: Option<&Path>) -> Result<Vec<u8>, String> {
+    if let Some(dir) = data {
+        let path = dir.join("rgb_640x480.u8");
+        let bytes = read_bytes(&path)?;
+        if bytes.len() != 640 * 480 * 3 {
+            return Err(format!("{}: expected 640 x 480 x 3 bytes", path.display()));
+        }
+        return Ok(bytes);
+    }
+    Ok((0..640 * 480)
+        .flat_map(|i| {
+            let (x, y) = (i % 640, i / 640);
+            let t = ((x * 7 + y * 13) % 32) as u8;
+            [
+                (x * 255 / 639) as u8 ^ t,
+                (y * 255 / 479) as u8 ^ t,
+                ((x + y) % 256) as u8,
+            ]
+        })
+        .collect())
+}
+
 /// One measured case: seconds per item (best batch and mean) and what an item is.
 struct Row {
     best: f64,
@@ -254,6 +282,43 @@ fn run(args: &Args) -> Result<(), String> {
                 best: best / hops as f64,
                 mean: mean / hops as f64,
                 unit: "10 ms hop",
+            },
+        );
+    }
+
+    let frame = camera_frame(data)?;
+    for (label, filter) in [
+        ("bilinear", ResizeFilter::Bilinear),
+        ("area", ResizeFilter::Area),
+    ] {
+        let name = format!("preprocess/{label}/640x480->224");
+        if !wanted(&name) {
+            continue;
+        }
+        let config = PreprocessConfig {
+            resize: filter,
+            resize_to: Some(ResizeTo::ShortSide(224)),
+            crop: Crop::Center,
+        };
+        let mut pre = Preprocess::new(&config, &ImageNormalize::IMAGENET, (224, 224))
+            .map_err(|e| e.to_string())?;
+        let mut chw = vec![0.0f32; 3 * 224 * 224];
+        let mut failed = None;
+        let (best, mean) = measure(budget, || {
+            if let Err(e) = pre.to_chw(&frame, 640, 480, &mut chw) {
+                failed = Some(e.to_string());
+            }
+        });
+        if let Some(e) = failed {
+            return Err(format!("{name}: {e}"));
+        }
+        std::hint::black_box(&chw);
+        report(
+            name,
+            Row {
+                best,
+                mean,
+                unit: "frame",
             },
         );
     }

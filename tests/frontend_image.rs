@@ -392,7 +392,7 @@ fn preprocess_config_reads_and_rejects() {
 }
 
 #[test]
-fn a_640x480_frame_preprocesses_quickly() {
+fn a_640x480_frame_preprocesses_to_finite_values() {
     let (width, height) = (640, 480);
     let rgb: Vec<u8> = (0..width * height * 3)
         .map(|i| (i * 31 % 251) as u8)
@@ -417,8 +417,7 @@ fn a_640x480_frame_preprocesses_quickly() {
             "{resize:?} 640x480 -> 224x224: {:.0} us per frame",
             per_frame * 1e6
         );
+        // Speed is measured (against OpenCV) by scripts/bench-frontends.sh, not asserted here.
         assert!(out.iter().all(|x| x.is_finite()));
-        // Generous bound for a busy shared machine; benches/preprocess.rs measures properly.
-        assert!(per_frame < 0.010, "{:.0} us per frame", per_frame * 1e6);
     }
 }

@@ -96,9 +96,21 @@ def logmel_refs(data, budget, rows):
 
 def preprocess_refs(data, budget, rows):
     """OpenCV resize of a 640x480 RGB frame to the model size (short side 224, then the
-    224x224 centre crop), and the same plus normalisation to CHW float (blobFromImage)."""
+    224x224 centre crop), the same plus normalisation to CHW float (blobFromImage), and
+    torch's antialiased bilinear resize (the semantics our bilinear follows)."""
+    import torch
+    import torch.nn.functional as F
+
     cv2.setNumThreads(1)
+    torch.set_num_threads(1)
     frame = np.fromfile(data / "rgb_640x480.u8", dtype=np.uint8).reshape(480, 640, 3)
+    as_u8 = torch.from_numpy(frame).permute(2, 0, 1)[None]
+    as_f32 = as_u8.float().contiguous()
+    for kind, tensor in [("uint8", as_u8), ("float", as_f32)]:
+        rows[f"preprocess/bilinear/640x480->224@torch antialias {kind}"] = measure(
+            budget,
+            lambda: F.interpolate(tensor, size=(224, 298), mode="bilinear", antialias=True)[..., 37:261],
+        )
     mean = np.array([0.485, 0.456, 0.406]) * 255
     for name, interp in [("area", cv2.INTER_AREA), ("bilinear", cv2.INTER_LINEAR)]:
         rows[f"preprocess/{name}/640x480->224@cv2.resize"] = measure(
@@ -115,7 +127,7 @@ def table(ours, refs):
         "flow/dis": ("<= 1.5x OpenCV DIS", 1.5),
         "flow/tvl1": ("<= 2x OpenCV TV-L1", 2.0),
         "logmel": ("< 1x torchaudio", 1.0),
-        "preprocess": ("<= 1.5x OpenCV resize", 1.5),
+        "preprocess": ("<= 1.5x cv2.resize", 1.5),
     }
     lines = []
     header = f"{'case':<30} {'reference':<24} {'ours ms':>10} {'ref ms':>10} {'ours/ref':>9}  target"
@@ -135,7 +147,7 @@ def table(ours, refs):
         verdict = ""
         if target is not None:
             text, limit = target
-            if lib == "librosa":
+            if lib == "librosa" or lib.startswith("torch antialias") or "blobFromImage" in lib:
                 text, limit = "(for information)", None
             verdict = text if limit is None else f"{text}: {'met' if ratio <= limit else 'MISSED'}"
         lines.append(f"{case:<30} {lib:<24} {1e3 * mine:>10.3f} {1e3 * ref_best:>10.3f} {ratio:>9.2f}  {verdict}")
