@@ -18,34 +18,16 @@ const SIZES: [(usize, usize, &str, &str, usize, usize); 4] = [
     (320, 240, "bbb_c_0.pgm", "bbb_c_similarity.pgm", 0, 0),
 ];
 
-/// Reads a binary 8-bit PGM (`P5`, maxval 255) as (width, height, gray f32 values).
+#[path = "../tests/common/pgm.rs"]
+mod pgm;
+
+/// Reads one of the `tests/data/flow/` images.
 fn read_pgm(name: &str) -> Result<(usize, usize, Vec<f32>), String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/flow")
-        .join(name);
-    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut fields = Vec::new();
-    let mut i = 0;
-    while fields.len() < 4 {
-        while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
-            i += 1;
-        }
-        let start = i;
-        while bytes.get(i).is_some_and(|b| !b.is_ascii_whitespace()) {
-            i += 1;
-        }
-        if i == start {
-            return Err(format!("{name}: truncated PGM header"));
-        }
-        fields.push(String::from_utf8_lossy(&bytes[start..i]).into_owned());
-    }
-    let parse = |s: &str| s.parse::<usize>().map_err(|e| format!("{name}: {s}: {e}"));
-    let (w, h) = (parse(&fields[1])?, parse(&fields[2])?);
-    let pixels = bytes.get(i + 1..).unwrap_or_default();
-    if fields[0] != "P5" || fields[3] != "255" || pixels.len() != w * h {
-        return Err(format!("{name}: not an 8-bit {w}x{h} binary PGM"));
-    }
-    Ok((w, h, pixels.iter().map(|&b| f32::from(b)).collect()))
+    pgm::read_pgm(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/flow")
+            .join(name),
+    )
 }
 
 /// The `w` x `h` window at (`x0`, `y0`) of a `sw`-wide image.

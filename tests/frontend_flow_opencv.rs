@@ -2,6 +2,9 @@
 //! Bunny frames and rendered scenes, `tests/golden/make_flow_goldens.py`): our end-point error
 //! must stay within 10% of OpenCV DIS at the same preset and within 5% of OpenCV Dual TV-L1.
 
+#[path = "common/pgm.rs"]
+mod pgm;
+
 use std::path::{Path, PathBuf};
 
 use avaction::frontend::flow::{estimator, FlowField, ESTIMATOR_NAMES};
@@ -71,37 +74,9 @@ fn load_goldens() -> Goldens {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Reads a binary 8-bit PGM (`P5`, maxval 255) as gray `f32` values in 0..255.
+/// Reads one of the golden images; panics naming the file if it is not a valid PGM.
 fn read_pgm(name: &str) -> (usize, usize, Vec<f32>) {
-    let path = data_dir().join(name);
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    // Header: four whitespace-separated fields, then one whitespace byte, then the pixels.
-    let mut fields = Vec::new();
-    let mut i = 0;
-    while fields.len() < 4 {
-        while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
-            i += 1;
-        }
-        let start = i;
-        while bytes.get(i).is_some_and(|b| !b.is_ascii_whitespace()) {
-            i += 1;
-        }
-        assert!(i > start, "{name}: truncated PGM header");
-        fields.push(std::str::from_utf8(&bytes[start..i]).expect("ASCII header"));
-    }
-    let pixels = &bytes[i + 1..];
-    let parse = |s: &str| {
-        s.parse::<usize>()
-            .unwrap_or_else(|e| panic!("{name}: {s}: {e}"))
-    };
-    let (w, h) = (parse(fields[1]), parse(fields[2]));
-    assert_eq!(
-        (fields[0], fields[3]),
-        ("P5", "255"),
-        "{name}: not an 8-bit PGM"
-    );
-    assert_eq!(pixels.len(), w * h, "{name}: pixel count");
-    (w, h, pixels.iter().map(|&b| f32::from(b)).collect())
+    pgm::read_pgm(&data_dir().join(name)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn apply(m: &Affine, x: f64, y: f64) -> (f64, f64) {

@@ -429,17 +429,7 @@ impl FlowEstimator for DisFlow {
         height: usize,
         out: &mut FlowField,
     ) -> crate::Result<()> {
-        let n = width.checked_mul(height).ok_or_else(|| {
-            crate::err!(Video, "optical flow: frame size {width}x{height} overflows")
-        })?;
-        if prev.len() != n || next.len() != n {
-            return Err(crate::err!(
-                Video,
-                "optical flow: frames must hold {width}x{height} = {n} gray values, got {} (prev) and {} (next)",
-                prev.len(),
-                next.len()
-            ));
-        }
+        super::check_frames(prev, next, width, height)?;
         self.prepare(width, height)?;
         self.run(prev, next);
         out.reshape(width, height);

@@ -67,6 +67,28 @@ pub trait FlowEstimator: Send {
     ) -> crate::Result<()>;
 }
 
+/// Checks that `prev` and `next` both hold `width * height` gray values (what every
+/// [`FlowEstimator::compute`] requires); the error names the sizes.
+pub(crate) fn check_frames(
+    prev: &[f32],
+    next: &[f32],
+    width: usize,
+    height: usize,
+) -> crate::Result<()> {
+    let n = width
+        .checked_mul(height)
+        .ok_or_else(|| crate::err!(Video, "optical flow: frame size {width}x{height} overflows"))?;
+    if prev.len() != n || next.len() != n {
+        return Err(crate::err!(
+            Video,
+            "optical flow: frames must hold {width}x{height} = {n} gray values, got {} (prev) and {} (next)",
+            prev.len(),
+            next.len()
+        ));
+    }
+    Ok(())
+}
+
 /// The estimator names [`estimator`] accepts, fastest first.
 pub const ESTIMATOR_NAMES: [&str; 4] = ["dis-ultrafast", "dis-fast", "dis-medium", "tvl1"];
 

@@ -380,17 +380,7 @@ impl FlowEstimator for TvL1Flow {
         height: usize,
         out: &mut FlowField,
     ) -> crate::Result<()> {
-        let n = width.checked_mul(height).ok_or_else(|| {
-            crate::err!(Video, "optical flow: frame size {width}x{height} overflows")
-        })?;
-        if prev.len() != n || next.len() != n {
-            return Err(crate::err!(
-                Video,
-                "optical flow: frames must hold {width}x{height} = {n} gray values, got {} (prev) and {} (next)",
-                prev.len(),
-                next.len()
-            ));
-        }
+        super::check_frames(prev, next, width, height)?;
         self.prepare(width, height)?;
         self.levels[0].i0.copy_from_slice(prev);
         self.levels[0].i1.copy_from_slice(next);
