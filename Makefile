@@ -1,5 +1,5 @@
 # The two entry points of the README. Each installs what it needs and is safe to rerun.
-.PHONY: demo test setup check unit realtime bench
+.PHONY: demo test setup check unit realtime bench bench-frontends
 
 setup:
 	./scripts/setup-debian.sh
@@ -25,3 +25,7 @@ realtime:
 
 bench:
 	cargo bench --bench pipeline
+
+# Frontends against OpenCV, torchaudio and librosa on the same data: one table of ratios.
+bench-frontends:
+	./scripts/bench-frontends.sh
