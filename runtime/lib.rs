@@ -52,6 +52,7 @@ mod error;
 pub mod frontend;
 pub mod model;
 pub mod synth;
+pub mod target;
 
 pub use api::{Output, Runtime, RuntimeBuilder, Stats};
 pub use backend::BackendChoice;

@@ -48,6 +48,7 @@ pub struct RuntimeBuilder {
     backend: BackendChoice,
     realtime: bool,
     hop_frames: Option<usize>,
+    flow_estimator: Option<String>,
     capacity: usize,
     audio_wait: Duration,
     callback: Option<Callback>,
@@ -75,6 +76,7 @@ impl Default for RuntimeBuilder {
             backend: BackendChoice::Auto,
             realtime: false,
             hop_frames: None,
+            flow_estimator: None,
             capacity: 256,
             audio_wait: Duration::from_millis(300),
             callback: None,
@@ -110,6 +112,23 @@ impl RuntimeBuilder {
         self.realtime = realtime;
         self
     }
+    /// Optical-flow estimator for models that take flow, instead of the manifest's (see
+    /// [`ESTIMATOR_NAMES`](crate::frontend::flow::ESTIMATOR_NAMES)); the model was trained
+    /// on its manifest's estimator, so a different one may cost accuracy.
+    pub fn flow_estimator(mut self, name: impl Into<String>) -> Self {
+        self.flow_estimator = Some(name.into());
+        self
+    }
+
+    /// Applies a device profile (`targets/*.toml`): its backend order, window stride and
+    /// flow estimator.
+    pub fn target(self, target: &crate::target::Target) -> Result<Self> {
+        Ok(self
+            .backend(target.backend_choice()?)
+            .hop_frames(target.window.hop_frames)
+            .flow_estimator(target.flow.estimator.clone()))
+    }
+
     /// Frames between windows (default: the manifest's `hop_frames`).
     pub fn hop_frames(mut self, hop: usize) -> Self {
         self.hop_frames = Some(hop);
@@ -221,7 +240,17 @@ impl RuntimeBuilder {
         }
         drop(cap_tx);
 
-        let defaults = m.window_config();
+        let mut defaults = m.window_config();
+        if let (Some(name), Some(flow)) = (&self.flow_estimator, defaults.flow.as_mut()) {
+            if *name != flow.estimator {
+                log::warn!(
+                    "flow: running {name} instead of the model's {} (trained on it)",
+                    flow.estimator
+                );
+                flow.estimator = name.clone();
+                flow.tvl1 = None;
+            }
+        }
         let wcfg = WindowConfig {
             hop_frames: self.hop_frames.unwrap_or(m.window.hop_frames).max(1),
             expect_audio,

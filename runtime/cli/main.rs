@@ -90,9 +90,14 @@ struct RunArgs {
     /// Default: `video` for files and URIs, `mic` otherwise.
     #[arg(long, short)]
     audio: Option<String>,
-    /// Backend: auto, tract or tensorrt.
-    #[arg(long, default_value = "auto")]
-    backend: String,
+    /// Backend: auto, tract or tensorrt (default: the target's order, else auto).
+    #[arg(long)]
+    backend: Option<String>,
+    /// Device profile: `auto` (detect this machine), a name from targets/ (e.g.
+    /// `jetson-orin-nano`, `cpu`) or a .toml file. Sets backend order, window stride and
+    /// flow estimator; --backend and --hop still win.
+    #[arg(long)]
+    target: Option<String>,
     /// Play files at real time instead of as fast as possible.
     #[arg(long)]
     realtime: bool,
@@ -176,8 +181,15 @@ fn run(args: RunArgs) -> Result<()> {
         .model(&args.model)
         .video(video)
         .audio(audio)
-        .backend(args.backend.parse::<BackendChoice>()?)
         .realtime(args.realtime);
+    if let Some(spec) = &args.target {
+        let (target, why) = avaction::target::Target::resolve(spec)?;
+        eprintln!("avaction: target {} ({why})", target.name);
+        builder = builder.target(&target)?;
+    }
+    if let Some(b) = &args.backend {
+        builder = builder.backend(b.parse::<BackendChoice>()?);
+    }
     if let Some(h) = args.hop {
         builder = builder.hop_frames(h);
     }
@@ -281,6 +293,10 @@ fn devices() -> Result<()> {
     }
     for m in mics {
         outln!("  {m}");
+    }
+    match avaction::target::Target::detect() {
+        Ok((target, why)) => outln!("target: {} ({why})", target.name),
+        Err(e) => outln!("target: unknown ({e})"),
     }
     outln!("backends:");
     outln!("  tract: available (CPU)");
