@@ -1,6 +1,7 @@
 //! Inference backends behind one trait: [`tract`](self::tract) on the CPU (always
 //! built); TensorRT comes behind the same [`Backend`] trait (feature `tensorrt`).
 
+pub mod engine_cache;
 pub mod tract;
 
 use crate::model::Bundle;
