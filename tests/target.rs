@@ -1,7 +1,7 @@
 //! Device profiles through the CLI and the builder: `run --target NAME` applies the
 //! profile (backend order, stride, flow estimator) and still labels a file; unknown
 //! targets and estimators are errors naming the valid ones; `devices` names this
-//! machine's profile.
+//! machine's profile; `inspect` and `devices` say why TensorRT is not used.
 
 mod common;
 
@@ -117,4 +117,28 @@ fn the_builder_applies_a_profile_file() {
     runtime.finish().expect("run");
     // 50 frames, windows of 16 every 4 frames: (50 - 16) / 4 + 1 = 9
     assert_eq!(predictions, 9);
+}
+
+#[test]
+fn inspect_and_devices_say_why_tensorrt_is_not_used() {
+    let inspect = common::avaction(&["inspect", "models/cavnet-small"], Duration::from_secs(30));
+    assert_eq!(inspect.code, Some(0), "{}", inspect.stderr);
+    assert!(
+        inspect
+            .stdout
+            .contains("backend: tract (tensorrt unavailable: "),
+        "{}",
+        inspect.stdout
+    );
+    assert!(
+        inspect.stdout.contains("flow dis-fast"),
+        "{}",
+        inspect.stdout
+    );
+    let devices = common::avaction(&["devices"], Duration::from_secs(30));
+    assert!(
+        devices.stdout.contains("tensorrt: unavailable: "),
+        "{}",
+        devices.stdout
+    );
 }

@@ -76,10 +76,14 @@ pub fn open(bundle: &Bundle, choice: BackendChoice, threads: usize) -> Result<Bo
             tensorrt_unavailable_reason()
         )),
         BackendChoice::Auto => {
-            log::info!(
-                "backend: tensorrt skipped ({}); using tract",
-                tensorrt_unavailable_reason()
-            );
+            // Once per process: a program that opens many runtimes is told once.
+            static SKIPPED: std::sync::Once = std::sync::Once::new();
+            SKIPPED.call_once(|| {
+                log::info!(
+                    "backend: tensorrt skipped ({}); using tract",
+                    tensorrt_unavailable_reason()
+                );
+            });
             Ok(Box::new(tract::TractBackend::load(bundle, threads)?))
         }
         BackendChoice::Tract => Ok(Box::new(tract::TractBackend::load(bundle, threads)?)),

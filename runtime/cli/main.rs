@@ -315,6 +315,10 @@ fn inspect(dir: PathBuf) -> Result<()> {
         outln!("  {}", m.description);
     }
     outln!("graph: {} (single graph)", m.graph);
+    outln!(
+        "backend: tract (tensorrt unavailable: {})",
+        backend::tensorrt_unavailable_reason()
+    );
     let w = &m.window;
     outln!(
         "window: {} frames at {} fps ({:.2} s), hop {} frames ({:.0} ms, {:.1} windows/s), audio {}",
