@@ -569,6 +569,26 @@ fn row<const P: usize>(src: &[f32], start: usize) -> Option<&[f32; P]> {
     src.get(start..)?.first_chunk::<P>()
 }
 
+/// One patch row for bilinear sampling: the template row of `prev` at `base` and the four
+/// rows of `next_padded` around the sample (`top`, `top + 1`, and the same one padded row
+/// `pw` below). `None` if any would run past its plane.
+#[inline(always)]
+fn sample_rows<const P: usize>(
+    level: &Level,
+    base: usize,
+    top: usize,
+    pw: usize,
+) -> Option<[&[f32; P]; 5]> {
+    let bottom = top + pw;
+    Some([
+        row::<P>(&level.prev, base)?,
+        row::<P>(&level.next_padded, top)?,
+        row::<P>(&level.next_padded, top + 1)?,
+        row::<P>(&level.next_padded, bottom)?,
+        row::<P>(&level.next_padded, bottom + 1)?,
+    ])
+}
+
 /// Sums over one patch of the residual `d = I1(x + u) - I0(x)`: `[sum d, sum d^2,
 /// sum gx d, sum gy d]` (gradient sums only when `GRAD`). Dispatches to a loop specialised
 /// for the patch side so rows become a few full SIMD vectors.
@@ -612,15 +632,7 @@ fn patch_sums_n<const P: usize, const GRAD: bool>(
     for r in 0..P {
         let base = (patch.y + r) * w + patch.x;
         let top = (ty + r) * pw + tx;
-        let bottom = top + pw;
-        let rows = (
-            row::<P>(&level.prev, base),
-            row::<P>(&level.next_padded, top),
-            row::<P>(&level.next_padded, top + 1),
-            row::<P>(&level.next_padded, bottom),
-            row::<P>(&level.next_padded, bottom + 1),
-        );
-        let (Some(t), Some(a0), Some(a1), Some(b0), Some(b1)) = rows else {
+        let Some([t, a0, a1, b0, b1]) = sample_rows::<P>(level, base, top, pw) else {
             continue;
         };
         let grads = (row::<P>(&level.grad_x, base), row::<P>(&level.grad_y, base));
@@ -801,15 +813,7 @@ fn densify_n<const P: usize>(
         for r in 0..P {
             let base = (patch.y + r) * w + patch.x;
             let top = (ty + r) * pw + tx;
-            let bottom = top + pw;
-            let rows = (
-                row::<P>(&level.prev, base),
-                row::<P>(&level.next_padded, top),
-                row::<P>(&level.next_padded, top + 1),
-                row::<P>(&level.next_padded, bottom),
-                row::<P>(&level.next_padded, bottom + 1),
-            );
-            let (Some(t), Some(a0), Some(a1), Some(b0), Some(b1)) = rows else {
+            let Some([t, a0, a1, b0, b1]) = sample_rows::<P>(level, base, top, pw) else {
                 continue;
             };
             let (Some(au), Some(av), Some(aw)) = (
