@@ -41,6 +41,7 @@ fn main() -> avaction::Result<()> {
             audio_rate: Some(16_000),
             live_max_buffers: 2,
             display_sink: None,
+            camera: None,
         },
         Timeline::start(),
         tx,

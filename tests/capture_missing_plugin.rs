@@ -54,6 +54,7 @@ fn missing_video_decoder_is_named_in_the_error() {
             audio_rate: None,
             live_max_buffers: 2,
             display_sink: None,
+            camera: None,
         },
         Timeline::start(),
         tx,

@@ -97,7 +97,8 @@ fn the_builder_applies_a_profile_file() {
     std::fs::write(
         &profile,
         "name = \"mine\"\ndescription = \"test\"\ndevice_tree_match = []\n\
-         [backend]\norder = [\"tract\"]\n[window]\nhop_frames = 4\n[flow]\nestimator = \"tvl1\"\n",
+         [backend]\norder = [\"tract\"]\nprecision = \"fp32\"\nthreads = 2\n\
+         [capture]\nwidth = 0\nheight = 0\nfps = 0\n[window]\nhop_frames = 4\n[flow]\nestimator = \"tvl1\"\n",
     )
     .expect("profile");
     let (target, _) =

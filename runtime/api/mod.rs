@@ -7,7 +7,8 @@ mod stats;
 
 pub use stats::Stats;
 
-use crate::backend::{self, BackendChoice};
+use crate::backend::engine_cache::{EngineCache, Precision};
+use crate::backend::{self, BackendChoice, BackendOptions};
 use crate::capture::audio::Microphone;
 use crate::capture::video::VideoCapture;
 use crate::capture::{AudioSource, CaptureEvent, CaptureStats, VideoSource};
@@ -45,7 +46,8 @@ pub struct RuntimeBuilder {
     model: Option<PathBuf>,
     video: VideoSource,
     audio: AudioSource,
-    backend: BackendChoice,
+    backend: BackendOptions,
+    camera: Option<crate::capture::video::CameraCaps>,
     realtime: bool,
     hop_frames: Option<usize>,
     flow_estimator: Option<String>,
@@ -73,7 +75,8 @@ impl Default for RuntimeBuilder {
             model: None,
             video: VideoSource::Camera(None),
             audio: AudioSource::DefaultMicrophone,
-            backend: BackendChoice::Auto,
+            backend: BackendOptions::default(),
+            camera: None,
             realtime: false,
             hop_frames: None,
             flow_estimator: None,
@@ -103,7 +106,23 @@ impl RuntimeBuilder {
     }
     /// The inference backend (default: `auto`).
     pub fn backend(mut self, choice: BackendChoice) -> Self {
-        self.backend = choice;
+        self.backend.choice = choice;
+        self
+    }
+    /// TensorRT engine precision (default: FP16). INT8 is refused (no calibrator).
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.backend.engine.precision = precision;
+        self
+    }
+    /// Where TensorRT engines are cached (default: [`EngineCache::default_dir`]).
+    pub fn engine_cache(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.backend.engine.cache = EngineCache::new(dir);
+        self
+    }
+    /// Threads tract may use for one inference (default 1). The frontends and capture
+    /// have their own threads whatever this is.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.backend.threads = threads.max(1);
         self
     }
     /// Files: play at real time (true) or process as fast as possible with no drops
@@ -120,11 +139,14 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Applies a device profile (`targets/*.toml`): its backend order, window stride and
-    /// flow estimator.
-    pub fn target(self, target: &crate::target::Target) -> Result<Self> {
+    /// Applies a device profile (`targets/*.toml`): its backend order, precision and
+    /// threads, camera caps, window stride and flow estimator.
+    pub fn target(mut self, target: &crate::target::Target) -> Result<Self> {
+        self.camera = target.camera_caps();
         Ok(self
             .backend(target.backend_choice()?)
+            .precision(target.precision()?)
+            .threads(target.backend.threads)
             .hop_frames(target.window.hop_frames)
             .flow_estimator(target.flow.estimator.clone()))
     }
@@ -167,7 +189,7 @@ impl RuntimeBuilder {
             .ok_or_else(|| err!(Config, "no model given: call .model(\"models/<name>\")"))?;
         let bundle = Bundle::load(&model_dir)?;
         let m = &bundle.manifest;
-        let backend = backend::open(&bundle, self.backend, 1)?;
+        let (backend, backend_status) = backend::open(&bundle, &self.backend)?;
         let backend_name = backend.name();
         log::info!("model {} {} on {backend_name}", m.name, m.version);
 
@@ -189,6 +211,7 @@ impl RuntimeBuilder {
         let mut vcfg = m.video_config();
         vcfg.realtime = self.realtime;
         vcfg.display_sink = self.display.clone();
+        vcfg.camera = self.camera.clone();
         if !from_video {
             vcfg.audio_rate = None;
         }
@@ -259,7 +282,7 @@ impl RuntimeBuilder {
             ..defaults
         };
         let scheduler = WindowScheduler::new(wcfg)?;
-        let shared = Arc::new(Shared::new(capture_stats, backend_name, degraded));
+        let shared = Arc::new(Shared::new(capture_stats, backend_status, degraded));
         let mailbox = Arc::new(Mailbox::<Window>::new());
         let (out_tx, out_rx) = mpsc::sync_channel(self.capacity);
 

@@ -1,6 +1,7 @@
 //! Run statistics: counters shared by the worker threads (atomics) and bounded
 //! rings of recent latencies and skews, summarised on request.
 
+use crate::backend::{BackendStatus, BackendSwitch};
 use crate::capture::CaptureStats;
 use crate::clock::{Nanos, WindowStats};
 use crate::Error;
@@ -15,8 +16,13 @@ const RECENT: usize = 2048;
 /// A snapshot of the runtime's counters and timings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Stats {
-    /// Backend in use.
+    /// Backend serving now (`tract`, `tensorrt`).
     pub backend: String,
+    /// A backend being prepared in the background (a TensorRT engine building while
+    /// tract serves), or why the preferred backend is not used; `None` when settled.
+    pub backend_pending: Option<String>,
+    /// The switch to the prepared backend, once it happened (between two windows).
+    pub backend_switch: Option<BackendSwitch>,
     /// Seconds since start.
     pub elapsed_s: f64,
     /// Frames received.
@@ -87,7 +93,7 @@ pub(crate) struct Shared {
     pub(crate) capture: Arc<CaptureStats>,
     pub(crate) windows_skipped: AtomicU64,
     pub(crate) outputs_dropped: AtomicU64,
-    backend: &'static str,
+    backend: Arc<BackendStatus>,
     degraded: Option<String>,
     started: Instant,
     windows_run: AtomicU64,
@@ -101,7 +107,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(
         capture: Arc<CaptureStats>,
-        backend: &'static str,
+        backend: Arc<BackendStatus>,
         degraded: Option<String>,
     ) -> Shared {
         Shared {
@@ -165,7 +171,9 @@ impl Shared {
         let windows = self.windows_run.load(Ordering::Relaxed);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         Stats {
-            backend: self.backend.to_string(),
+            backend: self.backend.active().to_string(),
+            backend_pending: self.backend.pending(),
+            backend_switch: self.backend.switch(),
             elapsed_s: elapsed,
             frames: ws.frames,
             fps: ws.frames as f64 / elapsed,

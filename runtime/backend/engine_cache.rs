@@ -42,8 +42,24 @@ pub enum Precision {
     Int8,
 }
 
+impl std::str::FromStr for Precision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "fp32" => Ok(Precision::Fp32),
+            "fp16" => Ok(Precision::Fp16),
+            "int8" => Ok(Precision::Int8),
+            other => Err(crate::err!(
+                Config,
+                "precision {other:?}: expected fp16, fp32 or int8"
+            )),
+        }
+    }
+}
+
 impl Precision {
-    fn as_str(self) -> &'static str {
+    /// `fp32`, `fp16` or `int8`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Precision::Fp32 => "fp32",
             Precision::Fp16 => "fp16",

@@ -1,11 +1,20 @@
 //! Inference backends behind one trait: [`tract`](self::tract) on the CPU (always
-//! built); TensorRT comes behind the same [`Backend`] trait (feature `tensorrt`).
+//! built) and [`tensorrt`](self::tensorrt) on NVIDIA GPUs (feature `tensorrt`, where
+//! build.rs finds TensorRT). [`open`] picks one; [`switch`] serves tract while a
+//! TensorRT engine builds in the background.
 
 pub mod engine_cache;
+pub mod switch;
+pub mod tensorrt;
 pub mod tract;
+
+pub use switch::{BackendStatus, BackendSwitch};
 
 use crate::model::Bundle;
 use crate::{err, Result};
+use engine_cache::Precision;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// A dense float32 tensor in row-major order.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,31 +70,127 @@ impl std::str::FromStr for BackendChoice {
     }
 }
 
-/// Why TensorRT cannot be used in this build.
-pub fn tensorrt_unavailable_reason() -> &'static str {
-    "this build has no TensorRT backend (build with --features tensorrt on a machine with TensorRT)"
+/// How to open a backend: which one, CPU threads for tract, and how TensorRT engines
+/// are built and cached.
+#[derive(Debug, Clone)]
+pub struct BackendOptions {
+    /// `auto`, `tract` or `tensorrt`.
+    pub choice: BackendChoice,
+    /// Threads tract may use for one inference (1: the inference thread only).
+    pub threads: usize,
+    /// TensorRT precision and engine cache.
+    pub engine: tensorrt::EngineOptions,
 }
 
-/// Opens the bundle's model with the chosen backend; `auto` logs why TensorRT was
-/// skipped and falls back to tract.
-pub fn open(bundle: &Bundle, choice: BackendChoice, threads: usize) -> Result<Box<dyn Backend>> {
-    match choice {
-        BackendChoice::TensorRt => Err(err!(
-            Unavailable,
-            "tensorrt: {}",
-            tensorrt_unavailable_reason()
-        )),
-        BackendChoice::Auto => {
-            // Once per process: a program that opens many runtimes is told once.
-            static SKIPPED: std::sync::Once = std::sync::Once::new();
-            SKIPPED.call_once(|| {
-                log::info!(
-                    "backend: tensorrt skipped ({}); using tract",
-                    tensorrt_unavailable_reason()
-                );
-            });
-            Ok(Box::new(tract::TractBackend::load(bundle, threads)?))
+impl Default for BackendOptions {
+    fn default() -> Self {
+        BackendOptions {
+            choice: BackendChoice::Auto,
+            threads: 1,
+            engine: tensorrt::EngineOptions::default(),
         }
-        BackendChoice::Tract => Ok(Box::new(tract::TractBackend::load(bundle, threads)?)),
+    }
+}
+
+/// Why TensorRT cannot be used here, or `None` where it can.
+pub fn tensorrt_unavailable_reason() -> Option<String> {
+    tensorrt::availability().err()
+}
+
+/// Opens the bundle's model as `opts` say and returns it with its status (what
+/// serves, what is being prepared, the switch once it happens).
+///
+/// - `tract`: tract on the CPU.
+/// - `tensorrt`: the cached engine, or one built now (minutes on a Jetson); fails
+///   with the reason where TensorRT is unavailable.
+/// - `auto`: where TensorRT is unavailable, tract (the reason is logged once per
+///   process). Where it is available, the cached engine; on a cache miss tract
+///   serves at once while the engine builds in the background, and the runtime
+///   switches to TensorRT between windows once the engine's output agrees with
+///   tract's (relative difference at most 1e-2 for FP16, 1e-3 for FP32).
+pub fn open(
+    bundle: &Bundle,
+    opts: &BackendOptions,
+) -> Result<(Box<dyn Backend>, Arc<BackendStatus>)> {
+    open_with(bundle, opts, tensorrt::provider())
+}
+
+pub(crate) fn open_with(
+    bundle: &Bundle,
+    opts: &BackendOptions,
+    provider: Arc<dyn tensorrt::EngineProvider>,
+) -> Result<(Box<dyn Backend>, Arc<BackendStatus>)> {
+    let settled = |backend: Box<dyn Backend>| {
+        let status = BackendStatus::new(backend.name());
+        (backend, status)
+    };
+    let tract = || -> Result<Box<dyn Backend>> {
+        Ok(Box::new(tract::TractBackend::load(bundle, opts.threads)?))
+    };
+    match opts.choice {
+        BackendChoice::Tract => Ok(settled(tract()?)),
+        BackendChoice::TensorRt => {
+            provider
+                .gpu()
+                .map_err(|reason| err!(Unavailable, "tensorrt: {reason}"))?;
+            Ok(settled(tensorrt::open_with(
+                provider.as_ref(),
+                bundle,
+                &opts.engine,
+            )?))
+        }
+        BackendChoice::Auto => {
+            if let Err(reason) = provider.gpu() {
+                // Once per process: a program that opens many runtimes is told once.
+                static SKIPPED: std::sync::Once = std::sync::Once::new();
+                SKIPPED.call_once(|| {
+                    log::info!("backend: tensorrt skipped ({reason}); using tract");
+                });
+                return Ok(settled(tract()?));
+            }
+            if opts.engine.precision == Precision::Int8 {
+                // Refused with the same message as an explicit build.
+                tensorrt::open_with(provider.as_ref(), bundle, &opts.engine)?;
+            }
+            if tensorrt::is_cached(provider.as_ref(), bundle, &opts.engine) {
+                match tensorrt::open_with(provider.as_ref(), bundle, &opts.engine) {
+                    Ok(b) => return Ok(settled(b)),
+                    Err(e) => {
+                        log::warn!("backend: cached tensorrt engine unusable ({e}); using tract");
+                        let (b, status) = settled(tract()?);
+                        status.note(format!("tensorrt not used: {e}"));
+                        return Ok((b, status));
+                    }
+                }
+            }
+            let current = tract()?;
+            let status = BackendStatus::new(current.name());
+            let tolerance = if opts.engine.precision == Precision::Fp32 {
+                1e-3
+            } else {
+                1e-2
+            };
+            let (bundle, engine) = (bundle.clone(), opts.engine.clone());
+            let job = Box::new(move |cancel: &AtomicBool| {
+                let shapes = tensorrt::input_shapes(&bundle);
+                let prepared = tensorrt::prepare_with(
+                    provider.as_ref(),
+                    &bundle.graph,
+                    &shapes,
+                    &engine,
+                    false,
+                )?;
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(err!(
+                        Stopped,
+                        "runtime stopped before the engine was loaded"
+                    ));
+                }
+                provider.load(&prepared.plan, &bundle)
+            });
+            let switching =
+                switch::Switching::start(current, "tensorrt", tolerance, status.clone(), job)?;
+            Ok((Box::new(switching), status))
+        }
     }
 }

@@ -4,6 +4,7 @@
 use super::Backend;
 use crate::model::Bundle;
 use crate::{err, Result};
+use tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
@@ -12,6 +13,8 @@ pub struct TractBackend {
     state: TypedSimpleState,
     input_shapes: Vec<Vec<usize>>,
     output: usize,
+    /// tract's matrix-product executor: single-threaded, or a private pool.
+    executor: Executor,
 }
 
 impl std::fmt::Debug for TractBackend {
@@ -25,7 +28,8 @@ impl std::fmt::Debug for TractBackend {
 impl TractBackend {
     /// Loads, checks and optimises the bundle's graph. An input whose declared ONNX
     /// shape disagrees with the manifest is refused, naming the input and both shapes.
-    pub fn load(bundle: &Bundle, _threads: usize) -> Result<TractBackend> {
+    /// `threads` > 1 gives the matrix products a private pool of that many threads.
+    pub fn load(bundle: &Bundle, threads: usize) -> Result<TractBackend> {
         let path = &bundle.graph;
         let fail = |what: &str, e: TractError| err!(Backend, "{}: {what}: {e:#}", path.display());
         let mut model = tract_onnx::onnx()
@@ -99,6 +103,11 @@ impl TractBackend {
             state,
             input_shapes: inputs.iter().map(|i| i.shape.clone()).collect(),
             output: 0,
+            executor: if threads > 1 {
+                Executor::multithread_with_name(threads.min(64), "avaction-tract")
+            } else {
+                Executor::SingleThread
+            },
         })
     }
 }
@@ -131,9 +140,8 @@ impl Backend for TractBackend {
                 .map_err(|e| err!(Backend, "tract: {e}"))?;
             values.push(Tensor::from(tensor).into());
         }
-        let out = self
-            .state
-            .run(values)
+        let (state, executor) = (&mut self.state, self.executor.clone());
+        let out = multithread_tract_scope(executor, || state.run(values))
             .map_err(|e| err!(Backend, "tract: inference failed: {e:#}"))?;
         let out = out
             .get(self.output)

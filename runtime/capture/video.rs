@@ -46,6 +46,88 @@ pub struct VideoConfig {
     /// A GStreamer video sink (e.g. `autovideosink`) that shows the frames with the
     /// current label drawn on them; `None`: no display.
     pub display_sink: Option<String>,
+    /// Live cameras: what to ask the camera for (from a target profile); `None`: the
+    /// camera's own choice through `v4l2src`.
+    pub camera: Option<CameraCaps>,
+}
+
+/// How a target profile captures from its cameras (`[capture]` in `targets/*.toml`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CameraCaps {
+    /// Element for CSI sensors (V4L2 name starting `vi-output`, as on Jetson), which
+    /// V4L2 alone cannot debayer: `nvarguscamerasrc`. `None`: `v4l2src` for every camera.
+    pub csi_element: Option<String>,
+    /// Requested width, height and frame rate from CSI sensors (0: the element's default).
+    pub width: u32,
+    /// See `width`.
+    pub height: u32,
+    /// See `width`.
+    pub fps: u32,
+}
+
+/// The GStreamer description of the camera source for `device` (`/dev/videoN`),
+/// given its V4L2 name (`/sys/class/video4linux/videoN/name`). CSI sensors on a
+/// profile with a CSI element get that element with NVMM caps and `nvvidconv` (to
+/// system memory); every other camera gets `v4l2src`.
+pub fn camera_description(caps: Option<&CameraCaps>, device: &str, v4l2_name: &str) -> String {
+    let csi = caps.and_then(|c| c.csi_element.as_deref().map(|e| (c, e)));
+    match csi {
+        Some((c, element)) if v4l2_name.starts_with("vi-output") => {
+            let index: String = device.chars().filter(|ch| ch.is_ascii_digit()).collect();
+            let index = if index.is_empty() { "0".into() } else { index };
+            let mut fields = String::new();
+            if c.width > 0 && c.height > 0 {
+                fields += &format!(",width={},height={}", c.width, c.height);
+            }
+            if c.fps > 0 {
+                fields += &format!(",framerate={}/1", c.fps);
+            }
+            format!("{element} sensor-id={index} ! video/x-raw(memory:NVMM){fields} ! nvvidconv")
+        }
+        _ => format!(
+            "{} device=\"{}\"",
+            camera_element(),
+            device.replace('"', "")
+        ),
+    }
+}
+
+fn v4l2_name(device: &str) -> String {
+    let node = Path::new(device)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    std::fs::read_to_string(format!("/sys/class/video4linux/{node}/name"))
+        .map(|n| n.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Makes the camera source bin from [`camera_description`]; a missing element is named
+/// with the package that ships it.
+pub(crate) fn camera_source(
+    caps: Option<&CameraCaps>,
+    device: Option<&str>,
+) -> Result<gst::Element> {
+    let Some(device) = device else {
+        return make_element(camera_element());
+    };
+    let description = camera_description(caps, device, &v4l2_name(device));
+    gst::parse::bin_from_description(&description, true)
+        .map(|bin| bin.upcast())
+        .map_err(|e| {
+            let hint = if description.contains("nvarguscamerasrc")
+                || description.contains("nvvidconv")
+            {
+                " (nvarguscamerasrc and nvvidconv come with JetPack: package nvidia-l4t-gstreamer)"
+                    .to_string()
+            } else {
+                format!(" (install {})", plugin_package(camera_element()))
+            };
+            err!(
+                Video,
+                "camera {device}: cannot make `{description}`: {e}{hint}"
+            )
+        })
 }
 
 /// A running GStreamer capture: frames (and optionally the file's audio) flow to the
@@ -187,10 +269,7 @@ impl VideoCapture {
                 );
             }
             SourcePlan::Camera { device } => {
-                let src = make_element(camera_element())?;
-                if let Some(device) = device {
-                    src.set_property("device", device);
-                }
+                let src = camera_source(cfg.camera.as_ref(), device.as_deref())?;
                 add_and_link_source(&pipeline, &src, &video_entry)?;
             }
             SourcePlan::TestPattern { pattern } => {

@@ -4,7 +4,8 @@
 mod features;
 mod npy;
 
-use avaction::backend::{self, BackendChoice};
+use avaction::backend::engine_cache::{EngineCache, Precision};
+use avaction::backend::{self, tensorrt, BackendChoice};
 use avaction::capture::{audio, video};
 use avaction::model::{Bundle, Manifest};
 use avaction::synth::{self, Scene, SceneConfig};
@@ -58,6 +59,11 @@ enum Command {
         #[arg(long)]
         wav: bool,
     },
+    /// Build TensorRT engines ahead of time (for deployment images).
+    Engine {
+        #[command(subcommand)]
+        command: EngineCommand,
+    },
     /// Dump training windows of synthetic scenes through the runtime's own frontends.
     Features {
         /// Manifest whose window and frontends to use.
@@ -75,6 +81,27 @@ enum Command {
         /// Output folder.
         #[arg(long, short)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum EngineCommand {
+    /// Build (or find in the cache) the TensorRT engine of a bundle and check it loads.
+    Build {
+        /// The bundle folder (with model.toml).
+        bundle: PathBuf,
+        /// fp16 or fp32 (default: the target's, else fp16).
+        #[arg(long)]
+        precision: Option<String>,
+        /// Device profile whose precision to use (`auto`, a name or a .toml file).
+        #[arg(long)]
+        target: Option<String>,
+        /// Engine cache folder (default: $AVACTION_CACHE_DIR, else the user cache).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Rebuild even if a valid engine is cached.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -98,6 +125,15 @@ struct RunArgs {
     /// flow estimator; --backend and --hop still win.
     #[arg(long)]
     target: Option<String>,
+    /// TensorRT precision: fp16 or fp32 (default: the target's, else fp16).
+    #[arg(long)]
+    precision: Option<String>,
+    /// Threads tract may use per inference (default: the target's, else 1).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// TensorRT engine cache folder (default: $AVACTION_CACHE_DIR, else the user cache).
+    #[arg(long)]
+    engine_cache: Option<PathBuf>,
     /// Play files at real time instead of as fast as possible.
     #[arg(long)]
     realtime: bool,
@@ -129,6 +165,16 @@ fn main() {
         Command::Run(args) => run(args),
         Command::Devices => devices(),
         Command::Inspect { bundle } => inspect(bundle),
+        Command::Engine {
+            command:
+                EngineCommand::Build {
+                    bundle,
+                    precision,
+                    target,
+                    cache_dir,
+                    force,
+                },
+        } => engine_build(bundle, precision, target, cache_dir, force),
         Command::Synth {
             out,
             seed,
@@ -190,6 +236,15 @@ fn run(args: RunArgs) -> Result<()> {
     if let Some(b) = &args.backend {
         builder = builder.backend(b.parse::<BackendChoice>()?);
     }
+    if let Some(p) = &args.precision {
+        builder = builder.precision(p.parse::<Precision>()?);
+    }
+    if let Some(t) = args.threads {
+        builder = builder.threads(t);
+    }
+    if let Some(dir) = &args.engine_cache {
+        builder = builder.engine_cache(dir);
+    }
     if let Some(h) = args.hop {
         builder = builder.hop_frames(h);
     }
@@ -237,6 +292,15 @@ fn run(args: RunArgs) -> Result<()> {
                 stats.windows_skipped, stats.latency_p50_ms, stats.latency_p99_ms, stats.skew_p50_ms,
                 stats.skew_max_abs_ms, stats.frontend_ms_per_frame, stats.inference_ms_per_window, stats.backend
             );
+            if let Some(s) = &stats.backend_switch {
+                eprintln!(
+                    "backend: switched from {} to {} after {} windows ({:.1} s), outputs agreed within {:.1e}",
+                    s.from, s.to, s.after_windows, s.after_s, s.max_rel_diff
+                );
+            }
+            if let Some(p) = &stats.backend_pending {
+                eprintln!("backend: {p}");
+            }
         }
     }
     match runtime.error() {
@@ -300,10 +364,78 @@ fn devices() -> Result<()> {
     }
     outln!("backends:");
     outln!("  tract: available (CPU)");
-    outln!(
-        "  tensorrt: unavailable: {}",
-        backend::tensorrt_unavailable_reason()
+    match tensorrt::availability() {
+        Ok(gpu) => outln!(
+            "  tensorrt: available: TensorRT {} on {} (compute {}.{}{})",
+            gpu.tensorrt_version,
+            gpu.name,
+            gpu.compute_capability.0,
+            gpu.compute_capability.1,
+            if gpu.integrated { ", integrated" } else { "" }
+        ),
+        Err(reason) => outln!("  tensorrt: unavailable: {reason}"),
+    }
+    outln!("engine cache: {}", EngineCache::default_dir().display());
+    Ok(())
+}
+
+fn engine_build(
+    bundle: PathBuf,
+    precision: Option<String>,
+    target: Option<String>,
+    cache_dir: Option<PathBuf>,
+    force: bool,
+) -> Result<()> {
+    let mut opts = tensorrt::EngineOptions::default();
+    if let Some(spec) = &target {
+        let (target, why) = avaction::target::Target::resolve(spec)?;
+        eprintln!("avaction: target {} ({why})", target.name);
+        opts.precision = target.precision()?;
+    }
+    if let Some(p) = &precision {
+        opts.precision = p.parse()?;
+    }
+    if let Some(dir) = cache_dir {
+        opts.cache = EngineCache::new(dir);
+    }
+    let gpu = tensorrt::availability().map_err(|reason| err!(Unavailable, "tensorrt: {reason}"))?;
+    eprintln!(
+        "avaction: {} engine for {} on {} (TensorRT {}), cache {}",
+        opts.precision.as_str(),
+        bundle.display(),
+        gpu.name,
+        gpu.tensorrt_version,
+        opts.cache.dir().display()
     );
+    // Building takes minutes on a Jetson: say that it is still going.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ticker = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            let mut next = 15;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(200));
+                if t0.elapsed().as_secs() >= next {
+                    eprintln!("avaction: still building ({} s)", next);
+                    next += 15;
+                }
+            }
+        })
+    };
+    let result = tensorrt::build_engines(&bundle, &opts, force);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = ticker.join();
+    for e in result? {
+        let how = match &e.source {
+            tensorrt::EngineSource::Cache => "already cached".to_string(),
+            tensorrt::EngineSource::Built { seconds, replaced } => match replaced {
+                Some(why) => format!("built in {seconds:.1} s (replaced: {why})"),
+                None => format!("built in {seconds:.1} s"),
+            },
+        };
+        outln!("{}  {} bytes, {how}", e.path.display(), e.plan.len());
+    }
     Ok(())
 }
 
@@ -315,10 +447,10 @@ fn inspect(dir: PathBuf) -> Result<()> {
         outln!("  {}", m.description);
     }
     outln!("graph: {} (single graph)", m.graph);
-    outln!(
-        "backend: tract (tensorrt unavailable: {})",
-        backend::tensorrt_unavailable_reason()
-    );
+    match backend::tensorrt_unavailable_reason() {
+        None => outln!("backend: tensorrt (auto: cached engine, else tract while it builds)"),
+        Some(reason) => outln!("backend: tract (tensorrt unavailable: {reason})"),
+    }
     let w = &m.window;
     outln!(
         "window: {} frames at {} fps ({:.2} s), hop {} frames ({:.0} ms, {:.1} windows/s), audio {}",

@@ -430,6 +430,7 @@ impl Manifest {
             audio_rate: self.logmel().map(|l| l.fbank.sample_rate),
             live_max_buffers: 2,
             display_sink: None,
+            camera: None,
         }
     }
 

@@ -13,7 +13,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::backend::engine_cache::Precision;
 use crate::backend::BackendChoice;
+use crate::capture::video::CameraCaps;
 use crate::{err, Error, Result};
 
 /// The profiles shipped in `targets/`, compiled in: (file name, contents).
@@ -53,6 +55,8 @@ pub struct Target {
     pub device_tree_match: Vec<String>,
     /// Backend settings.
     pub backend: TargetBackend,
+    /// Camera capture settings.
+    pub capture: TargetCapture,
     /// Window settings.
     pub window: TargetWindow,
     /// Optical-flow settings.
@@ -66,6 +70,26 @@ pub struct TargetBackend {
     /// Backends in order of preference: `["tensorrt", "tract"]`, `["tract"]` or
     /// `["tensorrt"]` (no fallback).
     pub order: Vec<String>,
+    /// TensorRT engine precision: `fp16` or `fp32` (`int8` is refused).
+    pub precision: String,
+    /// Threads tract may use for one inference (1..=64).
+    pub threads: usize,
+}
+
+/// `[capture]` of a profile: how live cameras are read.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetCapture {
+    /// GStreamer element for CSI sensors (Jetson: `nvarguscamerasrc`); absent: every
+    /// camera through `v4l2src`.
+    #[serde(default)]
+    pub csi_element: Option<String>,
+    /// Width requested from CSI sensors (0: the element's default).
+    pub width: u32,
+    /// Height requested from CSI sensors (0: the element's default).
+    pub height: u32,
+    /// Frame rate requested from CSI sensors (0: the element's default).
+    pub fps: u32,
 }
 
 /// `[window]` of a profile.
@@ -192,9 +216,49 @@ impl Target {
         }
     }
 
+    /// The TensorRT precision.
+    pub fn precision(&self) -> Result<Precision> {
+        self.backend.precision.parse()
+    }
+
+    /// What to ask live cameras for.
+    pub fn camera_caps(&self) -> Option<CameraCaps> {
+        Some(CameraCaps {
+            csi_element: self.capture.csi_element.clone(),
+            width: self.capture.width,
+            height: self.capture.height,
+            fps: self.capture.fps,
+        })
+    }
+
     fn validate(&self, origin: &str) -> Result<()> {
+        let fail = |what: String| err!(Config, "target profile {origin}: {what}");
         self.backend_choice()
-            .map_err(|e| err!(Config, "target profile {origin}: {}", e.message()))?;
+            .map_err(|e| fail(e.message().into()))?;
+        match self.precision() {
+            Ok(Precision::Int8) => {
+                return Err(fail(
+                    "backend.precision \"int8\" is not supported (no INT8 calibrator); use fp16 or fp32"
+                        .into(),
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(fail(format!("backend.{}", e.message()))),
+        }
+        if !(1..=64).contains(&self.backend.threads) {
+            return Err(fail(format!(
+                "backend.threads {} must be in 1..=64",
+                self.backend.threads
+            )));
+        }
+        let c = &self.capture;
+        if c.width > 16384 || c.height > 16384 || c.fps > 1000 || (c.width == 0) != (c.height == 0)
+        {
+            return Err(fail(format!(
+                "capture {}x{} at {} fps: width and height must both be 0 or both set (at most 16384), fps at most 1000",
+                c.width, c.height, c.fps
+            )));
+        }
         if !(1..=64).contains(&self.window.hop_frames) {
             return Err(err!(
                 Config,
@@ -259,6 +323,42 @@ mod tests {
             .expect_err("unknown")
             .to_string();
         assert!(msg.contains("jetson-orin-nano"), "{msg}");
+        for (from, to, needle) in [
+            ("precision = \"fp32\"", "precision = \"int8\"", "int8"),
+            ("precision = \"fp32\"", "precision = \"bf16\"", "bf16"),
+            ("threads = 2", "threads = 0", "threads"),
+            ("width = 0", "width = 640", "width and height"),
+        ] {
+            let text = cpu.replace(from, to);
+            assert_ne!(text, cpu, "{from}");
+            let msg = Target::parse(&text, "t").expect_err(to).to_string();
+            assert!(msg.contains(needle), "{msg}");
+        }
+    }
+
+    #[test]
+    fn jetson_profiles_read_csi_sensors_through_argus_and_others_through_v4l2() {
+        use crate::capture::video::camera_description;
+        let nano = Target::builtin("jetson-orin-nano").unwrap();
+        assert_eq!(nano.precision().unwrap(), Precision::Fp16);
+        let caps = nano.camera_caps();
+        assert_eq!(
+            camera_description(caps.as_ref(), "/dev/video1", "vi-output, imx219 9-0010"),
+            "nvarguscamerasrc sensor-id=1 ! video/x-raw(memory:NVMM),width=1280,height=720,framerate=30/1 ! nvvidconv"
+        );
+        assert_eq!(
+            camera_description(caps.as_ref(), "/dev/video0", "HD Pro Webcam C920"),
+            "v4l2src device=\"/dev/video0\""
+        );
+        let cpu = Target::builtin("cpu").unwrap();
+        assert_eq!(
+            camera_description(
+                cpu.camera_caps().as_ref(),
+                "/dev/video0",
+                "vi-output, imx219"
+            ),
+            "v4l2src device=\"/dev/video0\""
+        );
     }
 
     #[test]

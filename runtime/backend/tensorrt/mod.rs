@@ -1,0 +1,444 @@
+//! The TensorRT backend: the bundle's ONNX graph is compiled into an engine by
+//! TensorRT's ONNX parser and builder (FP16 or FP32), stored in the
+//! [`EngineCache`], and run with a CUDA stream over buffers allocated once.
+//!
+//! The C++ side is a thin shim (runtime/backend/tensorrt/shim.cpp) compiled by build.rs
+//! with the `tensorrt` feature where TensorRT and CUDA are found; elsewhere
+//! [`availability`] says why the backend is absent and everything else returns
+//! [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable).
+//!
+//! Engines are built once per model file, TensorRT version, GPU, precision and input
+//! shapes; [`prepare`] looks the engine up in the cache and builds it only on a miss, a
+//! stale key or a corrupt file (a cached engine TensorRT refuses to load is deleted and
+//! rebuilt too). INT8 needs a calibration set, which avaction does not provide, so it
+//! is refused with a message saying so.
+//!
+//! ```
+//! match avaction::backend::tensorrt::availability() {
+//!     Ok(gpu) => println!("TensorRT {} on {}", gpu.tensorrt_version, gpu.name),
+//!     Err(reason) => println!("TensorRT not available: {reason}"),
+//! }
+//! ```
+
+#[cfg(avaction_tensorrt)]
+mod ffi;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::engine_cache::{EngineCache, EngineKey, Lookup, Precision};
+use super::Backend;
+use crate::model::Bundle;
+use crate::{err, Error, Result};
+
+/// The GPU TensorRT would run on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuInfo {
+    /// Device name as the CUDA driver reports it (e.g. `Orin`).
+    pub name: String,
+    /// CUDA compute capability (major, minor).
+    pub compute_capability: (u32, u32),
+    /// Integrated GPU sharing memory with the CPU (Jetson).
+    pub integrated: bool,
+    /// Version of the loaded libnvinfer, `major.minor.patch`.
+    pub tensorrt_version: String,
+}
+
+/// A graph input's name and fixed shape (from the manifest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputShape {
+    /// The ONNX input name.
+    pub name: String,
+    /// Its dimensions, batch first.
+    pub dims: Vec<usize>,
+}
+
+/// Builds and loads engines: TensorRT itself, or a fake in tests.
+pub(crate) trait EngineProvider: Send + Sync {
+    /// The GPU and TensorRT version, or why there is none.
+    fn gpu(&self) -> std::result::Result<GpuInfo, String>;
+    /// Compiles ONNX bytes into a serialised engine.
+    fn build(&self, onnx: &[u8], shapes: &[InputShape], precision: Precision) -> Result<Vec<u8>>;
+    /// Deserialises an engine into a backend for `bundle`'s inputs and output.
+    fn load(&self, plan: &[u8], bundle: &Bundle) -> Result<Box<dyn Backend>>;
+}
+
+/// Where [`prepare`] got the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineSource {
+    /// Found in the cache.
+    Cache,
+    /// Built now, in this many seconds (no usable cached engine).
+    Built {
+        /// Build time in seconds.
+        seconds: f64,
+        /// Why a cached file was not used, if there was one (stale or corrupt).
+        replaced: Option<String>,
+    },
+}
+
+/// An engine ready to load: its bytes, its key and where it is stored.
+#[derive(Debug, Clone)]
+pub struct PreparedEngine {
+    /// The serialised engine.
+    pub plan: Vec<u8>,
+    /// What it was built from and for.
+    pub key: EngineKey,
+    /// Its file in the cache.
+    pub path: PathBuf,
+    /// Whether it came from the cache or was built.
+    pub source: EngineSource,
+}
+
+/// How engines are built and where they are kept.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// FP16 (default) or FP32; INT8 is refused.
+    pub precision: Precision,
+    /// The engine cache.
+    pub cache: EngineCache,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            precision: Precision::Fp16,
+            cache: EngineCache::new(EngineCache::default_dir()),
+        }
+    }
+}
+
+/// The manifest's inputs as names and shapes.
+pub fn input_shapes(bundle: &Bundle) -> Vec<InputShape> {
+    bundle
+        .manifest
+        .inputs
+        .iter()
+        .map(|i| InputShape {
+            name: i.name.clone(),
+            dims: i.shape.clone(),
+        })
+        .collect()
+}
+
+fn check_precision(precision: Precision) -> Result<()> {
+    if precision == Precision::Int8 {
+        return Err(err!(
+            Config,
+            "tensorrt: INT8 needs a calibration set and avaction has no INT8 calibrator; \
+             use precision fp16 (half the memory of fp32, accuracy checked against tract) or fp32"
+        ));
+    }
+    Ok(())
+}
+
+/// The cache key of `onnx` with these shapes and options on `gpu`.
+pub(crate) fn engine_key(
+    onnx: &[u8],
+    gpu: &GpuInfo,
+    shapes: &[InputShape],
+    precision: Precision,
+) -> EngineKey {
+    let shapes: Vec<String> = shapes
+        .iter()
+        .map(|s| {
+            let dims: Vec<String> = s.dims.iter().map(|d| d.to_string()).collect();
+            format!("{}={}", s.name, dims.join("x"))
+        })
+        .collect();
+    EngineKey::new(
+        onnx,
+        &gpu.tensorrt_version,
+        &gpu.name,
+        gpu.compute_capability,
+        precision,
+        &format!("inputs {}", shapes.join(",")),
+    )
+}
+
+/// Finds the engine for `graph` in the cache, or builds and stores it. `force`
+/// rebuilds even on a hit.
+pub(crate) fn prepare_with(
+    provider: &dyn EngineProvider,
+    graph: &Path,
+    shapes: &[InputShape],
+    opts: &EngineOptions,
+    force: bool,
+) -> Result<PreparedEngine> {
+    check_precision(opts.precision)?;
+    let gpu = provider
+        .gpu()
+        .map_err(|reason| err!(Unavailable, "tensorrt: {reason}"))?;
+    let onnx = std::fs::read(graph).map_err(|e| Error::io(graph, e))?;
+    let key = engine_key(&onnx, &gpu, shapes, opts.precision);
+    let path = opts.cache.path(&key);
+    let replaced = match opts.cache.load(&key)? {
+        Lookup::Hit(plan) if !force => {
+            log::info!(
+                "tensorrt: engine for {} from {}",
+                graph.display(),
+                path.display()
+            );
+            return Ok(PreparedEngine {
+                plan,
+                key,
+                path,
+                source: EngineSource::Cache,
+            });
+        }
+        Lookup::Hit(_) => Some("rebuild forced".to_string()),
+        Lookup::Miss => None,
+        Lookup::Discarded(reason) => Some(reason),
+    };
+    log::info!(
+        "tensorrt: building a {} engine for {} on {} (TensorRT {}); this can take minutes on a Jetson",
+        opts.precision.as_str(),
+        graph.display(),
+        gpu.name,
+        gpu.tensorrt_version
+    );
+    let t0 = Instant::now();
+    let plan = provider
+        .build(&onnx, shapes, opts.precision)
+        .map_err(|e| e.context(graph.display()))?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let path = opts.cache.store(&key, &plan)?;
+    log::info!(
+        "tensorrt: engine built in {seconds:.1} s, stored in {}",
+        path.display()
+    );
+    Ok(PreparedEngine {
+        plan,
+        key,
+        path,
+        source: EngineSource::Built { seconds, replaced },
+    })
+}
+
+/// Prepares and loads the bundle's engine. A cached engine that TensorRT refuses to
+/// load (e.g. after a driver change) is deleted and rebuilt once.
+pub(crate) fn open_with(
+    provider: &dyn EngineProvider,
+    bundle: &Bundle,
+    opts: &EngineOptions,
+) -> Result<Box<dyn Backend>> {
+    let shapes = input_shapes(bundle);
+    let prepared = prepare_with(provider, &bundle.graph, &shapes, opts, false)?;
+    match provider.load(&prepared.plan, bundle) {
+        Ok(backend) => Ok(backend),
+        Err(e) if prepared.source == EngineSource::Cache => {
+            log::warn!(
+                "tensorrt: cached engine {} does not load ({e}); deleting and rebuilding it",
+                prepared.path.display()
+            );
+            std::fs::remove_file(&prepared.path).map_err(|io| Error::io(&prepared.path, io))?;
+            let rebuilt = prepare_with(provider, &bundle.graph, &shapes, opts, true)?;
+            provider.load(&rebuilt.plan, bundle)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the cache holds a valid engine for the bundle (no build, no load).
+pub(crate) fn is_cached(
+    provider: &dyn EngineProvider,
+    bundle: &Bundle,
+    opts: &EngineOptions,
+) -> bool {
+    let Ok(gpu) = provider.gpu() else {
+        return false;
+    };
+    let Ok(onnx) = std::fs::read(&bundle.graph) else {
+        return false;
+    };
+    let key = engine_key(&onnx, &gpu, &input_shapes(bundle), opts.precision);
+    matches!(opts.cache.load(&key), Ok(Lookup::Hit(_)))
+}
+
+/// TensorRT on this machine: the provider the runtime uses.
+pub(crate) fn provider() -> Arc<dyn EngineProvider> {
+    Arc::new(TensorRt { device: 0 })
+}
+
+/// Whether TensorRT can run here: the GPU it would use, or why not (not built in, no
+/// driver, no device, headers and library of different versions). Probed once.
+pub fn availability() -> std::result::Result<GpuInfo, String> {
+    static PROBE: std::sync::OnceLock<std::result::Result<GpuInfo, String>> =
+        std::sync::OnceLock::new();
+    PROBE.get_or_init(|| TensorRt { device: 0 }.probe()).clone()
+}
+
+/// Builds (or finds in the cache) the engine of every graph of the bundle at
+/// `bundle_dir`, for deployment images: `avaction engine build`. `force` rebuilds.
+pub fn build_engines(
+    bundle_dir: &Path,
+    opts: &EngineOptions,
+    force: bool,
+) -> Result<Vec<PreparedEngine>> {
+    let bundle = Bundle::load(bundle_dir)?;
+    let provider = provider();
+    let shapes = input_shapes(&bundle);
+    let prepared = prepare_with(provider.as_ref(), &bundle.graph, &shapes, opts, force)?;
+    // Load it once: an engine that builds but does not deserialise is caught here,
+    // not on the device at first start.
+    provider
+        .load(&prepared.plan, &bundle)
+        .map_err(|e| e.context(format!("engine {}", prepared.path.display())))?;
+    Ok(vec![prepared])
+}
+
+/// The real TensorRT, on CUDA device `device`.
+struct TensorRt {
+    #[cfg_attr(not(avaction_tensorrt), allow(dead_code))]
+    device: i32,
+}
+
+#[cfg(not(avaction_tensorrt))]
+impl TensorRt {
+    fn probe(&self) -> std::result::Result<GpuInfo, String> {
+        Err(match option_env!("AVACTION_TENSORRT_MISSING") {
+            Some(reason) => format!("built with --features tensorrt, but {reason}"),
+            None => "this build has no TensorRT backend (build with --features tensorrt on a \
+                     machine with TensorRT)"
+                .to_string(),
+        })
+    }
+}
+
+#[cfg(not(avaction_tensorrt))]
+impl EngineProvider for TensorRt {
+    fn gpu(&self) -> std::result::Result<GpuInfo, String> {
+        self.probe()
+    }
+    fn build(&self, _: &[u8], _: &[InputShape], _: Precision) -> Result<Vec<u8>> {
+        Err(err!(Unavailable, "tensorrt: {}", self.probe().unwrap_err()))
+    }
+    fn load(&self, _: &[u8], _: &Bundle) -> Result<Box<dyn Backend>> {
+        Err(err!(Unavailable, "tensorrt: {}", self.probe().unwrap_err()))
+    }
+}
+
+#[cfg(avaction_tensorrt)]
+impl TensorRt {
+    fn probe(&self) -> std::result::Result<GpuInfo, String> {
+        let version = ffi::library()?;
+        ffi::device(self.device, version)
+    }
+}
+
+#[cfg(avaction_tensorrt)]
+impl EngineProvider for TensorRt {
+    fn gpu(&self) -> std::result::Result<GpuInfo, String> {
+        availability()
+    }
+    fn build(&self, onnx: &[u8], shapes: &[InputShape], precision: Precision) -> Result<Vec<u8>> {
+        check_precision(precision)?;
+        ffi::build(self.device, onnx, precision == Precision::Fp16, shapes)
+    }
+    fn load(&self, plan: &[u8], bundle: &Bundle) -> Result<Box<dyn Backend>> {
+        Ok(Box::new(TrtBackend::new(self.device, plan, bundle)?))
+    }
+}
+
+/// A loaded engine behind the [`Backend`] trait.
+#[cfg(avaction_tensorrt)]
+struct TrtBackend {
+    engine: ffi::Engine,
+    /// One host buffer per I/O tensor, in the engine's order.
+    buffers: Vec<Vec<f32>>,
+    /// For each manifest input, its I/O index.
+    inputs: Vec<usize>,
+    output: usize,
+}
+
+#[cfg(avaction_tensorrt)]
+impl TrtBackend {
+    fn new(device: i32, plan: &[u8], bundle: &Bundle) -> Result<TrtBackend> {
+        let m = &bundle.manifest;
+        let engine = ffi::Engine::load(device, plan, &input_shapes(bundle))?;
+        let find = |name: &str, input: bool| {
+            engine
+                .io
+                .iter()
+                .position(|io| io.name == name && io.input == input)
+        };
+        let mut inputs = Vec::new();
+        for spec in &m.inputs {
+            let ix = find(&spec.name, true)
+                .ok_or_else(|| err!(Model, "tensorrt: the engine has no input `{}`", spec.name))?;
+            if engine.io[ix].dims != spec.shape {
+                return Err(err!(
+                    Model,
+                    "tensorrt: input `{}` has shape {:?} in the engine but {:?} in the manifest",
+                    spec.name,
+                    engine.io[ix].dims,
+                    spec.shape
+                ));
+            }
+            inputs.push(ix);
+        }
+        let output = find(&m.output.name, false)
+            .or_else(|| engine.io.iter().position(|io| !io.input))
+            .ok_or_else(|| err!(Model, "tensorrt: the engine has no output"))?;
+        if engine.io[output].dims != m.output.shape {
+            return Err(err!(
+                Model,
+                "tensorrt: output `{}` has shape {:?} in the engine but {:?} in the manifest",
+                engine.io[output].name,
+                engine.io[output].dims,
+                m.output.shape
+            ));
+        }
+        let buffers = engine
+            .io
+            .iter()
+            .map(|io| vec![0.0; io.dims.iter().product()])
+            .collect();
+        Ok(TrtBackend {
+            engine,
+            buffers,
+            inputs,
+            output,
+        })
+    }
+}
+
+#[cfg(avaction_tensorrt)]
+impl Backend for TrtBackend {
+    fn name(&self) -> &'static str {
+        "tensorrt"
+    }
+
+    fn run(&mut self, inputs: &[super::Tensor]) -> Result<super::Tensor> {
+        if inputs.len() != self.inputs.len() {
+            return Err(err!(
+                Backend,
+                "tensorrt: {} inputs given, model takes {}",
+                inputs.len(),
+                self.inputs.len()
+            ));
+        }
+        for (t, &ix) in inputs.iter().zip(&self.inputs) {
+            let buf = &mut self.buffers[ix];
+            if t.data.len() != buf.len() {
+                return Err(err!(
+                    Backend,
+                    "tensorrt: input of shape {:?} given, `{}` takes {:?}",
+                    t.shape,
+                    self.engine.io[ix].name,
+                    self.engine.io[ix].dims
+                ));
+            }
+            buf.copy_from_slice(&t.data);
+        }
+        self.engine.run(&mut self.buffers)?;
+        Ok(super::Tensor {
+            shape: self.engine.io[self.output].dims.clone(),
+            data: self.buffers[self.output].clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

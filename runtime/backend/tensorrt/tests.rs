@@ -1,0 +1,400 @@
+//! The engine logic (cache keys, rebuilds, backend selection, background switch) with a
+//! fake engine provider, so it runs on machines without a GPU. The fake "engine" is the
+//! model's ONNX hash plus a tag, "loaded" as tract (optionally with an output offset to
+//! play a wrong engine).
+
+use super::*;
+use crate::backend::{
+    open_with as open_backend, BackendChoice, BackendOptions, BackendStatus, Tensor,
+};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+const MAGIC: &[u8] = b"fake-engine:";
+
+struct Fake {
+    gpu: Mutex<std::result::Result<GpuInfo, String>>,
+    builds: AtomicUsize,
+    build_delay: Duration,
+    /// Loads fail while > 0 (counts down): a cached engine TensorRT refuses.
+    refuse_loads: AtomicUsize,
+    /// Added to every output of the loaded "engine".
+    offset: f32,
+}
+
+impl Fake {
+    fn new() -> Fake {
+        Fake {
+            gpu: Mutex::new(Ok(GpuInfo {
+                name: "Orin".into(),
+                compute_capability: (8, 7),
+                integrated: true,
+                tensorrt_version: "10.3.0".into(),
+            })),
+            builds: AtomicUsize::new(0),
+            build_delay: Duration::ZERO,
+            refuse_loads: AtomicUsize::new(0),
+            offset: 0.0,
+        }
+    }
+    fn set_gpu(&self, f: impl FnOnce(&mut GpuInfo)) {
+        if let Ok(g) = self.gpu.lock().unwrap().as_mut() {
+            f(g);
+        }
+    }
+}
+
+/// tract, renamed, with an optional output offset.
+struct FakeEngine {
+    inner: crate::backend::tract::TractBackend,
+    offset: f32,
+}
+
+impl Backend for FakeEngine {
+    fn name(&self) -> &'static str {
+        "tensorrt"
+    }
+    fn run(&mut self, inputs: &[Tensor]) -> Result<Tensor> {
+        let mut t = self.inner.run(inputs)?;
+        t.data.iter_mut().for_each(|v| *v += self.offset);
+        Ok(t)
+    }
+}
+
+impl EngineProvider for Fake {
+    fn gpu(&self) -> std::result::Result<GpuInfo, String> {
+        self.gpu.lock().unwrap().clone()
+    }
+    fn build(&self, onnx: &[u8], shapes: &[InputShape], precision: Precision) -> Result<Vec<u8>> {
+        std::thread::sleep(self.build_delay);
+        self.builds.fetch_add(1, Ordering::SeqCst);
+        let mut plan = MAGIC.to_vec();
+        plan.extend(format!("{} {:?} {}", onnx.len(), shapes, precision.as_str()).bytes());
+        Ok(plan)
+    }
+    fn load(&self, plan: &[u8], bundle: &Bundle) -> Result<Box<dyn Backend>> {
+        if self
+            .refuse_loads
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(err!(Backend, "tensorrt: deserializeCudaEngine failed"));
+        }
+        if !plan.starts_with(MAGIC) {
+            return Err(err!(Backend, "tensorrt: not an engine"));
+        }
+        Ok(Box::new(FakeEngine {
+            inner: crate::backend::tract::TractBackend::load(bundle, 1)?,
+            offset: self.offset,
+        }))
+    }
+}
+
+fn bundle() -> Bundle {
+    Bundle::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cavnet-small"))
+        .expect("models/cavnet-small")
+}
+
+fn temp_cache(name: &str) -> EngineCache {
+    let dir = std::env::temp_dir().join(format!("avaction-trt-test-{name}-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    EngineCache::new(dir)
+}
+
+fn options(cache: &EngineCache, precision: Precision) -> EngineOptions {
+    EngineOptions {
+        precision,
+        cache: cache.clone(),
+    }
+}
+
+fn inputs(bundle: &Bundle) -> Vec<Tensor> {
+    bundle
+        .manifest
+        .inputs
+        .iter()
+        .map(|i| {
+            let mut t = Tensor::zeros(&i.shape);
+            t.data
+                .iter_mut()
+                .enumerate()
+                .for_each(|(k, v)| *v = ((k % 97) as f32 / 97.0) - 0.5);
+            t
+        })
+        .collect()
+}
+
+#[test]
+fn an_engine_is_built_once_then_served_from_the_cache() {
+    let (fake, b, cache) = (Fake::new(), bundle(), temp_cache("once"));
+    let opts = options(&cache, Precision::Fp16);
+    let shapes = input_shapes(&b);
+    let first = prepare_with(&fake, &b.graph, &shapes, &opts, false).unwrap();
+    assert!(matches!(
+        first.source,
+        EngineSource::Built { replaced: None, .. }
+    ));
+    assert!(first.path.is_file());
+    let second = prepare_with(&fake, &b.graph, &shapes, &opts, false).unwrap();
+    assert_eq!(second.source, EngineSource::Cache);
+    assert_eq!(second.plan, first.plan);
+    assert_eq!(fake.builds.load(Ordering::SeqCst), 1);
+    let forced = prepare_with(&fake, &b.graph, &shapes, &opts, true).unwrap();
+    assert!(matches!(
+        forced.source,
+        EngineSource::Built {
+            replaced: Some(_),
+            ..
+        }
+    ));
+    assert_eq!(fake.builds.load(Ordering::SeqCst), 2);
+    std::fs::remove_dir_all(cache.dir()).ok();
+}
+
+#[test]
+fn every_part_of_the_key_forces_its_own_engine() {
+    let (fake, b, cache) = (Fake::new(), bundle(), temp_cache("key"));
+    let shapes = input_shapes(&b);
+    let fp16 = options(&cache, Precision::Fp16);
+    let mut keys = vec![
+        prepare_with(&fake, &b.graph, &shapes, &fp16, false)
+            .unwrap()
+            .key,
+    ];
+    fake.set_gpu(|g| g.tensorrt_version = "10.7.0".into());
+    keys.push(
+        prepare_with(&fake, &b.graph, &shapes, &fp16, false)
+            .unwrap()
+            .key,
+    );
+    fake.set_gpu(|g| g.name = "NVIDIA GeForce RTX 4090".into());
+    keys.push(
+        prepare_with(&fake, &b.graph, &shapes, &fp16, false)
+            .unwrap()
+            .key,
+    );
+    fake.set_gpu(|g| g.compute_capability = (8, 9));
+    keys.push(
+        prepare_with(&fake, &b.graph, &shapes, &fp16, false)
+            .unwrap()
+            .key,
+    );
+    let fp32 = options(&cache, Precision::Fp32);
+    keys.push(
+        prepare_with(&fake, &b.graph, &shapes, &fp32, false)
+            .unwrap()
+            .key,
+    );
+    let mut wider = shapes.clone();
+    wider[0].dims[0] = 2;
+    keys.push(
+        prepare_with(&fake, &b.graph, &wider, &fp32, false)
+            .unwrap()
+            .key,
+    );
+    let onnx = std::fs::read(&b.graph).unwrap();
+    let mut changed = onnx.clone();
+    changed.extend_from_slice(b"\0");
+    let tmp = cache.dir().with_extension("onnx");
+    std::fs::create_dir_all(cache.dir()).unwrap();
+    std::fs::write(&tmp, &changed).unwrap();
+    keys.push(prepare_with(&fake, &tmp, &wider, &fp32, false).unwrap().key);
+    assert_eq!(fake.builds.load(Ordering::SeqCst), keys.len());
+    for (i, a) in keys.iter().enumerate() {
+        for bk in &keys[i + 1..] {
+            assert_ne!(a.digest(), bk.digest(), "{a:?} vs {bk:?}");
+        }
+    }
+    std::fs::remove_file(&tmp).ok();
+    std::fs::remove_dir_all(cache.dir()).ok();
+}
+
+#[test]
+fn a_corrupt_engine_file_is_discarded_and_rebuilt() {
+    let (fake, b, cache) = (Fake::new(), bundle(), temp_cache("corrupt"));
+    let opts = options(&cache, Precision::Fp16);
+    let shapes = input_shapes(&b);
+    let first = prepare_with(&fake, &b.graph, &shapes, &opts, false).unwrap();
+    let mut bytes = std::fs::read(&first.path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&first.path, &bytes).unwrap();
+    let again = prepare_with(&fake, &b.graph, &shapes, &opts, false).unwrap();
+    match &again.source {
+        EngineSource::Built {
+            replaced: Some(why),
+            ..
+        } => assert!(why.contains("corrupt") || why.contains("checksum"), "{why}"),
+        other => panic!("expected a rebuild, got {other:?}"),
+    }
+    assert_eq!(again.plan, first.plan);
+    assert_eq!(fake.builds.load(Ordering::SeqCst), 2);
+    std::fs::remove_dir_all(cache.dir()).ok();
+}
+
+#[test]
+fn a_cached_engine_tensorrt_refuses_is_deleted_and_rebuilt() {
+    let (fake, b, cache) = (Fake::new(), bundle(), temp_cache("refused"));
+    let opts = options(&cache, Precision::Fp16);
+    prepare_with(&fake, &b.graph, &input_shapes(&b), &opts, false).unwrap();
+    fake.refuse_loads.store(1, Ordering::SeqCst);
+    let backend = open_with(&fake, &b, &opts).expect("rebuilt and loaded");
+    assert_eq!(backend.name(), "tensorrt");
+    assert_eq!(fake.builds.load(Ordering::SeqCst), 2);
+    std::fs::remove_dir_all(cache.dir()).ok();
+}
+
+#[test]
+fn int8_is_refused_with_the_reason() {
+    let (fake, b, cache) = (Fake::new(), bundle(), temp_cache("int8"));
+    let opts = options(&cache, Precision::Int8);
+    let e = prepare_with(&fake, &b.graph, &input_shapes(&b), &opts, false).unwrap_err();
+    assert!(e.message().contains("calibration"), "{e}");
+    let backend_opts = BackendOptions {
+        choice: BackendChoice::Auto,
+        threads: 1,
+        engine: opts,
+    };
+    let e = open_backend(&b, &backend_opts, Arc::new(fake))
+        .err()
+        .expect("auto refuses int8 too");
+    assert!(e.message().contains("INT8"), "{e}");
+}
+
+fn backend_options(choice: BackendChoice, cache: &EngineCache) -> BackendOptions {
+    BackendOptions {
+        choice,
+        threads: 1,
+        engine: options(cache, Precision::Fp16),
+    }
+}
+
+#[test]
+fn without_a_gpu_auto_serves_tract_and_tensorrt_fails_with_the_reason() {
+    let b = bundle();
+    let cache = temp_cache("nogpu");
+    let fake = Fake::new();
+    *fake.gpu.lock().unwrap() = Err("no usable CUDA driver: cudaErrorInsufficientDriver".into());
+    let fake = Arc::new(fake);
+    let (backend, status) = open_backend(
+        &b,
+        &backend_options(BackendChoice::Auto, &cache),
+        fake.clone(),
+    )
+    .unwrap();
+    assert_eq!((backend.name(), status.active()), ("tract", "tract"));
+    assert_eq!(status.pending(), None);
+    let e = open_backend(&b, &backend_options(BackendChoice::TensorRt, &cache), fake)
+        .err()
+        .expect("tensorrt refused");
+    assert_eq!(e.kind(), crate::ErrorKind::Unavailable);
+    assert!(e.message().contains("cudaErrorInsufficientDriver"), "{e}");
+}
+
+#[test]
+fn the_real_provider_says_why_it_is_absent_in_this_build() {
+    // In CI (no TensorRT, no GPU) the reason is the build or the driver; where a GPU
+    // and TensorRT exist this test has nothing to check.
+    match availability() {
+        Ok(gpu) => eprintln!(
+            "TensorRT {} available on {}",
+            gpu.tensorrt_version, gpu.name
+        ),
+        Err(reason) => {
+            assert!(
+                reason.contains("--features tensorrt")
+                    || reason.contains("CUDA")
+                    || reason.contains("TensorRT"),
+                "{reason}"
+            );
+            let b = bundle();
+            let e = crate::backend::open(
+                &b,
+                &backend_options(BackendChoice::TensorRt, &temp_cache("real")),
+            )
+            .err()
+            .expect("unavailable");
+            assert!(e.message().contains(&reason), "{e}");
+        }
+    }
+}
+
+fn run_until_settled(backend: &mut Box<dyn Backend>, status: &BackendStatus, b: &Bundle) -> usize {
+    let inputs = inputs(b);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut windows = 0;
+    while std::time::Instant::now() < deadline {
+        backend.run(&inputs).unwrap();
+        windows += 1;
+        let pending = status.pending();
+        if pending.is_none() || pending.is_some_and(|p| p.contains("not used")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    windows
+}
+
+#[test]
+fn auto_on_a_cache_miss_serves_tract_builds_in_the_background_and_switches() {
+    let b = bundle();
+    let cache = temp_cache("switch");
+    let mut fake = Fake::new();
+    fake.build_delay = Duration::from_millis(300);
+    let fake = Arc::new(fake);
+    let (mut backend, status) = open_backend(
+        &b,
+        &backend_options(BackendChoice::Auto, &cache),
+        fake.clone(),
+    )
+    .unwrap();
+    assert_eq!(
+        backend.name(),
+        "tract",
+        "tract serves while the engine builds"
+    );
+    assert!(status.pending().unwrap().contains("preparing"));
+    let windows = run_until_settled(&mut backend, &status, &b);
+    assert!(windows > 1, "tract served {windows} windows first");
+    assert_eq!(backend.name(), "tensorrt");
+    let switch = status.switch().expect("switch recorded");
+    assert_eq!(
+        (switch.from.as_str(), switch.to.as_str()),
+        ("tract", "tensorrt")
+    );
+    assert_eq!(switch.max_rel_diff, 0.0);
+    assert_eq!(fake.builds.load(Ordering::SeqCst), 1);
+
+    // Next start: the engine is cached, TensorRT serves from the first window.
+    let (backend, status) = open_backend(
+        &b,
+        &backend_options(BackendChoice::Auto, &cache),
+        fake.clone(),
+    )
+    .unwrap();
+    assert_eq!((backend.name(), status.active()), ("tensorrt", "tensorrt"));
+    assert_eq!((status.pending(), status.switch()), (None, None));
+    assert_eq!(fake.builds.load(Ordering::SeqCst), 1);
+    std::fs::remove_dir_all(cache.dir()).ok();
+}
+
+#[test]
+fn auto_keeps_tract_when_the_engine_disagrees_with_it() {
+    let b = bundle();
+    let cache = temp_cache("disagree");
+    let mut fake = Fake::new();
+    fake.offset = 0.5;
+    let (mut backend, status) = open_backend(
+        &b,
+        &backend_options(BackendChoice::Auto, &cache),
+        Arc::new(fake),
+    )
+    .unwrap();
+    run_until_settled(&mut backend, &status, &b);
+    assert_eq!(backend.name(), "tract");
+    let pending = status.pending().expect("reason kept");
+    assert!(pending.contains("differs from tract's"), "{pending}");
+    assert_eq!(status.switch(), None);
+    std::fs::remove_dir_all(cache.dir()).ok();
+}
