@@ -1,5 +1,5 @@
 # The two entry points of the README. Each installs what it needs and is safe to rerun.
-.PHONY: demo test setup check unit realtime bench bench-frontends
+.PHONY: demo test setup check check-tensorrt unit realtime bench bench-frontends
 
 setup:
 	./scripts/setup-debian.sh
@@ -13,9 +13,17 @@ demo: setup
 # virtual PulseAudio source.
 test: setup check unit realtime
 
+# The `tensorrt` feature must build everywhere: without TensorRT it warns and the
+# backend reports why it is unavailable (tests/cli_engine.rs checks the message).
 check:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --features tensorrt -- -D warnings
+
+# Compiles and links the TensorRT shim against an SDK folder (headers + libraries),
+# e.g. TENSORRT_ROOT=/opt/tensorrt; see README "Running on a Jetson".
+check-tensorrt:
+	./scripts/check-tensorrt.sh
 
 unit:
 	cargo test

@@ -72,6 +72,11 @@ fn tract_matches_pytorch_goldens() {
     let d = max_abs_diff(&got.data, &expected);
     println!("tract vs pytorch logits: max abs diff {d:e}");
     assert!(d <= 1e-4, "logits differ by {d}");
+    // Target profiles give tract a thread pool: same logits with 3 threads.
+    let mut pooled = TractBackend::load(&bundle, 3).expect("tract with 3 threads");
+    let d3 = max_abs_diff(&pooled.run(&inputs).expect("inference").data, &expected);
+    println!("tract (3 threads) vs pytorch logits: max abs diff {d3:e}");
+    assert!(d3 <= 1e-4, "logits with 3 threads differ by {d3}");
 
     // 2. raw window -> runtime normalisation -> same inputs and logits
     let (_, raw_frames) = entry(&golden, "raw", "frames", &dir);
