@@ -331,67 +331,45 @@ mod tests {
         assert_eq!(sw.run(&[]).unwrap().data[0], 1.0 + 1e-5);
     }
 
-    #[test]
-    fn a_disagreeing_backend_is_refused_and_the_old_one_keeps_serving() {
+    /// Starts a switch from "good" (always `value`) and waits until `job`'s backend
+    /// is refused; returns the switching backend, its status and the reason.
+    fn refused(value: f32, job: Job) -> (Switching, Arc<BackendStatus>, String) {
         let status = BackendStatus::new("good");
-        let mut sw = Switching::start(
-            constant("good", 1.0),
-            "bad",
-            1e-2,
-            status.clone(),
-            Box::new(|_| Ok(constant("bad", 1.5))),
-        )
-        .unwrap();
+        let mut sw =
+            Switching::start(constant("good", value), "next", 1e-2, status.clone(), job).unwrap();
         wait_for(&mut sw, &status, |s| {
             s.pending().is_some_and(|p| p.contains("not used"))
         });
+        assert_eq!(status.active(), "good");
+        assert_eq!(status.switch(), None);
+        assert_eq!(sw.run(&[]).unwrap().data[0], value);
         let pending = status.pending().unwrap();
+        (sw, status, pending)
+    }
+
+    #[test]
+    fn a_disagreeing_backend_is_refused_and_the_old_one_keeps_serving() {
+        let (_, _, pending) = refused(1.0, Box::new(|_| Ok(constant("bad", 1.5))));
         assert!(
             pending.contains("differs from good's by 5.00e-1"),
             "{pending}"
         );
-        assert_eq!(status.active(), "good");
-        assert_eq!(status.switch(), None);
-        assert_eq!(sw.run(&[]).unwrap().data[0], 1.0);
     }
 
     #[test]
     fn a_failed_preparation_or_first_run_is_reported_and_the_old_one_keeps_serving() {
-        let status = BackendStatus::new("good");
-        let mut sw = Switching::start(
-            constant("good", 2.0),
-            "tensorrt",
-            1e-2,
-            status.clone(),
-            Box::new(|_| Err(crate::err!(Unavailable, "no engine today"))),
-        )
-        .unwrap();
-        wait_for(&mut sw, &status, |s| {
-            s.pending().is_some_and(|p| p.contains("not used"))
+        let job: Job = Box::new(|_| Err(crate::err!(Unavailable, "no engine today")));
+        let (_, _, pending) = refused(2.0, job);
+        assert!(pending.contains("no engine today"), "{pending}");
+        let job: Job = Box::new(|_| {
+            Ok(Box::new(Constant {
+                name: "tensorrt",
+                value: 2.0,
+                fail: true,
+            }) as Box<dyn Backend>)
         });
-        assert!(status.pending().unwrap().contains("no engine today"));
-        assert_eq!(sw.run(&[]).unwrap().data[0], 2.0);
-
-        let status = BackendStatus::new("good");
-        let mut sw = Switching::start(
-            constant("good", 2.0),
-            "tensorrt",
-            1e-2,
-            status.clone(),
-            Box::new(|_| {
-                Ok(Box::new(Constant {
-                    name: "tensorrt",
-                    value: 2.0,
-                    fail: true,
-                }) as Box<dyn Backend>)
-            }),
-        )
-        .unwrap();
-        wait_for(&mut sw, &status, |s| {
-            s.pending().is_some_and(|p| p.contains("not used"))
-        });
-        assert!(status.pending().unwrap().contains("first run failed"));
-        assert_eq!(status.active(), "good");
+        let (_, _, pending) = refused(2.0, job);
+        assert!(pending.contains("first run failed"), "{pending}");
     }
 
     #[test]
