@@ -2,20 +2,14 @@
 //! `inspect` and `engine build` say why TensorRT is unavailable instead of failing
 //! silently or panicking. Where TensorRT works these checks are skipped.
 
-use std::process::Command;
+mod common;
 
+use std::time::Duration;
+
+/// Runs the CLI (within 60 s) and returns (success, stdout, stderr).
 fn avaction(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_avaction"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run avaction");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let run = common::avaction(args, Duration::from_secs(60));
+    (run.code == Some(0), run.stdout, run.stderr)
 }
 
 #[test]

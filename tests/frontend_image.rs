@@ -10,6 +10,8 @@ use avaction::frontend::image::{
     Crop, ImageNormalize, Preprocess, PreprocessConfig, ResizeFilter, ResizeTo,
 };
 
+mod common;
+
 #[path = "common/counting_alloc.rs"]
 mod counting_alloc;
 use counting_alloc::allocations;
@@ -45,10 +47,7 @@ fn rgb_to_chw_matches_torchvision_style_goldens() {
     assert_eq!(cases.len(), 3);
     for case in &cases {
         let rgb = read(&case.rgb);
-        let golden: Vec<f32> = read(&case.chw)
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let golden = common::f32_le(&read(&case.chw));
         assert_eq!(rgb.len(), case.width * case.height * 3, "{}", case.name);
         assert_eq!(golden.len(), rgb.len(), "{}", case.name);
         let mut out = vec![f32::NAN; rgb.len()];
@@ -112,23 +111,12 @@ struct PreprocessCase {
 }
 
 fn read_f32(name: &str) -> Vec<f32> {
-    read(name)
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
+    common::f32_le(&read(name))
 }
 
 fn preprocess_cases() -> Vec<PreprocessCase> {
     let text = String::from_utf8(read("preprocess.json")).expect("utf-8");
     serde_json::from_str(&text).expect("preprocess.json parses")
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max)
 }
 
 #[test]
@@ -147,7 +135,7 @@ fn preprocess_matches_the_python_reference() {
         let mut out = vec![f32::NAN; golden.len()];
         pre.to_chw(&rgb, case.width, case.height, &mut out)
             .expect("valid golden case");
-        let worst = max_diff(&out, &golden);
+        let worst = common::max_abs_diff(&out, &golden);
         let geometry = pre.geometry().expect("a frame was processed");
         println!(
             "{:32} {}x{} -> {}x{} -> {}x{} at {:?}: max |diff| {worst:.2e}",
@@ -203,7 +191,7 @@ fn preprocess_to_rgb_is_the_rounded_reference() {
         case.normalize
             .rgb_to_chw(&bytes, out_w, out_h, &mut chw)
             .expect("valid");
-        let runtime_worst = max_diff(&chw, &golden);
+        let runtime_worst = common::max_abs_diff(&chw, &golden);
         println!(
             "{:32} bytes: max |diff| {worst:.3} px, normalised {runtime_worst:.2e}",
             case.name
@@ -264,7 +252,10 @@ fn preprocess_rebuilds_its_tables_when_the_frame_size_changes() {
         let g = pre.geometry().expect("geometry");
         assert_eq!(g.input, (w, h));
         assert!(g.resized.0.min(g.resized.1) == 24, "{g:?}");
-        assert!(max_diff(&out, &vec![0.2; out.len()]) < 1e-6, "{w}x{h}");
+        assert!(
+            common::max_abs_diff(&out, &vec![0.2; out.len()]) < 1e-6,
+            "{w}x{h}"
+        );
     }
 }
 

@@ -1,6 +1,8 @@
 //! Log-mel frontend against torchaudio goldens (`tests/golden/make_logmel_goldens.py`),
 //! streaming against offline, and the cost of one 10 ms hop.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -48,10 +50,7 @@ fn read_f32(name: &str, len: usize) -> Vec<f32> {
     let path = data_dir().join(name);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert_eq!(bytes.len(), len * 4, "{}: wrong size", path.display());
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
+    common::f32_le(&bytes)
 }
 
 fn index() -> GoldenIndex {

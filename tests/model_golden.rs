@@ -5,20 +5,14 @@
 
 mod common;
 
+use common::{max_abs_diff, read_f32};
+
 use avaction::backend::{tract::TractBackend, Backend, Tensor};
 use avaction::clock::Window;
 use avaction::frontend::tensors::InputAssembler;
 use avaction::model::Bundle;
 use serde_json::Value;
 use std::path::Path;
-
-fn read_f32(path: &Path) -> Vec<f32> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
 
 fn entry(
     golden: &Value,
@@ -34,14 +28,6 @@ fn entry(
         .map(|d| d.as_u64().unwrap() as usize)
         .collect();
     (shape, dir.join(e["file"].as_str().unwrap()))
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 #[test]

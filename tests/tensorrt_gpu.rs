@@ -5,6 +5,8 @@
 //!
 //! Run: `cargo test --features tensorrt --test tensorrt_gpu -- --nocapture`.
 
+mod common;
+
 use avaction::backend::engine_cache::{EngineCache, Precision};
 use avaction::backend::{self, tensorrt, Backend, BackendChoice, BackendOptions, Tensor};
 use avaction::model::Bundle;
@@ -18,11 +20,7 @@ fn golden_inputs(bundle: &Bundle) -> Vec<Tensor> {
         .iter()
         .map(|spec| {
             let path = bundle.dir.join(format!("golden/inputs_{}.bin", spec.name));
-            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            let data: Vec<f32> = bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
+            let data = common::read_f32(&path);
             assert_eq!(
                 data.len(),
                 spec.shape.iter().product::<usize>(),
