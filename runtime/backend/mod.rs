@@ -1,5 +1,5 @@
-//! Inference backends behind one trait: [`tract`](self::tract) on the CPU (always
-//! built) and [`tensorrt`](self::tensorrt) on NVIDIA GPUs (feature `tensorrt`, where
+//! Inference backends behind one trait: [`tract`] on the CPU (always
+//! built) and [`tensorrt`] on NVIDIA GPUs (feature `tensorrt`, where
 //! build.rs finds TensorRT). [`open`] picks one; [`switch`] serves tract while a
 //! TensorRT engine builds in the background.
 
@@ -148,20 +148,17 @@ pub(crate) fn open_with(
                 });
                 return Ok(settled(tract()?));
             }
-            if opts.engine.precision == Precision::Int8 {
-                // Refused with the same message as an explicit build.
-                tensorrt::open_with(provider.as_ref(), bundle, &opts.engine)?;
-            }
-            if tensorrt::is_cached(provider.as_ref(), bundle, &opts.engine) {
-                match tensorrt::open_with(provider.as_ref(), bundle, &opts.engine) {
-                    Ok(b) => return Ok(settled(b)),
-                    Err(e) => {
-                        log::warn!("backend: cached tensorrt engine unusable ({e}); using tract");
-                        let (b, status) = settled(tract()?);
-                        status.note(format!("tensorrt not used: {e}"));
-                        return Ok((b, status));
-                    }
-                }
+            tensorrt::check_precision(opts.engine.precision)?;
+            // A cached engine serves from the first window. Anything else (none, or
+            // one TensorRT refuses, or an unreadable cache) is rebuilt in the
+            // background below, where a second failure is reported in the status.
+            let unusable = match tensorrt::open_cached(provider.as_ref(), bundle, &opts.engine) {
+                Ok(tensorrt::Cached::Loaded(b)) => return Ok(settled(b)),
+                Ok(tensorrt::Cached::Missing) => None,
+                Ok(tensorrt::Cached::Refused(e)) | Err(e) => Some(e),
+            };
+            if let Some(e) = unusable {
+                log::warn!("backend: cached tensorrt engine not used ({e}); rebuilding it while tract serves");
             }
             let current = tract()?;
             let status = BackendStatus::new(current.name());

@@ -74,11 +74,6 @@ impl BackendStatus {
         self.lock().switch.clone()
     }
 
-    /// Records why the preferred backend is not used.
-    pub(crate) fn note(&self, why: String) {
-        self.set_pending(Some(why));
-    }
-
     fn set_pending(&self, pending: Option<String>) {
         self.lock().pending = pending;
     }

@@ -8,9 +8,9 @@
 //! [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable).
 //!
 //! Engines are built once per model file, TensorRT version, GPU, precision and input
-//! shapes; [`prepare`] looks the engine up in the cache and builds it only on a miss, a
-//! stale key or a corrupt file (a cached engine TensorRT refuses to load is deleted and
-//! rebuilt too). INT8 needs a calibration set, which avaction does not provide, so it
+//! shapes: the engine is looked up in the cache and built only on a miss, a stale key
+//! or a corrupt file (a cached engine TensorRT refuses to load is deleted and rebuilt
+//! too). INT8 needs a calibration set, which avaction does not provide, so it
 //! is refused with a message saying so.
 //!
 //! ```
@@ -64,7 +64,7 @@ pub(crate) trait EngineProvider: Send + Sync {
     fn load(&self, plan: &[u8], bundle: &Bundle) -> Result<Box<dyn Backend>>;
 }
 
-/// Where [`prepare`] got the engine.
+/// Where [`build_engines`] got an engine.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EngineSource {
     /// Found in the cache.
@@ -122,7 +122,7 @@ pub fn input_shapes(bundle: &Bundle) -> Vec<InputShape> {
         .collect()
 }
 
-fn check_precision(precision: Precision) -> Result<()> {
+pub(crate) fn check_precision(precision: Precision) -> Result<()> {
     if precision == Precision::Int8 {
         return Err(err!(
             Config,
@@ -157,6 +157,23 @@ pub(crate) fn engine_key(
     )
 }
 
+/// The GPU, the ONNX bytes of `graph` and the engine's cache key; refuses INT8 and
+/// reports a missing TensorRT as [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable).
+fn keyed(
+    provider: &dyn EngineProvider,
+    graph: &Path,
+    shapes: &[InputShape],
+    precision: Precision,
+) -> Result<(GpuInfo, Vec<u8>, EngineKey)> {
+    check_precision(precision)?;
+    let gpu = provider
+        .gpu()
+        .map_err(|reason| err!(Unavailable, "tensorrt: {reason}"))?;
+    let onnx = std::fs::read(graph).map_err(|e| Error::io(graph, e))?;
+    let key = engine_key(&onnx, &gpu, shapes, precision);
+    Ok((gpu, onnx, key))
+}
+
 /// Finds the engine for `graph` in the cache, or builds and stores it. `force`
 /// rebuilds even on a hit.
 pub(crate) fn prepare_with(
@@ -166,12 +183,7 @@ pub(crate) fn prepare_with(
     opts: &EngineOptions,
     force: bool,
 ) -> Result<PreparedEngine> {
-    check_precision(opts.precision)?;
-    let gpu = provider
-        .gpu()
-        .map_err(|reason| err!(Unavailable, "tensorrt: {reason}"))?;
-    let onnx = std::fs::read(graph).map_err(|e| Error::io(graph, e))?;
-    let key = engine_key(&onnx, &gpu, shapes, opts.precision);
+    let (gpu, onnx, key) = keyed(provider, graph, shapes, opts.precision)?;
     let path = opts.cache.path(&key);
     let replaced = match opts.cache.load(&key)? {
         Lookup::Hit(plan) if !force => {
@@ -216,44 +228,66 @@ pub(crate) fn prepare_with(
     })
 }
 
-/// Prepares and loads the bundle's engine. A cached engine that TensorRT refuses to
-/// load (e.g. after a driver change) is deleted and rebuilt once.
+/// What the cache held for a bundle, without building anything.
+pub(crate) enum Cached {
+    /// A valid engine, loaded.
+    Loaded(Box<dyn Backend>),
+    /// No usable file (none, stale or corrupt; the cache deletes the last two).
+    Missing,
+    /// A valid file TensorRT refused to load (e.g. after a driver change); it has been
+    /// deleted so the next build replaces it. The error says why it was refused.
+    Refused(Error),
+}
+
+/// Loads the bundle's engine from the cache if there is one: one read of the ONNX file
+/// and of the engine file, no build.
+pub(crate) fn open_cached(
+    provider: &dyn EngineProvider,
+    bundle: &Bundle,
+    opts: &EngineOptions,
+) -> Result<Cached> {
+    let (_, _, key) = keyed(
+        provider,
+        &bundle.graph,
+        &input_shapes(bundle),
+        opts.precision,
+    )?;
+    let Lookup::Hit(plan) = opts.cache.load(&key)? else {
+        return Ok(Cached::Missing);
+    };
+    let path = opts.cache.path(&key);
+    match provider.load(&plan, bundle) {
+        Ok(backend) => {
+            log::info!(
+                "tensorrt: engine for {} from {}",
+                bundle.graph.display(),
+                path.display()
+            );
+            Ok(Cached::Loaded(backend))
+        }
+        Err(e) => {
+            log::warn!(
+                "tensorrt: cached engine {} does not load ({e}); deleting it",
+                path.display()
+            );
+            std::fs::remove_file(&path).map_err(|io| Error::io(&path, io))?;
+            Ok(Cached::Refused(e))
+        }
+    }
+}
+
+/// Loads the bundle's engine from the cache, or builds, stores and loads it now. A
+/// cached engine that TensorRT refuses to load is deleted and rebuilt once.
 pub(crate) fn open_with(
     provider: &dyn EngineProvider,
     bundle: &Bundle,
     opts: &EngineOptions,
 ) -> Result<Box<dyn Backend>> {
-    let shapes = input_shapes(bundle);
-    let prepared = prepare_with(provider, &bundle.graph, &shapes, opts, false)?;
-    match provider.load(&prepared.plan, bundle) {
-        Ok(backend) => Ok(backend),
-        Err(e) if prepared.source == EngineSource::Cache => {
-            log::warn!(
-                "tensorrt: cached engine {} does not load ({e}); deleting and rebuilding it",
-                prepared.path.display()
-            );
-            std::fs::remove_file(&prepared.path).map_err(|io| Error::io(&prepared.path, io))?;
-            let rebuilt = prepare_with(provider, &bundle.graph, &shapes, opts, true)?;
-            provider.load(&rebuilt.plan, bundle)
-        }
-        Err(e) => Err(e),
+    if let Cached::Loaded(backend) = open_cached(provider, bundle, opts)? {
+        return Ok(backend);
     }
-}
-
-/// Whether the cache holds a valid engine for the bundle (no build, no load).
-pub(crate) fn is_cached(
-    provider: &dyn EngineProvider,
-    bundle: &Bundle,
-    opts: &EngineOptions,
-) -> bool {
-    let Ok(gpu) = provider.gpu() else {
-        return false;
-    };
-    let Ok(onnx) = std::fs::read(&bundle.graph) else {
-        return false;
-    };
-    let key = engine_key(&onnx, &gpu, &input_shapes(bundle), opts.precision);
-    matches!(opts.cache.load(&key), Ok(Lookup::Hit(_)))
+    let prepared = prepare_with(provider, &bundle.graph, &input_shapes(bundle), opts, false)?;
+    provider.load(&prepared.plan, bundle)
 }
 
 /// TensorRT on this machine: the provider the runtime uses.

@@ -380,6 +380,36 @@ fn auto_on_a_cache_miss_serves_tract_builds_in_the_background_and_switches() {
 }
 
 #[test]
+fn auto_rebuilds_a_refused_cached_engine_in_the_background_while_tract_serves() {
+    let b = bundle();
+    let cache = temp_cache("refused-auto");
+    let mut fake = Fake::new();
+    fake.build_delay = Duration::from_millis(300);
+    let fake = Arc::new(fake);
+    prepare_with(
+        fake.as_ref(),
+        &b.graph,
+        &input_shapes(&b),
+        &options(&cache, Precision::Fp16),
+        false,
+    )
+    .unwrap();
+    fake.refuse_loads.store(1, Ordering::SeqCst);
+    let (mut backend, status) = open_backend(
+        &b,
+        &backend_options(BackendChoice::Auto, &cache),
+        fake.clone(),
+    )
+    .unwrap();
+    assert_eq!(backend.name(), "tract", "no foreground rebuild");
+    assert!(status.pending().unwrap().contains("preparing"));
+    run_until_settled(&mut backend, &status, &b);
+    assert_eq!(backend.name(), "tensorrt");
+    assert_eq!(fake.builds.load(Ordering::SeqCst), 2);
+    std::fs::remove_dir_all(cache.dir()).ok();
+}
+
+#[test]
 fn auto_keeps_tract_when_the_engine_disagrees_with_it() {
     let b = bundle();
     let cache = temp_cache("disagree");
