@@ -142,7 +142,7 @@ impl RuntimeBuilder {
     /// Applies a device profile (`targets/*.toml`): its backend order, precision and
     /// threads, camera caps, window stride and flow estimator.
     pub fn target(mut self, target: &crate::target::Target) -> Result<Self> {
-        self.camera = target.camera_caps();
+        self.camera = Some(target.capture.clone());
         Ok(self
             .backend(target.backend_choice()?)
             .precision(target.precision()?)

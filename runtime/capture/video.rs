@@ -52,10 +52,12 @@ pub struct VideoConfig {
 }
 
 /// How a target profile captures from its cameras (`[capture]` in `targets/*.toml`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CameraCaps {
     /// Element for CSI sensors (V4L2 name starting `vi-output`, as on Jetson), which
     /// V4L2 alone cannot debayer: `nvarguscamerasrc`. `None`: `v4l2src` for every camera.
+    #[serde(default)]
     pub csi_element: Option<String>,
     /// Requested width, height and frame rate from CSI sensors (0: the element's default).
     pub width: u32,

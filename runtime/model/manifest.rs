@@ -116,7 +116,7 @@ pub struct InputSpec {
     /// Element type; only `float32` is supported.
     #[serde(default = "default_dtype")]
     pub dtype: String,
-    /// Per-channel mean (image, flow: 3 values in [0,1] units; logmel: 1 value).
+    /// Per-channel mean (image, flow: 3 values in 0..1 units; logmel: 1 value).
     pub mean: Vec<f32>,
     /// Per-channel standard deviation, same layout as `mean`.
     pub std: Vec<f32>,

@@ -55,8 +55,8 @@ pub struct Target {
     pub device_tree_match: Vec<String>,
     /// Backend settings.
     pub backend: TargetBackend,
-    /// Camera capture settings.
-    pub capture: TargetCapture,
+    /// Camera capture settings (`[capture]`).
+    pub capture: CameraCaps,
     /// Window settings.
     pub window: TargetWindow,
     /// Optical-flow settings.
@@ -74,22 +74,6 @@ pub struct TargetBackend {
     pub precision: String,
     /// Threads tract may use for one inference (1..=64).
     pub threads: usize,
-}
-
-/// `[capture]` of a profile: how live cameras are read.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TargetCapture {
-    /// GStreamer element for CSI sensors (Jetson: `nvarguscamerasrc`); absent: every
-    /// camera through `v4l2src`.
-    #[serde(default)]
-    pub csi_element: Option<String>,
-    /// Width requested from CSI sensors (0: the element's default).
-    pub width: u32,
-    /// Height requested from CSI sensors (0: the element's default).
-    pub height: u32,
-    /// Frame rate requested from CSI sensors (0: the element's default).
-    pub fps: u32,
 }
 
 /// `[window]` of a profile.
@@ -221,16 +205,6 @@ impl Target {
         self.backend.precision.parse()
     }
 
-    /// What to ask live cameras for.
-    pub fn camera_caps(&self) -> Option<CameraCaps> {
-        Some(CameraCaps {
-            csi_element: self.capture.csi_element.clone(),
-            width: self.capture.width,
-            height: self.capture.height,
-            fps: self.capture.fps,
-        })
-    }
-
     fn validate(&self, origin: &str) -> Result<()> {
         let fail = |what: String| err!(Config, "target profile {origin}: {what}");
         self.backend_choice()
@@ -341,22 +315,18 @@ mod tests {
         use crate::capture::video::camera_description;
         let nano = Target::builtin("jetson-orin-nano").unwrap();
         assert_eq!(nano.precision().unwrap(), Precision::Fp16);
-        let caps = nano.camera_caps();
+        let caps = Some(&nano.capture);
         assert_eq!(
-            camera_description(caps.as_ref(), "/dev/video1", "vi-output, imx219 9-0010"),
+            camera_description(caps, "/dev/video1", "vi-output, imx219 9-0010"),
             "nvarguscamerasrc sensor-id=1 ! video/x-raw(memory:NVMM),width=1280,height=720,framerate=30/1 ! nvvidconv"
         );
         assert_eq!(
-            camera_description(caps.as_ref(), "/dev/video0", "HD Pro Webcam C920"),
+            camera_description(caps, "/dev/video0", "HD Pro Webcam C920"),
             "v4l2src device=\"/dev/video0\""
         );
         let cpu = Target::builtin("cpu").unwrap();
         assert_eq!(
-            camera_description(
-                cpu.camera_caps().as_ref(),
-                "/dev/video0",
-                "vi-output, imx219"
-            ),
+            camera_description(Some(&cpu.capture), "/dev/video0", "vi-output, imx219"),
             "v4l2src device=\"/dev/video0\""
         );
     }
