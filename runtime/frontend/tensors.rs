@@ -62,50 +62,20 @@ impl InputAssembler {
                     }
                 }
                 Frontend::Flow if !window.flow_uv.is_empty() => {
-                    if window.flow_uv.len() != tensor.data.len() {
-                        return Err(err!(
-                            Model,
-                            "window has {} float flow values, flow input needs {}",
-                            window.flow_uv.len(),
-                            tensor.data.len()
-                        ));
-                    }
-                    for (field, out) in window
-                        .flow_uv
-                        .chunks_exact(2 * px)
-                        .zip(tensor.data.chunks_exact_mut(2 * px))
-                    {
-                        for c in 0..2 {
-                            let (m, s) = (norm.mean[c], norm.std[c]);
-                            let src = &field[c * px..(c + 1) * px];
-                            for (o, &v) in out[c * px..(c + 1) * px].iter_mut().zip(src) {
-                                *o = (v - m) / s;
-                            }
-                        }
-                    }
+                    normalize_planes(
+                        &window.flow_uv,
+                        &mut tensor.data,
+                        2,
+                        px,
+                        norm,
+                        "float flow",
+                        |v| v,
+                    )?;
                 }
                 Frontend::Flow => {
-                    if window.flow.len() != tensor.data.len() {
-                        return Err(err!(
-                            Model,
-                            "window has {} flow values, flow input needs {}",
-                            window.flow.len(),
-                            tensor.data.len()
-                        ));
-                    }
-                    for (field, out) in window
-                        .flow
-                        .chunks_exact(3 * px)
-                        .zip(tensor.data.chunks_exact_mut(3 * px))
-                    {
-                        for c in 0..3 {
-                            let (m, s) = (norm.mean[c], norm.std[c]);
-                            let src = &field[c * px..(c + 1) * px];
-                            for (o, &v) in out[c * px..(c + 1) * px].iter_mut().zip(src) {
-                                *o = (v as f32 / 255.0 - m) / s;
-                            }
-                        }
-                    }
+                    normalize_planes(&window.flow, &mut tensor.data, 3, px, norm, "flow", |v| {
+                        v as f32 / 255.0
+                    })?;
                 }
                 Frontend::Logmel => {
                     if window.logmel.len() != tensor.data.len() {
@@ -125,4 +95,36 @@ impl InputAssembler {
         }
         Ok(&self.tensors)
     }
+}
+
+/// `(value(v) - mean[c]) / std[c]` for planar fields of `channels` planes of `px`
+/// values each, `src` and `out` laid out alike; `what` names the window part in errors.
+fn normalize_planes<T: Copy>(
+    src: &[T],
+    out: &mut [f32],
+    channels: usize,
+    px: usize,
+    norm: &ImageNormalize,
+    what: &str,
+    value: impl Fn(T) -> f32,
+) -> Result<()> {
+    if src.len() != out.len() {
+        return Err(err!(
+            Model,
+            "window has {} {what} values, flow input needs {}",
+            src.len(),
+            out.len()
+        ));
+    }
+    let plane = channels * px;
+    for (field, out) in src.chunks_exact(plane).zip(out.chunks_exact_mut(plane)) {
+        for c in 0..channels {
+            let (m, s) = (norm.mean[c], norm.std[c]);
+            let src = &field[c * px..(c + 1) * px];
+            for (o, &v) in out[c * px..(c + 1) * px].iter_mut().zip(src) {
+                *o = (value(v) - m) / s;
+            }
+        }
+    }
+    Ok(())
 }
