@@ -36,7 +36,7 @@ fn tract_matches_pytorch_goldens() {
     let dir = bundle.dir.join("golden");
     let golden: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("golden.json")).unwrap()).unwrap();
-    let mut backend = TractBackend::load(&bundle, 1).expect("tract loads the model");
+    let mut backend = TractBackend::load(&bundle.graph(), 1).expect("tract loads the model");
 
     // 1. normalised inputs -> logits
     let inputs: Vec<Tensor> = bundle
@@ -59,7 +59,7 @@ fn tract_matches_pytorch_goldens() {
     println!("tract vs pytorch logits: max abs diff {d:e}");
     assert!(d <= 1e-4, "logits differ by {d}");
     // Target profiles give tract a thread pool: same logits with 3 threads.
-    let mut pooled = TractBackend::load(&bundle, 3).expect("tract with 3 threads");
+    let mut pooled = TractBackend::load(&bundle.graph(), 3).expect("tract with 3 threads");
     let d3 = max_abs_diff(&pooled.run(&inputs).expect("inference").data, &expected);
     println!("tract (3 threads) vs pytorch logits: max abs diff {d3:e}");
     assert!(d3 <= 1e-4, "logits with 3 threads differ by {d3}");
@@ -80,6 +80,9 @@ fn tract_matches_pytorch_goldens() {
         audio_start: Some(0),
         skew_ns: Some(0),
         audio_missing: 0,
+        first_frame: 0,
+        audio_slots: 0..64,
+        audio_index: 0,
         video_complete_at: std::time::Instant::now(),
     };
     let mut assembler = InputAssembler::new(&bundle.manifest);

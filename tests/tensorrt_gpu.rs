@@ -79,7 +79,7 @@ fn tensorrt_matches_tract_on_the_shipped_model() {
         opts.engine.precision = precision;
         opts.engine.cache = EngineCache::new(&cache);
         let t0 = Instant::now();
-        let (b, _) = backend::open(&bundle, &opts).expect("open");
+        let (b, _) = backend::open(&bundle.graph(), &opts).expect("open");
         (b, t0.elapsed().as_secs_f64())
     };
     let (mut tract, _) = open(BackendChoice::Tract, Precision::Fp32);

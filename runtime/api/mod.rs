@@ -8,7 +8,7 @@ mod stats;
 pub use stats::Stats;
 
 use crate::backend::engine_cache::{EngineCache, Precision};
-use crate::backend::{self, BackendChoice, BackendOptions};
+use crate::backend::{BackendChoice, BackendOptions, ModelRunner};
 use crate::capture::audio::Microphone;
 use crate::capture::video::VideoCapture;
 use crate::capture::{AudioSource, CaptureEvent, CaptureStats, VideoSource};
@@ -189,7 +189,7 @@ impl RuntimeBuilder {
             .ok_or_else(|| err!(Config, "no model given: call .model(\"models/<name>\")"))?;
         let bundle = Bundle::load(&model_dir)?;
         let m = &bundle.manifest;
-        let (backend, backend_status) = backend::open(&bundle, &self.backend)?;
+        let (backend, backend_status) = ModelRunner::open(&bundle, &self.backend)?;
         let backend_name = backend.name();
         log::info!("model {} {} on {backend_name}", m.name, m.version);
 
@@ -512,7 +512,7 @@ impl Sink {
 struct InferenceContext {
     assembler: InputAssembler,
     decoder: Decoder,
-    backend: Box<dyn backend::Backend>,
+    backend: ModelRunner,
     out: Sink,
     timeline: Timeline,
     live: bool,
@@ -533,7 +533,7 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
         let logits = match ctx
             .assembler
             .fill(&window)
-            .and_then(|inputs| ctx.backend.run(inputs))
+            .and_then(|inputs| ctx.backend.run(&window, inputs))
         {
             Ok(t) => t,
             Err(e) => {
@@ -542,6 +542,7 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
             }
         };
         shared.add_inference(t0.elapsed());
+        shared.set_tokens(ctx.backend.token_counts());
         let latency_ms = if ctx.live {
             (ctx.timeline.now() - window.t_last_frame) as f64 / 1e6
         } else {

@@ -59,6 +59,10 @@ pub struct Stats {
     pub frontend_ms_per_frame: f64,
     /// Mean inference time (normalise + backend) per window, ms.
     pub inference_ms_per_window: f64,
+    /// Staged models: tokens the encoders computed (new frames, fields, mel segments).
+    pub tokens_computed: u64,
+    /// Staged models: tokens taken from the rings instead of recomputed.
+    pub tokens_reused: u64,
     /// Why the run is degraded (e.g. video-only), if it is.
     pub degraded: Option<String>,
 }
@@ -99,6 +103,8 @@ pub(crate) struct Shared {
     windows_run: AtomicU64,
     frontend_ns: AtomicU64,
     inference_ns: AtomicU64,
+    tokens_computed: AtomicU64,
+    tokens_reused: AtomicU64,
     window_stats: Mutex<WindowStats>,
     recent: Mutex<Recent>,
     error: Mutex<Option<Error>>,
@@ -121,6 +127,8 @@ impl Shared {
             windows_run: AtomicU64::new(0),
             frontend_ns: AtomicU64::new(0),
             inference_ns: AtomicU64::new(0),
+            tokens_computed: AtomicU64::new(0),
+            tokens_reused: AtomicU64::new(0),
             window_stats: Mutex::new(WindowStats::default()),
             recent: Mutex::new(Recent::default()),
             error: Mutex::new(None),
@@ -144,6 +152,11 @@ impl Shared {
     pub(crate) fn add_frontend(&self, d: Duration) {
         self.frontend_ns
             .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_tokens(&self, (computed, reused): (u64, u64)) {
+        self.tokens_computed.store(computed, Ordering::Relaxed);
+        self.tokens_reused.store(reused, Ordering::Relaxed);
     }
 
     pub(crate) fn add_inference(&self, d: Duration) {
@@ -192,6 +205,8 @@ impl Shared {
             skew_max_abs_ms: r.skew_ms.iter().fold(0.0, |m: f64, s| m.max(s.abs())),
             frontend_ms_per_frame: load(&self.frontend_ns) as f64 / 1e6 / ws.frames.max(1) as f64,
             inference_ms_per_window: load(&self.inference_ns) as f64 / 1e6 / windows.max(1) as f64,
+            tokens_computed: load(&self.tokens_computed),
+            tokens_reused: load(&self.tokens_reused),
             degraded: self.degraded.clone(),
         }
     }

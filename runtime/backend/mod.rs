@@ -4,17 +4,42 @@
 //! TensorRT engine builds in the background.
 
 pub mod engine_cache;
+pub mod staged;
 pub mod switch;
 pub mod tensorrt;
 pub mod tract;
 
+pub use staged::ModelRunner;
 pub use switch::{BackendStatus, BackendSwitch};
 
-use crate::model::Bundle;
 use crate::{err, Result};
 use engine_cache::Precision;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+/// A graph input's or output's name and fixed shape (from the manifest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorShape {
+    /// The ONNX name.
+    pub name: String,
+    /// Its dimensions, batch first.
+    pub dims: Vec<usize>,
+}
+
+/// One ONNX graph a backend runs, as the manifest declares it: the file, the inputs in
+/// the order the runtime passes them, and the one output. A single-graph bundle has one
+/// ([`Bundle::graph`](crate::model::Bundle::graph)); a staged bundle one per stage
+/// ([`Bundle::runtime_graphs`](crate::model::Bundle::runtime_graphs)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Graph {
+    /// The ONNX file.
+    pub path: PathBuf,
+    /// Inputs, in the order [`Backend::run`] receives them.
+    pub inputs: Vec<TensorShape>,
+    /// The output.
+    pub output: TensorShape,
+}
 
 /// A dense float32 tensor in row-major order.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,7 +122,7 @@ pub fn tensorrt_unavailable_reason() -> Option<String> {
     tensorrt::availability().err()
 }
 
-/// Opens the bundle's model as `opts` say and returns it with its status (what
+/// Opens one graph of a bundle as `opts` say and returns it with its status (what
 /// serves, what is being prepared, the switch once it happens).
 ///
 /// - `tract`: tract on the CPU.
@@ -109,14 +134,14 @@ pub fn tensorrt_unavailable_reason() -> Option<String> {
 ///   switches to TensorRT between windows once the engine's output agrees with
 ///   tract's (relative difference at most 1e-2 for FP16, 1e-3 for FP32).
 pub fn open(
-    bundle: &Bundle,
+    graph: &Graph,
     opts: &BackendOptions,
 ) -> Result<(Box<dyn Backend>, Arc<BackendStatus>)> {
-    open_with(bundle, opts, tensorrt::provider())
+    open_with(graph, opts, tensorrt::provider())
 }
 
 pub(crate) fn open_with(
-    bundle: &Bundle,
+    graph: &Graph,
     opts: &BackendOptions,
     provider: Arc<dyn tensorrt::EngineProvider>,
 ) -> Result<(Box<dyn Backend>, Arc<BackendStatus>)> {
@@ -125,7 +150,7 @@ pub(crate) fn open_with(
         (backend, status)
     };
     let tract = || -> Result<Box<dyn Backend>> {
-        Ok(Box::new(tract::TractBackend::load(bundle, opts.threads)?))
+        Ok(Box::new(tract::TractBackend::load(graph, opts.threads)?))
     };
     match opts.choice {
         BackendChoice::Tract => Ok(settled(tract()?)),
@@ -135,7 +160,7 @@ pub(crate) fn open_with(
                 .map_err(|reason| err!(Unavailable, "tensorrt: {reason}"))?;
             Ok(settled(tensorrt::open_with(
                 provider.as_ref(),
-                bundle,
+                graph,
                 &opts.engine,
             )?))
         }
@@ -152,7 +177,7 @@ pub(crate) fn open_with(
             // A cached engine serves from the first window. Anything else (none, or
             // one TensorRT refuses, or an unreadable cache) is rebuilt in the
             // background below, where a second failure is reported in the status.
-            let unusable = match tensorrt::open_cached(provider.as_ref(), bundle, &opts.engine) {
+            let unusable = match tensorrt::open_cached(provider.as_ref(), graph, &opts.engine) {
                 Ok(tensorrt::Cached::Loaded(b)) => return Ok(settled(b)),
                 Ok(tensorrt::Cached::Missing) => None,
                 Ok(tensorrt::Cached::Refused(e)) | Err(e) => Some(e),
@@ -167,13 +192,12 @@ pub(crate) fn open_with(
             } else {
                 1e-2
             };
-            let (bundle, engine) = (bundle.clone(), opts.engine.clone());
+            let (graph, engine) = (graph.clone(), opts.engine.clone());
             let job = Box::new(move |cancel: &AtomicBool| {
-                let shapes = tensorrt::input_shapes(&bundle);
                 let prepared = tensorrt::prepare_with(
                     provider.as_ref(),
-                    &bundle.graph,
-                    &shapes,
+                    &graph.path,
+                    &graph.inputs,
                     &engine,
                     false,
                 )?;
@@ -183,7 +207,7 @@ pub(crate) fn open_with(
                         "runtime stopped before the engine was loaded"
                     ));
                 }
-                provider.load(&prepared.plan, &bundle)
+                provider.load(&prepared.plan, &graph)
             });
             let switching =
                 switch::Switching::start(current, "tensorrt", tolerance, status.clone(), job)?;

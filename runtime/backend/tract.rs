@@ -1,8 +1,7 @@
 //! The tract backend: the ONNX graph is loaded once, its inputs checked against the
 //! manifest, optimised into a plan, and run many times on the CPU.
 
-use super::Backend;
-use crate::model::Bundle;
+use super::{Backend, Graph};
 use crate::{err, Result};
 use tract_linalg::multithread::{multithread_tract_scope, Executor};
 use tract_onnx::prelude::*;
@@ -26,16 +25,16 @@ impl std::fmt::Debug for TractBackend {
 }
 
 impl TractBackend {
-    /// Loads, checks and optimises the bundle's graph. An input whose declared ONNX
-    /// shape disagrees with the manifest is refused, naming the input and both shapes.
+    /// Loads, checks and optimises a graph. An input whose declared ONNX shape
+    /// disagrees with the manifest is refused, naming the input and both shapes.
     /// `threads` > 1 gives the matrix products a private pool of that many threads.
-    pub fn load(bundle: &Bundle, threads: usize) -> Result<TractBackend> {
-        let path = &bundle.graph;
+    pub fn load(graph: &Graph, threads: usize) -> Result<TractBackend> {
+        let path = &graph.path;
         let fail = |what: &str, e: TractError| err!(Backend, "{}: {what}: {e:#}", path.display());
         let mut model = tract_onnx::onnx()
             .model_for_path(path)
             .map_err(|e| fail("cannot read ONNX model", e))?;
-        let inputs = &bundle.manifest.inputs;
+        let inputs = &graph.inputs;
         let onnx_inputs = model.input_outlets().map_err(|e| fail("inputs", e))?.len();
         if onnx_inputs != inputs.len() {
             return Err(err!(
@@ -59,10 +58,10 @@ impl TractBackend {
             let fact = model.input_fact(ix).map_err(|e| fail("input fact", e))?;
             if let Some(dims) = fact.shape.concretize() {
                 let declared: Vec<Option<i64>> = dims.iter().map(|d| d.to_i64().ok()).collect();
-                let matches = declared.len() == spec.shape.len()
+                let matches = declared.len() == spec.dims.len()
                     && declared
                         .iter()
-                        .zip(&spec.shape)
+                        .zip(&spec.dims)
                         .all(|(d, m)| d.is_none_or(|d| d == *m as i64));
                 if !matches {
                     let shown: Vec<String> = declared
@@ -75,12 +74,12 @@ impl TractBackend {
                         path.display(),
                         spec.name,
                         shown.join(", "),
-                        spec.shape
+                        spec.dims
                     ));
                 }
             }
             model = model
-                .with_input_fact(ix, f32::fact(&spec.shape).into())
+                .with_input_fact(ix, f32::fact(&spec.dims).into())
                 .map_err(|e| fail("setting input shape", e))?;
         }
         let typed = model
@@ -88,20 +87,20 @@ impl TractBackend {
             .map_err(|e| fail("cannot optimise (shapes or unsupported operator)", e))?;
         let out_fact = typed.output_fact(0).map_err(|e| fail("output", e))?;
         let out_shape: Option<Vec<usize>> = out_fact.shape.as_concrete().map(|s| s.to_vec());
-        if out_shape.as_deref() != Some(&bundle.manifest.output.shape[..]) {
+        if out_shape.as_deref() != Some(&graph.output.dims[..]) {
             return Err(err!(
                 Model,
                 "{}: output has shape {:?} in the graph but {:?} in the manifest",
                 path.display(),
                 out_shape,
-                bundle.manifest.output.shape
+                graph.output.dims
             ));
         }
         let plan = TypedSimplePlan::new(typed).map_err(|e| fail("cannot plan", e))?;
         let state = TypedSimpleState::new(&plan).map_err(|e| fail("cannot make state", e))?;
         Ok(TractBackend {
             state,
-            input_shapes: inputs.iter().map(|i| i.shape.clone()).collect(),
+            input_shapes: inputs.iter().map(|i| i.dims.clone()).collect(),
             output: 0,
             executor: if threads > 1 {
                 Executor::multithread_with_name(threads.min(64), "avaction-tract")

@@ -292,6 +292,12 @@ fn run(args: RunArgs) -> Result<()> {
                 stats.windows_skipped, stats.latency_p50_ms, stats.latency_p99_ms, stats.skew_p50_ms,
                 stats.skew_max_abs_ms, stats.frontend_ms_per_frame, stats.inference_ms_per_window, stats.backend
             );
+            if stats.tokens_computed + stats.tokens_reused > 0 {
+                eprintln!(
+                    "stages: {} tokens computed, {} reused from the rings",
+                    stats.tokens_computed, stats.tokens_reused
+                );
+            }
             if let Some(s) = &stats.backend_switch {
                 eprintln!(
                     "backend: switched from {} to {} after {} windows ({:.1} s), outputs agreed within {:.1e}",

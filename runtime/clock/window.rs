@@ -70,6 +70,16 @@ pub struct Window {
     pub skew_ns: Option<Nanos>,
     /// Log-mel frames that had no audio and hold silence instead.
     pub audio_missing: usize,
+    /// Stream number of the window's first frame (0 for the first frame of the stream):
+    /// frame `k` of the window is frame `first_frame + k`, and flow field `k` (between
+    /// frames `k` and `k + 1`) belongs to frame `first_frame + k + 1`. Staged models cache
+    /// per-frame work by these numbers.
+    pub first_frame: u64,
+    /// Which log-mel slots of the window hold real audio (the rest hold silence).
+    pub audio_slots: std::ops::Range<usize>,
+    /// Stream number of the mel frame in slot `audio_slots.start` (mel frames are
+    /// numbered from 0 as the filterbank makes them).
+    pub audio_index: u64,
     /// When the window's video part was complete (for latency).
     pub video_complete_at: Instant,
 }
@@ -315,6 +325,9 @@ impl WindowScheduler {
             audio_start: None,
             skew_ns: None,
             audio_missing: 0,
+            first_frame: self.frames_seen - t as u64,
+            audio_slots: 0..0,
+            audio_index: 0,
             video_complete_at: Instant::now(),
         };
         self.windows_made += 1;
@@ -411,6 +424,8 @@ impl WindowScheduler {
                     w.logmel[k * bins..(k + 1) * bins].copy_from_slice(v);
                     used += 1;
                 }
+                w.audio_slots = k0..k0 + used;
+                w.audio_index = self.mel_out - self.mel.len() as u64 + first as u64;
                 let start = t0 - k0 as Nanos * period;
                 w.audio_start = Some(start);
                 w.skew_ns = Some(start - w.t_start);

@@ -2,6 +2,8 @@
 //! [`Event`]s (onset/offset with enter/exit hysteresis and a minimum duration), for
 //! single-label (softmax) and multi-label (sigmoid) heads.
 
+pub mod vocabulary;
+
 use crate::clock::{Nanos, NANOS_PER_SEC};
 use crate::model::{DecoderConfig, DecoderKind};
 use serde::Serialize;

@@ -34,10 +34,86 @@ pub struct Manifest {
     pub video: Option<VideoSpec>,
     /// Model inputs and the frontend that fills each.
     pub inputs: Vec<InputSpec>,
-    /// The model's one output (class scores).
+    /// The model's one output: class scores `[1, classes]`, or window embeddings
+    /// `[1, dim]` / `[1, branches, dim]` matched against label embeddings (`[vocabulary]`).
     pub output: OutputSpec,
+    /// Staged execution: per-frame / per-segment encoders and a head (see [`StagesSpec`]);
+    /// absent: the single graph runs on every window.
+    #[serde(default)]
+    pub stages: Option<StagesSpec>,
+    /// Open vocabulary: labels are sentences matched to the output embeddings by cosine
+    /// similarity (see [`VocabularySpec`]); absent: the output holds one score per label.
+    #[serde(default)]
+    pub vocabulary: Option<VocabularySpec>,
     /// How scores become predictions and events.
     pub decoder: DecoderConfig,
+}
+
+/// The `[stages]` table: the model split so that work done for a frame is done once.
+/// Each encoder turns one frame (image), one flow field (flow) or one segment of
+/// `segment` log-mel frames (logmel) into a token of `dim` values; the runtime keeps
+/// tokens in rings keyed by frame number or mel-frame number, runs the encoders only on
+/// what is new in a window, and runs `head` on the tokens of the whole window every hop.
+/// The encoder graphs read `image [1, C, H, W]` or `logmel [1, segment, bins]` and
+/// write `token [1, dim]`; the head reads one `[1, n, dim]` input per encoder (named
+/// `tokens`), in encoder order, and writes the model output. `graph` stays the
+/// equivalent single graph (tests check staged == single).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StagesSpec {
+    /// Per-frame / per-segment encoders, one per model input.
+    pub encoders: Vec<EncoderSpec>,
+    /// The head's ONNX file, relative to the bundle folder.
+    pub head: String,
+}
+
+/// One encoder of a staged model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderSpec {
+    /// The model input (`[[inputs]] name`) it encodes.
+    pub input: String,
+    /// Its ONNX file, relative to the bundle folder.
+    pub graph: String,
+    /// The head input its tokens fill.
+    pub tokens: String,
+    /// Values per token.
+    pub dim: usize,
+    /// Logmel only: mel frames per token (the window's mel frames must be a multiple).
+    #[serde(default)]
+    pub segment: Option<usize>,
+}
+
+/// The `[vocabulary]` table of an open-vocabulary model: each label of the labels file
+/// is a sentence, embedded by all-MiniLM-L6-v2; `embeddings` holds those embeddings
+/// precomputed (so the model runs without the text model). The output holds one window
+/// embedding per branch; each branch scores label `j` as
+/// `softmax_j(cos(embedding, text_j) / temperature)`, and a label's probability is the
+/// weighted sum over branches, with `weight_base` for the bundle's labels and
+/// `weight_novel` for labels added at run time (MOV's `P = β·P_f + (1-β)·P_v`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VocabularySpec {
+    /// Text model the embeddings come from (`all-MiniLM-L6-v2`).
+    pub text_model: String,
+    /// Float32 little-endian `[labels, dim]` file, relative to the bundle folder.
+    pub embeddings: String,
+    /// One entry per output branch, in output order.
+    pub branches: Vec<BranchSpec>,
+}
+
+/// One branch of an open-vocabulary output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BranchSpec {
+    /// Name for logs (`fused`, `video`).
+    pub name: String,
+    /// Softmax temperature τ.
+    pub temperature: f32,
+    /// Weight of this branch for the bundle's own labels.
+    pub weight_base: f32,
+    /// Weight of this branch for labels added at run time.
+    pub weight_novel: f32,
 }
 
 /// The rolling window a model sees.
@@ -297,13 +373,24 @@ impl Manifest {
                 "inputs: a model needs an image or flow input (video drives the window)"
             ));
         }
-        if self.output.shape.len() != 2 || self.output.shape[0] != 1 || self.output.shape[1] == 0 {
-            return Err(err!(
-                Model,
-                "output `{}`: shape must be [1, classes], got {:?}",
-                self.output.name,
-                self.output.shape
-            ));
+        match &self.vocabulary {
+            None => {
+                if self.output.shape.len() != 2
+                    || self.output.shape[0] != 1
+                    || self.output.shape[1] == 0
+                {
+                    return Err(err!(
+                        Model,
+                        "output `{}`: shape must be [1, classes], got {:?}",
+                        self.output.name,
+                        self.output.shape
+                    ));
+                }
+            }
+            Some(labels) => labels.validate(&self.output)?,
+        }
+        if let Some(stages) = &self.stages {
+            stages.validate(self)?;
         }
         if let Some(video) = &self.video {
             let [w, h] = video.capture;
@@ -437,6 +524,127 @@ impl Manifest {
     /// The image input's normalisation, if the model has one.
     pub fn image(&self) -> Option<ImageNormalize> {
         self.input(Frontend::Image).map(InputSpec::normalize3)
+    }
+}
+
+impl VocabularySpec {
+    /// Values per embedding.
+    pub fn dim(output: &OutputSpec) -> usize {
+        output.shape.last().copied().unwrap_or(0)
+    }
+
+    fn validate(&self, output: &OutputSpec) -> Result<()> {
+        let n = self.branches.len();
+        let shape_ok = match output.shape.as_slice() {
+            [1, d] => n == 1 && *d > 0,
+            [1, b, d] => *b == n && *d > 0,
+            _ => false,
+        };
+        if n == 0 || !shape_ok {
+            return Err(err!(
+                Model,
+                "output `{}`: with [vocabulary] and {n} branch(es) the shape must be [1, dim] \
+                 (one branch) or [1, {n}, dim], got {:?}",
+                output.name,
+                output.shape
+            ));
+        }
+        for b in &self.branches {
+            if !(b.temperature.is_finite() && b.temperature > 0.0) {
+                return Err(err!(
+                    Model,
+                    "vocabulary.branches `{}`: temperature must be > 0 (got {})",
+                    b.name,
+                    b.temperature
+                ));
+            }
+            for w in [b.weight_base, b.weight_novel] {
+                if !(0.0..=1.0).contains(&w) {
+                    return Err(err!(
+                        Model,
+                        "vocabulary.branches `{}`: weights must be in 0..=1 (got {w})",
+                        b.name
+                    ));
+                }
+            }
+        }
+        let sums = [
+            self.branches.iter().map(|b| b.weight_base).sum::<f32>(),
+            self.branches.iter().map(|b| b.weight_novel).sum::<f32>(),
+        ];
+        if sums.iter().any(|s| (s - 1.0).abs() > 1e-4) {
+            return Err(err!(
+                Model,
+                "vocabulary.branches: weight_base and weight_novel must each sum to 1 over \
+                 the branches (got {} and {})",
+                sums[0],
+                sums[1]
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl StagesSpec {
+    /// The number of tokens encoder `e` gives for one window.
+    pub fn tokens_per_window(&self, manifest: &Manifest, e: &EncoderSpec) -> usize {
+        match manifest.inputs.iter().find(|i| i.name == e.input) {
+            Some(i) if i.frontend == Frontend::Logmel => i.shape[1] / e.segment.unwrap_or(1).max(1),
+            Some(i) => i.shape[1],
+            None => 0,
+        }
+    }
+
+    fn validate(&self, m: &Manifest) -> Result<()> {
+        let bad = |what: String| Err(err!(Model, "stages: {what}"));
+        for input in &m.inputs {
+            let n = self
+                .encoders
+                .iter()
+                .filter(|e| e.input == input.name)
+                .count();
+            if n != 1 {
+                return bad(format!(
+                    "input `{}` needs exactly one encoder (found {n})",
+                    input.name
+                ));
+            }
+        }
+        for (k, e) in self.encoders.iter().enumerate() {
+            let Some(input) = m.inputs.iter().find(|i| i.name == e.input) else {
+                return bad(format!(
+                    "encoder {k}: `input = {:?}` is not a model input",
+                    e.input
+                ));
+            };
+            if e.dim == 0 {
+                return bad(format!("encoder for `{}`: dim must be >= 1", e.input));
+            }
+            if self.encoders[..k].iter().any(|o| o.tokens == e.tokens) {
+                return bad(format!(
+                    "head input `{}` is filled by two encoders",
+                    e.tokens
+                ));
+            }
+            match (input.frontend, e.segment) {
+                (Frontend::Logmel, Some(seg)) if seg > 0 && input.shape[1] % seg == 0 => {}
+                (Frontend::Logmel, seg) => {
+                    return bad(format!(
+                        "encoder for `{}`: segment = {seg:?} must divide the {} mel frames \
+                         of a window",
+                        e.input, input.shape[1]
+                    ))
+                }
+                (_, Some(_)) => {
+                    return bad(format!(
+                        "encoder for `{}`: key `segment` is only valid for a logmel input",
+                        e.input
+                    ))
+                }
+                (_, None) => {}
+            }
+        }
+        Ok(())
     }
 }
 

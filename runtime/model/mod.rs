@@ -5,10 +5,11 @@
 mod manifest;
 
 pub use manifest::{
-    DecoderConfig, DecoderKind, FlowEncodingName, FlowInput, Frontend, InputSpec, LogMelInput,
-    Manifest, OutputSpec, WindowSpec,
+    BranchSpec, DecoderConfig, DecoderKind, EncoderSpec, FlowEncodingName, FlowInput, Frontend,
+    InputSpec, LogMelInput, Manifest, OutputSpec, StagesSpec, VocabularySpec, WindowSpec,
 };
 
+use crate::backend::{Graph, TensorShape};
 use crate::{err, Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -21,8 +22,36 @@ pub struct Bundle {
     pub manifest: Manifest,
     /// The ONNX graph's path.
     pub graph: PathBuf,
-    /// Class labels, index order of the model output.
+    /// Class labels, index order of the model output (sentences for an
+    /// open-vocabulary model).
     pub labels: Vec<String>,
+    /// Open-vocabulary models: the precomputed text embedding of each label,
+    /// `labels.len() * dim` values.
+    pub text_embeddings: Option<Vec<f32>>,
+}
+
+/// One encoder of a staged bundle, with its graph.
+#[derive(Debug, Clone)]
+pub struct EncoderGraph {
+    /// The manifest input it encodes.
+    pub input: InputSpec,
+    /// What it runs on: one frame, flow field or log-mel segment.
+    pub graph: Graph,
+    /// Tokens per window.
+    pub tokens: usize,
+    /// Values per token.
+    pub dim: usize,
+    /// Log-mel frames per token (1 for frames and flow).
+    pub segment: usize,
+}
+
+/// The graphs of a staged bundle: encoders in manifest order, then the head.
+#[derive(Debug, Clone)]
+pub struct StagedGraphs {
+    /// One encoder per model input, in `[[stages.encoders]]` order (the head's input order).
+    pub encoders: Vec<EncoderGraph>,
+    /// The head: one `[1, tokens, dim]` input per encoder, the model output.
+    pub head: Graph,
 }
 
 impl Bundle {
@@ -56,8 +85,26 @@ impl Bundle {
             .filter(|l| !l.is_empty())
             .map(String::from)
             .collect();
+        let text_embeddings = match &manifest.vocabulary {
+            Some(v) => {
+                let dim = VocabularySpec::dim(&manifest.output);
+                let path = dir.join(&v.embeddings);
+                let values = read_f32(&path)?;
+                if values.len() != labels.len() * dim {
+                    return Err(err!(
+                        Model,
+                        "{}: {} values, expected {} labels x {dim} (the output's last dimension)",
+                        path.display(),
+                        values.len(),
+                        labels.len()
+                    ));
+                }
+                Some(values)
+            }
+            None => None,
+        };
         let classes = manifest.output.shape.last().copied().unwrap_or(0);
-        if labels.len() != classes {
+        if text_embeddings.is_none() && labels.len() != classes {
             return Err(err!(
                 Model,
                 "{}: {} labels, but output `{}` has {} classes (shape {:?})",
@@ -78,11 +125,127 @@ impl Bundle {
                 ));
             }
         }
+        if let Some(stages) = &manifest.stages {
+            let files = stages
+                .encoders
+                .iter()
+                .map(|e| ("stages.encoders.graph", &e.graph))
+                .chain([("stages.head", &stages.head)]);
+            for (key, file) in files {
+                if !dir.join(file).is_file() {
+                    return Err(err!(
+                        Model,
+                        "{}: key `{key}` names {}, which does not exist",
+                        manifest_path.display(),
+                        dir.join(file).display()
+                    ));
+                }
+            }
+        }
         Ok(Bundle {
             dir,
             manifest,
             graph,
             labels,
+            text_embeddings,
         })
     }
+
+    /// The single graph: every input of a window, the model output.
+    pub fn graph(&self) -> Graph {
+        let m = &self.manifest;
+        Graph {
+            path: self.graph.clone(),
+            inputs: m
+                .inputs
+                .iter()
+                .map(|i| TensorShape {
+                    name: i.name.clone(),
+                    dims: i.shape.clone(),
+                })
+                .collect(),
+            output: TensorShape {
+                name: m.output.name.clone(),
+                dims: m.output.shape.clone(),
+            },
+        }
+    }
+
+    /// The stage graphs, for a bundle with `[stages]`.
+    pub fn staged(&self) -> Option<StagedGraphs> {
+        let m = &self.manifest;
+        let stages = m.stages.as_ref()?;
+        let mut encoders = Vec::new();
+        let mut head_inputs = Vec::new();
+        for e in &stages.encoders {
+            let input = m.inputs.iter().find(|i| i.name == e.input)?.clone();
+            let segment = e.segment.unwrap_or(1);
+            let (name, dims) = match input.frontend {
+                Frontend::Logmel => ("logmel", vec![1, segment, input.shape[2]]),
+                _ => (
+                    "image",
+                    vec![1, input.shape[2], input.shape[3], input.shape[4]],
+                ),
+            };
+            let tokens = stages.tokens_per_window(m, e);
+            head_inputs.push(TensorShape {
+                name: e.tokens.clone(),
+                dims: vec![1, tokens, e.dim],
+            });
+            encoders.push(EncoderGraph {
+                graph: Graph {
+                    path: self.dir.join(&e.graph),
+                    inputs: vec![TensorShape {
+                        name: name.into(),
+                        dims,
+                    }],
+                    output: TensorShape {
+                        name: "token".into(),
+                        dims: vec![1, e.dim],
+                    },
+                },
+                input,
+                tokens,
+                dim: e.dim,
+                segment,
+            });
+        }
+        let head = Graph {
+            path: self.dir.join(&stages.head),
+            inputs: head_inputs,
+            output: self.graph().output,
+        };
+        Some(StagedGraphs { encoders, head })
+    }
+
+    /// The graphs the runtime runs: each stage of a staged bundle (encoders, then the
+    /// head), else the single graph.
+    pub fn runtime_graphs(&self) -> Vec<Graph> {
+        match self.staged() {
+            Some(s) => s
+                .encoders
+                .into_iter()
+                .map(|e| e.graph)
+                .chain([s.head])
+                .collect(),
+            None => vec![self.graph()],
+        }
+    }
+}
+
+/// Reads a raw little-endian float32 file.
+fn read_f32(path: &Path) -> Result<Vec<f32>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if bytes.len() % 4 != 0 {
+        return Err(err!(
+            Model,
+            "{}: {} bytes is not a whole number of float32 values",
+            path.display(),
+            bytes.len()
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
 }

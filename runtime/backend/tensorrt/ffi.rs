@@ -4,7 +4,8 @@
 
 use std::ffi::{c_char, CStr, CString};
 
-use super::{GpuInfo, InputShape};
+use super::GpuInfo;
+use crate::backend::TensorShape;
 use crate::{err, Result};
 
 #[repr(C)]
@@ -108,7 +109,7 @@ struct CShapes {
 }
 
 impl CShapes {
-    fn new(shapes: &[InputShape]) -> Result<CShapes> {
+    fn new(shapes: &[TensorShape]) -> Result<CShapes> {
         let names = shapes
             .iter()
             .map(|s| {
@@ -187,7 +188,7 @@ pub(super) fn build(
     device: i32,
     onnx: &[u8],
     fp16: bool,
-    shapes: &[InputShape],
+    shapes: &[TensorShape],
 ) -> Result<Vec<u8>> {
     let c = CShapes::new(shapes)?;
     let (names, dims, ranks) = (c.name_ptrs(), c.dim_ptrs(), c.ranks());
@@ -249,7 +250,7 @@ pub(super) struct Engine {
 unsafe impl Send for Engine {}
 
 impl Engine {
-    pub(super) fn load(device: i32, plan: &[u8], shapes: &[InputShape]) -> Result<Engine> {
+    pub(super) fn load(device: i32, plan: &[u8], shapes: &[TensorShape]) -> Result<Engine> {
         let c = CShapes::new(shapes)?;
         let (names, dims, ranks) = (c.name_ptrs(), c.dim_ptrs(), c.ranks());
         let mut errbuf = vec![0u8; ERR_LEN];

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::engine_cache::{EngineCache, EngineKey, Lookup, Precision};
-use super::Backend;
+use super::{Backend, Graph, TensorShape};
 use crate::model::Bundle;
 use crate::{err, Error, Result};
 
@@ -45,23 +45,14 @@ pub struct GpuInfo {
     pub tensorrt_version: String,
 }
 
-/// A graph input's name and fixed shape (from the manifest).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InputShape {
-    /// The ONNX input name.
-    pub name: String,
-    /// Its dimensions, batch first.
-    pub dims: Vec<usize>,
-}
-
 /// Builds and loads engines: TensorRT itself, or a fake in tests.
 pub(crate) trait EngineProvider: Send + Sync {
     /// The GPU and TensorRT version, or why there is none.
     fn gpu(&self) -> std::result::Result<GpuInfo, String>;
     /// Compiles ONNX bytes into a serialised engine.
-    fn build(&self, onnx: &[u8], shapes: &[InputShape], precision: Precision) -> Result<Vec<u8>>;
-    /// Deserialises an engine into a backend for `bundle`'s inputs and output.
-    fn load(&self, plan: &[u8], bundle: &Bundle) -> Result<Box<dyn Backend>>;
+    fn build(&self, onnx: &[u8], shapes: &[TensorShape], precision: Precision) -> Result<Vec<u8>>;
+    /// Deserialises an engine into a backend for `graph`'s inputs and output.
+    fn load(&self, plan: &[u8], graph: &Graph) -> Result<Box<dyn Backend>>;
 }
 
 /// Where [`build_engines`] got an engine.
@@ -109,19 +100,6 @@ impl Default for EngineOptions {
     }
 }
 
-/// The manifest's inputs as names and shapes.
-pub fn input_shapes(bundle: &Bundle) -> Vec<InputShape> {
-    bundle
-        .manifest
-        .inputs
-        .iter()
-        .map(|i| InputShape {
-            name: i.name.clone(),
-            dims: i.shape.clone(),
-        })
-        .collect()
-}
-
 pub(crate) fn check_precision(precision: Precision) -> Result<()> {
     if precision == Precision::Int8 {
         return Err(err!(
@@ -137,7 +115,7 @@ pub(crate) fn check_precision(precision: Precision) -> Result<()> {
 pub(crate) fn engine_key(
     onnx: &[u8],
     gpu: &GpuInfo,
-    shapes: &[InputShape],
+    shapes: &[TensorShape],
     precision: Precision,
 ) -> EngineKey {
     let shapes: Vec<String> = shapes
@@ -162,7 +140,7 @@ pub(crate) fn engine_key(
 fn keyed(
     provider: &dyn EngineProvider,
     graph: &Path,
-    shapes: &[InputShape],
+    shapes: &[TensorShape],
     precision: Precision,
 ) -> Result<(GpuInfo, Vec<u8>, EngineKey)> {
     check_precision(precision)?;
@@ -179,7 +157,7 @@ fn keyed(
 pub(crate) fn prepare_with(
     provider: &dyn EngineProvider,
     graph: &Path,
-    shapes: &[InputShape],
+    shapes: &[TensorShape],
     opts: &EngineOptions,
     force: bool,
 ) -> Result<PreparedEngine> {
@@ -228,7 +206,7 @@ pub(crate) fn prepare_with(
     })
 }
 
-/// What the cache held for a bundle, without building anything.
+/// What the cache held for a graph, without building anything.
 pub(crate) enum Cached {
     /// A valid engine, loaded.
     Loaded(Box<dyn Backend>),
@@ -239,28 +217,23 @@ pub(crate) enum Cached {
     Refused(Error),
 }
 
-/// Loads the bundle's engine from the cache if there is one: one read of the ONNX file
+/// Loads the graph's engine from the cache if there is one: one read of the ONNX file
 /// and of the engine file, no build.
 pub(crate) fn open_cached(
     provider: &dyn EngineProvider,
-    bundle: &Bundle,
+    graph: &Graph,
     opts: &EngineOptions,
 ) -> Result<Cached> {
-    let (_, _, key) = keyed(
-        provider,
-        &bundle.graph,
-        &input_shapes(bundle),
-        opts.precision,
-    )?;
+    let (_, _, key) = keyed(provider, &graph.path, &graph.inputs, opts.precision)?;
     let Lookup::Hit(plan) = opts.cache.load(&key)? else {
         return Ok(Cached::Missing);
     };
     let path = opts.cache.path(&key);
-    match provider.load(&plan, bundle) {
+    match provider.load(&plan, graph) {
         Ok(backend) => {
             log::info!(
                 "tensorrt: engine for {} from {}",
-                bundle.graph.display(),
+                graph.path.display(),
                 path.display()
             );
             Ok(Cached::Loaded(backend))
@@ -276,18 +249,18 @@ pub(crate) fn open_cached(
     }
 }
 
-/// Loads the bundle's engine from the cache, or builds, stores and loads it now. A
+/// Loads the graph's engine from the cache, or builds, stores and loads it now. A
 /// cached engine that TensorRT refuses to load is deleted and rebuilt once.
 pub(crate) fn open_with(
     provider: &dyn EngineProvider,
-    bundle: &Bundle,
+    graph: &Graph,
     opts: &EngineOptions,
 ) -> Result<Box<dyn Backend>> {
-    if let Cached::Loaded(backend) = open_cached(provider, bundle, opts)? {
+    if let Cached::Loaded(backend) = open_cached(provider, graph, opts)? {
         return Ok(backend);
     }
-    let prepared = prepare_with(provider, &bundle.graph, &input_shapes(bundle), opts, false)?;
-    provider.load(&prepared.plan, bundle)
+    let prepared = prepare_with(provider, &graph.path, &graph.inputs, opts, false)?;
+    provider.load(&prepared.plan, graph)
 }
 
 /// TensorRT on this machine: the provider the runtime uses.
@@ -303,8 +276,9 @@ pub fn availability() -> std::result::Result<GpuInfo, String> {
     PROBE.get_or_init(|| TensorRt { device: 0 }.probe()).clone()
 }
 
-/// Builds (or finds in the cache) the engine of every graph of the bundle at
-/// `bundle_dir`, for deployment images: `avaction engine build`. `force` rebuilds.
+/// Builds (or finds in the cache) the engine of every graph the runtime runs for the
+/// bundle at `bundle_dir` (one per stage for a staged bundle, else the single graph),
+/// for deployment images: `avaction engine build`. `force` rebuilds.
 pub fn build_engines(
     bundle_dir: &Path,
     opts: &EngineOptions,
@@ -312,14 +286,17 @@ pub fn build_engines(
 ) -> Result<Vec<PreparedEngine>> {
     let bundle = Bundle::load(bundle_dir)?;
     let provider = provider();
-    let shapes = input_shapes(&bundle);
-    let prepared = prepare_with(provider.as_ref(), &bundle.graph, &shapes, opts, force)?;
-    // Load it once: an engine that builds but does not deserialise is caught here,
-    // not on the device at first start.
-    provider
-        .load(&prepared.plan, &bundle)
-        .map_err(|e| e.context(format!("engine {}", prepared.path.display())))?;
-    Ok(vec![prepared])
+    let mut engines = Vec::new();
+    for graph in bundle.runtime_graphs() {
+        let prepared = prepare_with(provider.as_ref(), &graph.path, &graph.inputs, opts, force)?;
+        // Load it once: an engine that builds but does not deserialise is caught here,
+        // not on the device at first start.
+        provider
+            .load(&prepared.plan, &graph)
+            .map_err(|e| e.context(format!("engine {}", prepared.path.display())))?;
+        engines.push(prepared);
+    }
+    Ok(engines)
 }
 
 /// The real TensorRT, on CUDA device `device`.
@@ -345,10 +322,10 @@ impl EngineProvider for TensorRt {
     fn gpu(&self) -> std::result::Result<GpuInfo, String> {
         self.probe()
     }
-    fn build(&self, _: &[u8], _: &[InputShape], _: Precision) -> Result<Vec<u8>> {
+    fn build(&self, _: &[u8], _: &[TensorShape], _: Precision) -> Result<Vec<u8>> {
         Err(err!(Unavailable, "tensorrt: {}", self.probe().unwrap_err()))
     }
-    fn load(&self, _: &[u8], _: &Bundle) -> Result<Box<dyn Backend>> {
+    fn load(&self, _: &[u8], _: &Graph) -> Result<Box<dyn Backend>> {
         Err(err!(Unavailable, "tensorrt: {}", self.probe().unwrap_err()))
     }
 }
@@ -366,12 +343,12 @@ impl EngineProvider for TensorRt {
     fn gpu(&self) -> std::result::Result<GpuInfo, String> {
         availability()
     }
-    fn build(&self, onnx: &[u8], shapes: &[InputShape], precision: Precision) -> Result<Vec<u8>> {
+    fn build(&self, onnx: &[u8], shapes: &[TensorShape], precision: Precision) -> Result<Vec<u8>> {
         check_precision(precision)?;
         ffi::build(self.device, onnx, precision == Precision::Fp16, shapes)
     }
-    fn load(&self, plan: &[u8], bundle: &Bundle) -> Result<Box<dyn Backend>> {
-        Ok(Box::new(TrtBackend::new(self.device, plan, bundle)?))
+    fn load(&self, plan: &[u8], graph: &Graph) -> Result<Box<dyn Backend>> {
+        Ok(Box::new(TrtBackend::new(self.device, plan, graph)?))
     }
 }
 
@@ -388,9 +365,8 @@ struct TrtBackend {
 
 #[cfg(avaction_tensorrt)]
 impl TrtBackend {
-    fn new(device: i32, plan: &[u8], bundle: &Bundle) -> Result<TrtBackend> {
-        let m = &bundle.manifest;
-        let engine = ffi::Engine::load(device, plan, &input_shapes(bundle))?;
+    fn new(device: i32, plan: &[u8], graph: &Graph) -> Result<TrtBackend> {
+        let engine = ffi::Engine::load(device, plan, &graph.inputs)?;
         let find = |name: &str, input: bool| {
             engine
                 .io
@@ -398,30 +374,30 @@ impl TrtBackend {
                 .position(|io| io.name == name && io.input == input)
         };
         let mut inputs = Vec::new();
-        for spec in &m.inputs {
+        for spec in &graph.inputs {
             let ix = find(&spec.name, true)
                 .ok_or_else(|| err!(Model, "tensorrt: the engine has no input `{}`", spec.name))?;
-            if engine.io[ix].dims != spec.shape {
+            if engine.io[ix].dims != spec.dims {
                 return Err(err!(
                     Model,
                     "tensorrt: input `{}` has shape {:?} in the engine but {:?} in the manifest",
                     spec.name,
                     engine.io[ix].dims,
-                    spec.shape
+                    spec.dims
                 ));
             }
             inputs.push(ix);
         }
-        let output = find(&m.output.name, false)
+        let output = find(&graph.output.name, false)
             .or_else(|| engine.io.iter().position(|io| !io.input))
             .ok_or_else(|| err!(Model, "tensorrt: the engine has no output"))?;
-        if engine.io[output].dims != m.output.shape {
+        if engine.io[output].dims != graph.output.dims {
             return Err(err!(
                 Model,
                 "tensorrt: output `{}` has shape {:?} in the engine but {:?} in the manifest",
                 engine.io[output].name,
                 engine.io[output].dims,
-                m.output.shape
+                graph.output.dims
             ));
         }
         let buffers = engine

@@ -5,7 +5,8 @@
 
 use super::*;
 use crate::backend::{
-    open_with as open_backend, BackendChoice, BackendOptions, BackendStatus, Tensor,
+    open_with as open_backend, BackendChoice, BackendOptions, BackendStatus, Graph, Tensor,
+    TensorShape,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -66,14 +67,14 @@ impl EngineProvider for Fake {
     fn gpu(&self) -> std::result::Result<GpuInfo, String> {
         self.gpu.lock().unwrap().clone()
     }
-    fn build(&self, onnx: &[u8], shapes: &[InputShape], precision: Precision) -> Result<Vec<u8>> {
+    fn build(&self, onnx: &[u8], shapes: &[TensorShape], precision: Precision) -> Result<Vec<u8>> {
         std::thread::sleep(self.build_delay);
         self.builds.fetch_add(1, Ordering::SeqCst);
         let mut plan = MAGIC.to_vec();
         plan.extend(format!("{} {:?} {}", onnx.len(), shapes, precision.as_str()).bytes());
         Ok(plan)
     }
-    fn load(&self, plan: &[u8], bundle: &Bundle) -> Result<Box<dyn Backend>> {
+    fn load(&self, plan: &[u8], graph: &Graph) -> Result<Box<dyn Backend>> {
         if self
             .refuse_loads
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -85,15 +86,16 @@ impl EngineProvider for Fake {
             return Err(err!(Backend, "tensorrt: not an engine"));
         }
         Ok(Box::new(FakeEngine {
-            inner: crate::backend::tract::TractBackend::load(bundle, 1)?,
+            inner: crate::backend::tract::TractBackend::load(graph, 1)?,
             offset: self.offset,
         }))
     }
 }
 
-fn bundle() -> Bundle {
+fn bundle() -> Graph {
     Bundle::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cavnet-small"))
         .expect("models/cavnet-small")
+        .graph()
 }
 
 fn temp_cache(name: &str) -> EngineCache {
@@ -109,13 +111,12 @@ fn options(cache: &EngineCache, precision: Precision) -> EngineOptions {
     }
 }
 
-fn inputs(bundle: &Bundle) -> Vec<Tensor> {
-    bundle
-        .manifest
+fn inputs(graph: &Graph) -> Vec<Tensor> {
+    graph
         .inputs
         .iter()
         .map(|i| {
-            let mut t = Tensor::zeros(&i.shape);
+            let mut t = Tensor::zeros(&i.dims);
             t.data
                 .iter_mut()
                 .enumerate()
@@ -129,18 +130,18 @@ fn inputs(bundle: &Bundle) -> Vec<Tensor> {
 fn an_engine_is_built_once_then_served_from_the_cache() {
     let (fake, b, cache) = (Fake::new(), bundle(), temp_cache("once"));
     let opts = options(&cache, Precision::Fp16);
-    let shapes = input_shapes(&b);
-    let first = prepare_with(&fake, &b.graph, &shapes, &opts, false).unwrap();
+    let shapes = b.inputs.clone();
+    let first = prepare_with(&fake, &b.path, &shapes, &opts, false).unwrap();
     assert!(matches!(
         first.source,
         EngineSource::Built { replaced: None, .. }
     ));
     assert!(first.path.is_file());
-    let second = prepare_with(&fake, &b.graph, &shapes, &opts, false).unwrap();
+    let second = prepare_with(&fake, &b.path, &shapes, &opts, false).unwrap();
     assert_eq!(second.source, EngineSource::Cache);
     assert_eq!(second.plan, first.plan);
     assert_eq!(fake.builds.load(Ordering::SeqCst), 1);
-    let forced = prepare_with(&fake, &b.graph, &shapes, &opts, true).unwrap();
+    let forced = prepare_with(&fake, &b.path, &shapes, &opts, true).unwrap();
     assert!(matches!(
         forced.source,
         EngineSource::Built {
@@ -155,45 +156,45 @@ fn an_engine_is_built_once_then_served_from_the_cache() {
 #[test]
 fn every_part_of_the_key_forces_its_own_engine() {
     let (fake, b, cache) = (Fake::new(), bundle(), temp_cache("key"));
-    let shapes = input_shapes(&b);
+    let shapes = b.inputs.clone();
     let fp16 = options(&cache, Precision::Fp16);
     let mut keys = vec![
-        prepare_with(&fake, &b.graph, &shapes, &fp16, false)
+        prepare_with(&fake, &b.path, &shapes, &fp16, false)
             .unwrap()
             .key,
     ];
     fake.set_gpu(|g| g.tensorrt_version = "10.7.0".into());
     keys.push(
-        prepare_with(&fake, &b.graph, &shapes, &fp16, false)
+        prepare_with(&fake, &b.path, &shapes, &fp16, false)
             .unwrap()
             .key,
     );
     fake.set_gpu(|g| g.name = "NVIDIA GeForce RTX 4090".into());
     keys.push(
-        prepare_with(&fake, &b.graph, &shapes, &fp16, false)
+        prepare_with(&fake, &b.path, &shapes, &fp16, false)
             .unwrap()
             .key,
     );
     fake.set_gpu(|g| g.compute_capability = (8, 9));
     keys.push(
-        prepare_with(&fake, &b.graph, &shapes, &fp16, false)
+        prepare_with(&fake, &b.path, &shapes, &fp16, false)
             .unwrap()
             .key,
     );
     let fp32 = options(&cache, Precision::Fp32);
     keys.push(
-        prepare_with(&fake, &b.graph, &shapes, &fp32, false)
+        prepare_with(&fake, &b.path, &shapes, &fp32, false)
             .unwrap()
             .key,
     );
     let mut wider = shapes.clone();
     wider[0].dims[0] = 2;
     keys.push(
-        prepare_with(&fake, &b.graph, &wider, &fp32, false)
+        prepare_with(&fake, &b.path, &wider, &fp32, false)
             .unwrap()
             .key,
     );
-    let onnx = std::fs::read(&b.graph).unwrap();
+    let onnx = std::fs::read(&b.path).unwrap();
     let mut changed = onnx.clone();
     changed.extend_from_slice(b"\0");
     let tmp = cache.dir().with_extension("onnx");
@@ -214,13 +215,13 @@ fn every_part_of_the_key_forces_its_own_engine() {
 fn a_corrupt_engine_file_is_discarded_and_rebuilt() {
     let (fake, b, cache) = (Fake::new(), bundle(), temp_cache("corrupt"));
     let opts = options(&cache, Precision::Fp16);
-    let shapes = input_shapes(&b);
-    let first = prepare_with(&fake, &b.graph, &shapes, &opts, false).unwrap();
+    let shapes = b.inputs.clone();
+    let first = prepare_with(&fake, &b.path, &shapes, &opts, false).unwrap();
     let mut bytes = std::fs::read(&first.path).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     std::fs::write(&first.path, &bytes).unwrap();
-    let again = prepare_with(&fake, &b.graph, &shapes, &opts, false).unwrap();
+    let again = prepare_with(&fake, &b.path, &shapes, &opts, false).unwrap();
     match &again.source {
         EngineSource::Built {
             replaced: Some(why),
@@ -237,7 +238,7 @@ fn a_corrupt_engine_file_is_discarded_and_rebuilt() {
 fn a_cached_engine_tensorrt_refuses_is_deleted_and_rebuilt() {
     let (fake, b, cache) = (Fake::new(), bundle(), temp_cache("refused"));
     let opts = options(&cache, Precision::Fp16);
-    prepare_with(&fake, &b.graph, &input_shapes(&b), &opts, false).unwrap();
+    prepare_with(&fake, &b.path, &b.inputs.clone(), &opts, false).unwrap();
     fake.refuse_loads.store(1, Ordering::SeqCst);
     let backend = open_with(&fake, &b, &opts).expect("rebuilt and loaded");
     assert_eq!(backend.name(), "tensorrt");
@@ -249,7 +250,7 @@ fn a_cached_engine_tensorrt_refuses_is_deleted_and_rebuilt() {
 fn int8_is_refused_with_the_reason() {
     let (fake, b, cache) = (Fake::new(), bundle(), temp_cache("int8"));
     let opts = options(&cache, Precision::Int8);
-    let e = prepare_with(&fake, &b.graph, &input_shapes(&b), &opts, false).unwrap_err();
+    let e = prepare_with(&fake, &b.path, &b.inputs.clone(), &opts, false).unwrap_err();
     assert!(e.message().contains("calibration"), "{e}");
     let backend_opts = BackendOptions {
         choice: BackendChoice::Auto,
@@ -320,7 +321,7 @@ fn the_real_provider_says_why_it_is_absent_in_this_build() {
     }
 }
 
-fn run_until_settled(backend: &mut Box<dyn Backend>, status: &BackendStatus, b: &Bundle) -> usize {
+fn run_until_settled(backend: &mut Box<dyn Backend>, status: &BackendStatus, b: &Graph) -> usize {
     let inputs = inputs(b);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut windows = 0;
@@ -388,8 +389,8 @@ fn auto_rebuilds_a_refused_cached_engine_in_the_background_while_tract_serves() 
     let fake = Arc::new(fake);
     prepare_with(
         fake.as_ref(),
-        &b.graph,
-        &input_shapes(&b),
+        &b.path,
+        &b.inputs.clone(),
         &options(&cache, Precision::Fp16),
         false,
     )
