@@ -216,7 +216,7 @@ def scene_v2(parts: dict, seed: int):
             lo = int(rng.integers(15, 50))
             add_event(mel, rng.uniform(0, MEL_T), rng.uniform(2, 5), lo, lo + int(rng.integers(8, 20)),
                       rng.uniform(0.01, 0.03), rng)
-    size = int(rng.integers(10, 15))
+    size = int(rng.integers(12, 19))
     obj, motion, sound = parts["object"], parts["motion"], parts["sound"]
     shape = obj or ("square" if rng.random() < 0.5 else "disc")
     objs = []

@@ -473,7 +473,7 @@ def main() -> None:
             opt.step()
             sched.step()
             sums["loss"] += loss.item() * len(idx)
-            sums["aux"] += float(aux) * len(idx)
+            sums["aux"] += aux.item() * len(idx)
             seen_n += len(idx)
         rec = {"epoch": epoch, "loss": round(sums["loss"] / seen_n, 4), "aux_loss": round(sums["aux"] / seen_n, 4),
                "train_acc": round(correct / seen_n, 4)}
