@@ -16,18 +16,25 @@ N_d = sqrt(head dim), inside a pre-LayerNorm residual block with an MLP (standar
 The gate r is a small MLP giving one score per token, normalised with a softmax over the tokens
 (the paper uses a sigmoid; the softmax keeps z on the scale of one token whatever the token count).
 
+The image encoder, attention block and gated pooling live in blocks.py (shared with the issue-5
+models in fusion_models.py); the audio encoder here mixes neighbouring 40 ms segments (3x3 convs
+over time), so this model's head takes the log-mel, not per-segment tokens.
+
 Only ops that tract runs on CPU are produced: Conv, Relu, Flatten, Gemm, Slice, Reshape, Transpose,
 MatMul, Add, Mul, Div, Softmax, LayerNormalization, Erf (exact GELU), ReduceSum. Shapes are fixed (batch 1 at export).
 """
 
 from __future__ import annotations
 
-import math
+import sys
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from blocks import Block, GatedPooling, ImageEncoder, conv_relu, count_params  # noqa: E402,F401
 
 MODALITIES = ("video", "flow", "audio")
 
@@ -59,38 +66,6 @@ class CavNetConfig:
         return asdict(self)
 
 
-def conv_relu(cin: int, cout: int, kernel, stride, padding=0) -> nn.Sequential:
-    """Conv + ReLU. No BatchNorm: with few steps per epoch its running statistics lag the weights
-    and eval-mode accuracy trails train-mode accuracy by tens of points; the tokens are
-    LayerNorm-ed right after the encoders instead (pre-LN blocks), which has no running state."""
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding), nn.ReLU(inplace=True))
-
-
-class ImageEncoder(nn.Module):
-    """Tiny per-image CNN: [B, 3, 64, 64] -> [B, d].
-
-    A 4x4 stride-4 "patchify" conv (16 ch, 16x16) then two 3x3 stride-2 convs (32 ch, 8x8 then
-    4x4); the 4x4x32 map is flattened and projected to d. A flatten (not a global average) keeps
-    *where* things are, so position over time (slide left vs right) is visible from RGB frames
-    alone, not only from flow. The patchify stem is ~2x cheaper to train on CPU than a 3x3
-    stride-2 stem for the same accuracy on these scenes.
-    """
-
-    def __init__(self, dim: int, image_size: int = 64, in_channels: int = 3):
-        super().__init__()
-        self.features = nn.Sequential(
-            conv_relu(in_channels, 16, 4, 4),  # [16, 16, 16]
-            conv_relu(16, 32, 3, 2, 1),  # [32, 8, 8]
-            conv_relu(32, 32, 3, 2, 1),  # [32, 4, 4]
-        )
-        side = image_size // 16
-        self.proj = nn.Linear(32 * side * side, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x)
-        return self.proj(x.flatten(1))
-
-
 class AudioEncoder(nn.Module):
     """Tiny CNN over the log-mel "image": [B, 64 time, 128 mel] -> [B, 16 tokens, d].
 
@@ -115,73 +90,6 @@ class AudioEncoder(nn.Module):
         x = self.features(x.unsqueeze(1))  # [B, C, T', M']
         x = x.permute(0, 2, 1, 3).reshape(b, self.tokens, -1)  # [B, T', C*M']
         return self.proj(x)
-
-
-class Attention(nn.Module):
-    """Multi-head B(S, T) = softmax((Wq S)(Wk T)^T / sqrt(dh)) (Wv T), then an output projection."""
-
-    def __init__(self, dim: int, heads: int, dropout: float):
-        super().__init__()
-        self.heads = heads
-        self.head_dim = dim // heads
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
-        self.out = nn.Linear(dim, dim)
-        self.drop = nn.Dropout(dropout)
-
-    def split(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, _ = x.shape
-        return x.reshape(b, n, self.heads, self.head_dim).transpose(1, 2)  # [B, H, N, dh]
-
-    def forward(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        b, n, d = source.shape
-        q = self.split(self.q(source)) * (1.0 / math.sqrt(self.head_dim))
-        k = self.split(self.k(target))
-        v = self.split(self.v(target))
-        attn = torch.softmax(q @ k.transpose(-1, -2), dim=-1)
-        x = self.drop(attn) @ v  # [B, H, N, dh]
-        x = x.transpose(1, 2).reshape(b, n, d)
-        return self.out(x)
-
-
-class Block(nn.Module):
-    """Pre-LN transformer block around B(S, T): S + B(LN S, LN T), then + MLP(LN .).
-
-    With target None it is self-attention B(S, S).
-    """
-
-    def __init__(self, dim: int, heads: int, mlp_ratio: int, dropout: float):
-        super().__init__()
-        self.norm_s = nn.LayerNorm(dim)
-        self.norm_t = nn.LayerNorm(dim)
-        self.attn = Attention(dim, heads, dropout)
-        self.norm_mlp = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(
-            nn.Linear(dim, dim * mlp_ratio),
-            nn.GELU(),
-            nn.Linear(dim * mlp_ratio, dim),
-        )
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, source: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
-        s = self.norm_s(source)
-        t = s if target is None else self.norm_t(target)
-        x = source + self.drop(self.attn(s, t))
-        return x + self.drop(self.mlp(self.norm_mlp(x)))
-
-
-class GatedPooling(nn.Module):
-    """Gated adaptive pooling z = sum_i r_i(X) X_i, r = softmax_i(w2 . GELU(W1 LN X_i))."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(dim)
-        self.gate = nn.Sequential(nn.Linear(dim, dim // 2), nn.GELU(), nn.Linear(dim // 2, 1))
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        r = torch.softmax(self.gate(self.norm(x)), dim=1)  # [B, N, 1]
-        return (r * x).sum(dim=1), r.squeeze(-1)
 
 
 class CavNet(nn.Module):
@@ -264,10 +172,6 @@ class CavNet(nn.Module):
         if not self.use["flow"]:
             flow = flow * 0.0
         return self.fuse(self.encode_video(frames), self.encode_flow(flow), logmel)
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 if __name__ == "__main__":

@@ -17,6 +17,13 @@ Output directory:
   meta.json   {"labels": [...], "scene_seeds": [...], "fake": true, ...}
 
 Usage: python models/train/fake_dump.py --out models/train/data/fake_train --n 240 --seed 1
+
+--v2 writes dump format v2 instead (the compositional task; see scene_v2 and V2_NOVEL):
+  python models/train/fake_dump.py --v2 --classes seen  --out models/train/data/v2_train --n 540 --seed 1
+  python models/train/fake_dump.py --v2 --classes seen  --out models/train/data/v2_val   --n 162 --seed 100
+  python models/train/fake_dump.py --v2 --classes novel --out models/train/data/v2_novel --n 120 --seed 200
+adding attributes.npy uint8 [N, A] and meta.json "task", "attributes", "class_parts", "novel",
+"classes".
 """
 
 from __future__ import annotations
@@ -127,11 +134,160 @@ def scene(label: int, seed: int):
     return frames, flows, mel.astype(np.float32)
 
 
+# ----------------------------------------------------------------------------- v2 (compositional)
+V2_OBJECTS = ["square", "disc"]
+V2_MOTIONS = ["slide_left", "slide_right", "fall", "collide"]
+V2_SOUNDS = ["click", "thud", "whoosh", "scream"]
+V2_ATTRIBUTES = ["impact", "fast_motion", "falling_object", "scream_like", "crowd_noise", "out_of_sync"]
+_MOTION_TEXT = {"slide_left": "slides to the left", "slide_right": "slides to the right", "fall": "falls"}
+_SOUND_TEXT = {"click": "a click", "thud": "a thud", "whoosh": "a whoosh", "scream": "a scream-like tone"}
+# held out of `seen` scenes; every object, motion and sound value still occurs in other seen classes
+V2_NOVEL_PARTS = [
+    ("disc", "fall", "whoosh"),
+    ("square", "collide", "click"),
+    ("square", "slide_left", "scream"),
+    ("disc", "slide_right", "thud"),
+    ("disc", "collide", "scream"),
+    ("square", "fall", "thud"),
+]
+
+
+def v2_sentence(obj: str | None, motion: str | None, sound: str | None) -> str:
+    if obj is None:
+        return "nothing happens"
+    if motion == "collide":
+        return f"two {obj}s collide with {_SOUND_TEXT[sound]}"
+    return f"a {obj} {_MOTION_TEXT[motion]} with {_SOUND_TEXT[sound]}"
+
+
+def v2_classes() -> tuple[list[str], list[dict], list[int]]:
+    """Labels (background first, then object x motion x sound), their parts, novel indices."""
+    parts = [{"object": None, "motion": None, "sound": None}]
+    for o in V2_OBJECTS:
+        for m in V2_MOTIONS:
+            for s in V2_SOUNDS:
+                parts.append({"object": o, "motion": m, "sound": s})
+    labels = [v2_sentence(p["object"], p["motion"], p["sound"]) for p in parts]
+    novel = [i for i, p in enumerate(parts) if (p["object"], p["motion"], p["sound"]) in V2_NOVEL_PARTS]
+    return labels, parts, novel
+
+
+def _shape_mask(shape: str, size: int) -> np.ndarray:
+    if shape == "square":
+        return np.ones((size, size), bool)
+    c = (size - 1) / 2
+    yy, xx = np.mgrid[0:size, 0:size]
+    return (yy - c) ** 2 + (xx - c) ** 2 <= (size / 2) ** 2
+
+
+def _add_sound(mel: np.ndarray, sound: str, t0: float, rng) -> None:
+    if sound == "click":  # short, high bands
+        add_event(mel, t0, rng.uniform(1.0, 2.5), 80, 128, rng.uniform(0.05, 0.2), rng)
+    elif sound == "thud":  # longer, low bands
+        add_event(mel, t0, rng.uniform(6, 12), 0, 30, rng.uniform(0.05, 0.2), rng)
+    elif sound == "whoosh":  # long broadband
+        add_event(mel, t0, rng.uniform(15, 30), 30, 110, rng.uniform(0.02, 0.05), rng)
+    else:  # scream-like tone: sustained harmonic stack
+        f0 = int(rng.integers(18, 28))
+        dur = rng.uniform(25, 40)
+        level = rng.uniform(0.05, 0.15)
+        for h in (1, 2, 3, 4):
+            lo = min(f0 * h, MEL_F - 3)
+            add_event(mel, t0, dur, lo, lo + 2, level / h, rng)
+
+
+def scene_v2(parts: dict, seed: int):
+    """One compositional scene: (frames, flow, logmel, attributes multi-hot over V2_ATTRIBUTES).
+
+    object shape (square / disc) is visible in frames (and the flow's support), motion in frames and
+    flow, the sound type only in the log-mel. Sound at the impact frame (fall, collide) or while the
+    object slides; out_of_sync (impact motions, p 0.3) delays it by 0.30-0.40 s; crowd_noise
+    (p 0.3) adds babble-like mid-band bursts anywhere.
+    """
+    rng = np.random.default_rng(seed)
+    base = np.empty((H, W, 3))
+    base[:] = rng.uniform(0, 120, 3)
+    base += rng.normal(0, 6, (H, W, 3))
+    mel = rng.normal(-6.0, 0.6, (MEL_T, MEL_F)) - np.linspace(0, 2, MEL_F)[None, :]
+    attrs = dict.fromkeys(V2_ATTRIBUTES, 0)
+    if rng.random() < 0.3:
+        attrs["crowd_noise"] = 1
+        for _ in range(int(rng.integers(10, 16))):
+            lo = int(rng.integers(15, 50))
+            add_event(mel, rng.uniform(0, MEL_T), rng.uniform(2, 5), lo, lo + int(rng.integers(8, 20)),
+                      rng.uniform(0.01, 0.03), rng)
+    size = int(rng.integers(12, 19))
+    obj, motion, sound = parts["object"], parts["motion"], parts["sound"]
+    shape = obj or ("square" if rng.random() < 0.5 else "disc")
+    objs = []
+    impact = None
+    if obj is None:  # background: a still object, no event
+        objs.append(np.tile([rng.uniform(4, W - size - 4), rng.uniform(4, H - size - 4)], (T, 1)))
+    elif motion in ("slide_left", "slide_right"):
+        speed = rng.uniform(1.5, 4.5) * (-1 if motion == "slide_left" else 1)
+        x0 = (W - size - 2 - rng.uniform(0, 4)) if speed < 0 else (2 + rng.uniform(0, 4))
+        xs = np.clip(x0 + speed * np.arange(T), 0, W - size)
+        objs.append(np.stack([xs, np.full(T, rng.uniform(4, H - size - 4))], 1))
+        _add_sound(mel, sound, rng.uniform(0, 30), rng)
+    else:
+        late = rng.random() < 0.3
+        k = int(rng.integers(3, 6)) if late else int(rng.integers(3, 13))
+        if motion == "fall":
+            floor = H - size - 1
+            g = (floor - 2) / (k * k)
+            ys = np.minimum(2 + g * np.arange(T) ** 2, floor)
+            objs.append(np.stack([np.full(T, rng.uniform(4, W - size - 4)), ys], 1))
+            attrs["falling_object"] = 1
+        else:
+            y = rng.uniform(4, H - size - 4)
+            meet = rng.uniform(W / 2 - 6, W / 2 + 6)
+            xl0, xr0 = rng.uniform(0, 6), W - size - rng.uniform(0, 6)
+            t = np.minimum(np.arange(T), k) / k
+            objs.append(np.stack([xl0 + (meet - size - xl0) * t, np.full(T, y)], 1))
+            objs.append(np.stack([xr0 + (meet - xr0) * t, np.full(T, y + rng.uniform(-2, 2))], 1))
+        attrs["impact"] = 1
+        attrs["out_of_sync"] = int(late)
+        impact = k
+        _add_sound(mel, sound, impact * 4 + rng.uniform(-1, 1) + (rng.uniform(30, 40) if late else 0.0), rng)
+    if sound == "scream":
+        attrs["scream_like"] = 1
+    speed = max(float(np.abs(np.diff(p, axis=0)).max()) for p in objs)
+    attrs["fast_motion"] = int(speed > 3.0)
+
+    mask = _shape_mask(shape, size)
+    colours = [rng.uniform(120, 255, 3) for _ in objs]
+    frames = np.empty((T, H, W, 3))
+    for t in range(T):
+        img = base.copy()
+        for pos, c in zip(objs, colours):
+            x, y = int(round(pos[t, 0])), int(round(pos[t, 1]))
+            img[y : y + size, x : x + size][mask] = c
+        frames[t] = img
+    flows = np.empty((T - 1, 3, H, W), np.uint8)
+    for t in range(T - 1):
+        u = np.zeros((H, W))
+        v = np.zeros((H, W))
+        for pos in objs:
+            x, y = int(round(pos[t, 0])), int(round(pos[t, 1]))
+            d = pos[t + 1] - pos[t]
+            u[y : y + size, x : x + size][mask] = d[0]
+            v[y : y + size, x : x + size][mask] = d[1]
+        u += rng.normal(0, 0.15, (H, W))
+        v += rng.normal(0, 0.15, (H, W))
+        flows[t] = encode_flow(u, v)
+    frames = np.clip(frames + rng.normal(0, 3, frames.shape), 0, 255).astype(np.uint8)
+    attr_vec = np.array([attrs[a] for a in V2_ATTRIBUTES], np.uint8)
+    return frames, flows, mel.astype(np.float32), attr_vec
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--n", type=int, default=240, help="windows (spread evenly over the 6 classes)")
+    ap.add_argument("--n", type=int, default=240, help="windows (spread evenly over the classes)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--v2", action="store_true", help="dump format v2, compositional task")
+    ap.add_argument("--classes", choices=["seen", "novel", "all"], default="seen",
+                    help="(--v2) which classes the scenes draw from")
     args = ap.parse_args()
 
     out = Path(args.out)
@@ -140,17 +296,9 @@ def main() -> None:
     frames = np.empty((n, T, H, W, 3), np.uint8)
     flow = np.empty((n, T - 1, 3, H, W), np.uint8)
     logmel = np.empty((n, MEL_T, MEL_F), np.float32)
-    labels = np.arange(n, dtype=np.int64) % len(LABELS)
     rng = np.random.default_rng(args.seed)
     seeds = rng.integers(0, 2**31 - 1, n).tolist()
-    for i in range(n):
-        frames[i], flow[i], logmel[i] = scene(int(labels[i]), seeds[i])
-    np.save(out / "frames.npy", frames)
-    np.save(out / "flow.npy", flow)
-    np.save(out / "logmel.npy", logmel)
-    np.save(out / "labels.npy", labels)
     meta = {
-        "labels": LABELS,
         "scene_seeds": seeds,
         "fake": True,
         "generator": "models/train/fake_dump.py",
@@ -159,6 +307,37 @@ def main() -> None:
         "window_frames": T,
         "mel_hop_ms": 10,
     }
+    if args.v2:
+        names, parts, novel = v2_classes()
+        pool = {
+            "seen": [i for i in range(len(names)) if i not in novel],
+            "novel": novel,
+            "all": list(range(len(names))),
+        }[args.classes]
+        labels = np.array([pool[i % len(pool)] for i in range(n)], np.int64)
+        attributes = np.empty((n, len(V2_ATTRIBUTES)), np.uint8)
+        for i in range(n):
+            frames[i], flow[i], logmel[i], attributes[i] = scene_v2(parts[labels[i]], seeds[i])
+        np.save(out / "attributes.npy", attributes)
+        meta.update({
+            "format": 2,
+            "task": "compositional",
+            "labels": names,
+            "attributes": V2_ATTRIBUTES,
+            "class_parts": parts,
+            "novel": novel,
+            "classes": args.classes,
+            "flow_estimator": "fake",
+        })
+    else:
+        labels = np.arange(n, dtype=np.int64) % len(LABELS)
+        for i in range(n):
+            frames[i], flow[i], logmel[i] = scene(int(labels[i]), seeds[i])
+        meta["labels"] = LABELS
+    np.save(out / "frames.npy", frames)
+    np.save(out / "flow.npy", flow)
+    np.save(out / "logmel.npy", logmel)
+    np.save(out / "labels.npy", labels)
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     print(f"wrote {n} windows to {out}")
 
