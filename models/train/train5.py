@@ -337,6 +337,9 @@ def main() -> None:
     ap.add_argument("--data", action="append", required=True, help="training v2 dump (repeatable; seen classes)")
     ap.add_argument("--val", action="append", required=True, help="held-out v2 dump, seen classes (repeatable)")
     ap.add_argument("--novel", action="append", default=[], help="held-out v2 dump of novel classes (repeatable)")
+    ap.add_argument("--extra-val", action="append", default=[], metavar="NAME=DUMP",
+                    help="also report seen-label accuracy on this held-out dump (e.g. the same scenes with "
+                         "another flow estimator); repeatable")
     ap.add_argument("--text-embeddings", help="float32 .npy [C,384]: label text embeddings (mov, cavnet)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--epochs", type=int, default=30)
@@ -541,6 +544,18 @@ def main() -> None:
                     float((np.array(novel)[pf.argmax(1)] == novel_ds.labels).mean()), 4)
             print(f"novel windows: acc {metrics['novel']['acc_among_all_labels']} among all labels, "
                   f"{metrics['novel']['acc_among_novel_labels']} among novel labels")
+        metrics["extra_val"] = {}
+        for spec in args.extra_val:
+            name, _, path = spec.partition("=")
+            ds = DumpV2([path])
+            if ds.labels_names != names:
+                raise SystemExit(f"--extra-val {spec}: labels differ from the training dump")
+            pe = ov_scores(run_model(model, ds, norm), text, seen, beta_seen, args.tau, args.tau_video)
+            acc_e = round(float((np.array(seen)[pe.argmax(1)] == ds.labels).mean()), 4)
+            metrics["extra_val"][name] = {"dump": path, "windows": len(ds), "acc_among_seen_labels": acc_e,
+                                          "flow_estimator": ds.meta.get("flow_estimator")}
+            print(f"extra val {name}: accuracy {acc_e} among seen labels")
+        metrics["flow_estimator"] = train.meta.get("flow_estimator", "dis-fast")
         metrics["fusion"] = metrics["seen"]["acc_among_seen_labels"]
         metrics["scoring"] = {"tau_f": args.tau, "tau_v": args.tau_video, "beta_base": args.beta_base,
                               "beta_novel": args.beta_novel}

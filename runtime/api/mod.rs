@@ -13,6 +13,7 @@ use crate::capture::audio::Microphone;
 use crate::capture::video::VideoCapture;
 use crate::capture::{AudioSource, CaptureEvent, CaptureStats, VideoSource};
 use crate::clock::{Nanos, Timeline, Window, WindowConfig, WindowScheduler};
+use crate::decode::vocabulary::{LabelScorer, LabelSet};
 use crate::decode::{Decoder, Event, Prediction};
 use crate::frontend::tensors::InputAssembler;
 use crate::model::Bundle;
@@ -55,6 +56,7 @@ pub struct RuntimeBuilder {
     audio_wait: Duration,
     callback: Option<Callback>,
     display: Option<String>,
+    labels: Vec<String>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -84,6 +86,7 @@ impl Default for RuntimeBuilder {
             audio_wait: Duration::from_millis(300),
             callback: None,
             display: None,
+            labels: Vec::new(),
         }
     }
 }
@@ -151,6 +154,15 @@ impl RuntimeBuilder {
             .flow_estimator(target.flow.estimator.clone()))
     }
 
+    /// Adds label sentences to an open-vocabulary model (one with `[vocabulary]`), e.g.
+    /// `"a disc falls with a thud"`. A sentence the bundle has no precomputed embedding
+    /// for is embedded on this device by all-MiniLM-L6-v2 ([`crate::text`]); where that
+    /// model is not set up, [`build`](Self::build) fails and says how to set it up.
+    pub fn labels<S: Into<String>>(mut self, sentences: impl IntoIterator<Item = S>) -> Self {
+        self.labels.extend(sentences.into_iter().map(Into::into));
+        self
+    }
+
     /// Frames between windows (default: the manifest's `hop_frames`).
     pub fn hop_frames(mut self, hop: usize) -> Self {
         self.hop_frames = Some(hop);
@@ -192,6 +204,7 @@ impl RuntimeBuilder {
         let (backend, backend_status) = ModelRunner::open(&bundle, &self.backend)?;
         let backend_name = backend.name();
         log::info!("model {} {} on {backend_name}", m.name, m.version);
+        let (labels, scorer) = label_set(&bundle, &self.labels)?;
 
         let timeline = Timeline::start();
         let capture_stats = Arc::new(CaptureStats::default());
@@ -297,8 +310,9 @@ impl RuntimeBuilder {
             let shared = shared.clone();
             let ctx = InferenceContext {
                 assembler: InputAssembler::new(m),
-                decoder: Decoder::new(&m.decoder, &bundle.labels),
+                decoder: Decoder::new(&m.decoder, &labels),
                 backend,
+                scorer,
                 out: Sink {
                     tx: out_tx,
                     callback: self.callback,
@@ -320,9 +334,25 @@ impl RuntimeBuilder {
             mic,
             threads: vec![scheduling, inference],
             bundle,
+            labels,
             overlay,
         })
     }
+}
+
+/// The labels the decoder reports, and for an open-vocabulary model the scorer that
+/// turns its embeddings into label scores.
+fn label_set(bundle: &Bundle, extra: &[String]) -> Result<(Vec<String>, Option<LabelScorer>)> {
+    if bundle.vocabulary.is_none() && extra.is_empty() {
+        return Ok((bundle.labels.clone(), None));
+    }
+    let set = LabelSet::build(bundle, extra, &mut |sentences| {
+        let _ = sentences;
+        Err(err!(Config, "TEMP no text model"))
+    })?;
+    log::info!("labels: {} ({})", set.labels.len(), set.source);
+    let scorer = set.scorer(bundle)?;
+    Ok((set.labels, Some(scorer)))
 }
 
 /// A running pipeline. Read outputs with [`outputs`](Runtime::outputs); it stops on
@@ -334,6 +364,7 @@ pub struct Runtime {
     mic: Option<Microphone>,
     threads: Vec<JoinHandle<()>>,
     bundle: Bundle,
+    labels: Vec<String>,
     overlay: Option<gst::Element>,
 }
 
@@ -362,9 +393,10 @@ impl Runtime {
         self.outputs.recv_timeout(timeout)
     }
 
-    /// The labels of the loaded model, in output order.
+    /// The labels predictions name, in score order (for an open-vocabulary model, the
+    /// bundle's then those added with [`RuntimeBuilder::labels`]).
     pub fn labels(&self) -> &[String] {
-        &self.bundle.labels
+        &self.labels
     }
 
     /// The loaded bundle.
@@ -513,6 +545,7 @@ struct InferenceContext {
     assembler: InputAssembler,
     decoder: Decoder,
     backend: ModelRunner,
+    scorer: Option<LabelScorer>,
     out: Sink,
     timeline: Timeline,
     live: bool,
@@ -521,6 +554,7 @@ struct InferenceContext {
 
 fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: &Shared) {
     let mut events: Vec<Event> = Vec::with_capacity(16);
+    let mut scores: Vec<f32> = Vec::new();
     let mut last_end = None;
     loop {
         let window = match mailbox.take(Duration::from_millis(50)) {
@@ -530,17 +564,22 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
             Ok(Some(w)) => w,
         };
         let t0 = Instant::now();
-        let logits = match ctx
+        let logits = ctx
             .assembler
             .fill(&window)
             .and_then(|inputs| ctx.backend.run(&window, inputs))
-        {
-            Ok(t) => t,
-            Err(e) => {
-                shared.fail(e);
-                break;
-            }
-        };
+            .and_then(|out| match ctx.scorer.as_mut() {
+                Some(scorer) => scorer.logits(&out.data, &mut scores),
+                None => {
+                    scores.clear();
+                    scores.extend_from_slice(&out.data);
+                    Ok(())
+                }
+            });
+        if let Err(e) = logits {
+            shared.fail(e);
+            break;
+        }
         shared.add_inference(t0.elapsed());
         shared.set_tokens(ctx.backend.token_counts());
         let latency_ms = if ctx.live {
@@ -554,7 +593,7 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
             window.index,
             window.t_start,
             window.t_end,
-            &logits.data,
+            &scores,
             latency_ms,
             window.skew_ns,
             window.audio_missing,

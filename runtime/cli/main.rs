@@ -156,6 +156,14 @@ struct RunArgs {
     /// Print run statistics to stderr at the end (as JSON with --json).
     #[arg(long)]
     stats: bool,
+    /// Open-vocabulary models: add a label sentence (repeatable), e.g.
+    /// --labels "a disc falls with a thud". Sentences without a precomputed embedding
+    /// in the bundle are embedded on this device (needs scripts/setup-minilm.sh).
+    #[arg(long, value_name = "SENTENCE")]
+    labels: Vec<String>,
+    /// Open-vocabulary models: add the label sentences of a file, one per line.
+    #[arg(long, value_name = "FILE")]
+    label_file: Vec<PathBuf>,
 }
 
 fn main() {
@@ -223,10 +231,22 @@ fn run(args: RunArgs) -> Result<()> {
         None if matches!(video, VideoSource::Uri(_)) => AudioSource::FromVideo,
         None => AudioSource::DefaultMicrophone,
     };
+    let mut labels = args.labels.clone();
+    for file in &args.label_file {
+        let text =
+            std::fs::read_to_string(file).map_err(|e| err!(Io, "{}: {e}", file.display()))?;
+        labels.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from),
+        );
+    }
     let mut builder = Runtime::builder()
         .model(&args.model)
         .video(video)
         .audio(audio)
+        .labels(labels)
         .realtime(args.realtime);
     if let Some(spec) = &args.target {
         let (target, why) = avaction::target::Target::resolve(spec)?;
@@ -452,7 +472,43 @@ fn inspect(dir: PathBuf) -> Result<()> {
     if !m.description.is_empty() {
         outln!("  {}", m.description);
     }
-    outln!("graph: {} (single graph)", m.graph);
+    match b.staged() {
+        None => outln!("graph: {} (single graph, runs on every window)", m.graph),
+        Some(staged) => {
+            outln!(
+                "graph: staged (encoders once per new frame / segment, head every hop; single graph {} for checks)",
+                m.graph
+            );
+            for e in &staged.encoders {
+                outln!(
+                    "  encoder {:<7} {} {:?} -> token [1, {}], {} tokens per window{}",
+                    e.input.name,
+                    relative(&e.graph.path, &b.dir),
+                    e.graph.inputs[0].dims,
+                    e.dim,
+                    e.tokens,
+                    if e.segment > 1 {
+                        format!(" ({} mel frames each)", e.segment)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            let inputs: Vec<String> = staged
+                .head
+                .inputs
+                .iter()
+                .map(|i| format!("{} {:?}", i.name, i.dims))
+                .collect();
+            outln!(
+                "  head    {} {} -> {} {:?}",
+                relative(&staged.head.path, &b.dir),
+                inputs.join(", "),
+                staged.head.output.name,
+                staged.head.output.dims
+            );
+        }
+    }
     match backend::tensorrt_unavailable_reason() {
         None => outln!("backend: tensorrt (auto: cached engine, else tract while it builds)"),
         Some(reason) => outln!("backend: tract (tensorrt unavailable: {reason})"),
@@ -501,8 +557,46 @@ fn inspect(dir: PathBuf) -> Result<()> {
         "decoder: {:?}, top {}, smoothing {} windows, enter {} exit {}, min duration {} s, background {:?}",
         d.kind, d.top_k, d.smoothing, d.enter, d.exit, d.min_duration_s, d.background
     );
+    match (&m.vocabulary, &b.vocabulary) {
+        (Some(spec), Some(v)) => {
+            let branches: Vec<String> = spec
+                .branches
+                .iter()
+                .map(|br| {
+                    format!(
+                        "{} (tau {}, weight {} bundle labels / {} added labels)",
+                        br.name, br.temperature, br.weight_base, br.weight_novel
+                    )
+                })
+                .collect();
+            outln!(
+                "labels: open vocabulary, {} text space; scores = cosine / tau per branch: {}",
+                spec.text_model,
+                branches.join("; ")
+            );
+            outln!(
+                "  label source: {} precomputed sentence embeddings ({}, {}-d); new sentences: {}",
+                v.sentences.len(),
+                spec.embeddings,
+                v.dim,
+                match None::<PathBuf> {
+                    Some(dir) => format!("embedded on this device by {}", dir.display()),
+                    None => "text model not set up (run scripts/setup-minilm.sh), only precomputed sentences can be used".into(),
+                }
+            );
+        }
+        _ => outln!("labels: fixed, one output score per label"),
+    }
     outln!("labels ({}): {}", b.labels.len(), b.labels.join(", "));
     Ok(())
+}
+
+/// `path` relative to `base` where it is inside it.
+fn relative(path: &std::path::Path, base: &std::path::Path) -> String {
+    path.strip_prefix(base)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 fn synth_cmd(out: PathBuf, seed: u64, duration: f64, wav: bool) -> Result<()> {

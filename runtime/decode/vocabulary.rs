@@ -16,8 +16,115 @@
 //! # Ok::<(), avaction::Error>(())
 //! ```
 
-use crate::model::BranchSpec;
+use crate::model::{BranchSpec, Bundle};
 use crate::{err, Result};
+
+/// The labels an open-vocabulary runtime scores: the bundle's, then those added at run
+/// time, with their text embeddings and where these came from.
+#[derive(Debug, Clone)]
+pub struct LabelSet {
+    /// All labels, the bundle's first.
+    pub labels: Vec<String>,
+    /// Whether each label was added at run time (weighted with `weight_novel`).
+    pub novel: Vec<bool>,
+    /// `labels.len() * dim` values.
+    pub embeddings: Vec<f32>,
+    /// Where the embeddings came from, for logs and `avaction inspect`.
+    pub source: String,
+}
+
+impl LabelSet {
+    /// The bundle's labels plus `extra` sentences (duplicates ignored). Sentences the
+    /// bundle has precomputed embeddings for use them; the rest are passed to `embed`
+    /// (the on-device text model), which returns one embedding per sentence or says
+    /// why it cannot.
+    pub fn build(
+        bundle: &Bundle,
+        extra: &[String],
+        embed: &mut dyn FnMut(&[String]) -> Result<Vec<Vec<f32>>>,
+    ) -> Result<LabelSet> {
+        let Some(vocab) = &bundle.vocabulary else {
+            return Err(err!(
+                Config,
+                "model {} has a fixed label set; added labels need an open-vocabulary model \
+                 (one with [vocabulary] in model.toml)",
+                bundle.manifest.name
+            ));
+        };
+        let mut labels = bundle.labels.clone();
+        let mut novel = vec![false; labels.len()];
+        for e in extra.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+            if !labels.iter().any(|l| l == e) {
+                labels.push(e.to_string());
+                novel.push(true);
+            }
+        }
+        let missing: Vec<String> = labels
+            .iter()
+            .filter(|l| vocab.embedding(l).is_none())
+            .cloned()
+            .collect();
+        let computed = if missing.is_empty() {
+            Vec::new()
+        } else {
+            embed(&missing)?
+        };
+        if computed.len() != missing.len() || computed.iter().any(|c| c.len() != vocab.dim) {
+            return Err(err!(
+                Model,
+                "text model gave {} embeddings for {} sentences (expected {} values each)",
+                computed.len(),
+                missing.len(),
+                vocab.dim
+            ));
+        }
+        let mut embeddings = Vec::with_capacity(labels.len() * vocab.dim);
+        for l in &labels {
+            match vocab.embedding(l) {
+                Some(e) => embeddings.extend_from_slice(e),
+                None => {
+                    let k = missing.iter().position(|m| m == l).unwrap_or(0);
+                    embeddings.extend_from_slice(&computed[k]);
+                }
+            }
+        }
+        let precomputed = labels.len() - missing.len();
+        let source = match missing.len() {
+            0 => format!(
+                "{precomputed} precomputed embeddings ({})",
+                bundle
+                    .manifest
+                    .vocabulary
+                    .as_ref()
+                    .map_or("", |v| v.embeddings.as_str())
+            ),
+            n => {
+                format!("{precomputed} precomputed, {n} embedded on this device by the text model")
+            }
+        };
+        Ok(LabelSet {
+            labels,
+            novel,
+            embeddings,
+            source,
+        })
+    }
+
+    /// A scorer for these labels with the bundle's branches.
+    pub fn scorer(&self, bundle: &Bundle) -> Result<LabelScorer> {
+        let (branches, dim) = match (&bundle.manifest.vocabulary, &bundle.vocabulary) {
+            (Some(spec), Some(v)) => (spec.branches.clone(), v.dim),
+            _ => {
+                return Err(err!(
+                    Model,
+                    "model {} is not open-vocabulary",
+                    bundle.manifest.name
+                ))
+            }
+        };
+        LabelScorer::new(branches, dim, self.embeddings.clone(), self.novel.clone())
+    }
+}
 
 /// Scores window embeddings against label embeddings; buffers allocated once.
 #[derive(Debug, Clone)]

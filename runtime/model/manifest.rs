@@ -84,9 +84,10 @@ pub struct EncoderSpec {
     pub segment: Option<usize>,
 }
 
-/// The `[vocabulary]` table of an open-vocabulary model: each label of the labels file
-/// is a sentence, embedded by all-MiniLM-L6-v2; `embeddings` holds those embeddings
-/// precomputed (so the model runs without the text model). The output holds one window
+/// The `[vocabulary]` table of an open-vocabulary model: each label is a sentence,
+/// embedded by all-MiniLM-L6-v2. `sentences` lists the sentences whose embeddings are
+/// precomputed in `embeddings` (every label of the labels file, and possibly more, e.g.
+/// held-out classes), so the model runs without the text model; other sentences need it. The output holds one window
 /// embedding per branch; each branch scores label `j` as
 /// `softmax_j(cos(embedding, text_j) / temperature)`, and a label's probability is the
 /// weighted sum over branches, with `weight_base` for the bundle's labels and
@@ -96,7 +97,9 @@ pub struct EncoderSpec {
 pub struct VocabularySpec {
     /// Text model the embeddings come from (`all-MiniLM-L6-v2`).
     pub text_model: String,
-    /// Float32 little-endian `[labels, dim]` file, relative to the bundle folder.
+    /// Sentences file (one per line), relative to the bundle folder.
+    pub sentences: String,
+    /// Float32 little-endian `[sentences, dim]` file, relative to the bundle folder.
     pub embeddings: String,
     /// One entry per output branch, in output order.
     pub branches: Vec<BranchSpec>,

@@ -25,9 +25,27 @@ pub struct Bundle {
     /// Class labels, index order of the model output (sentences for an
     /// open-vocabulary model).
     pub labels: Vec<String>,
-    /// Open-vocabulary models: the precomputed text embedding of each label,
-    /// `labels.len() * dim` values.
-    pub text_embeddings: Option<Vec<f32>>,
+    /// Open-vocabulary models: the precomputed sentence embeddings.
+    pub vocabulary: Option<Vocabulary>,
+}
+
+/// Precomputed sentence embeddings of an open-vocabulary bundle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vocabulary {
+    /// The sentences, in file order.
+    pub sentences: Vec<String>,
+    /// `sentences.len() * dim` values, one row per sentence.
+    pub embeddings: Vec<f32>,
+    /// Values per embedding.
+    pub dim: usize,
+}
+
+impl Vocabulary {
+    /// The precomputed embedding of `sentence`, if the bundle has it.
+    pub fn embedding(&self, sentence: &str) -> Option<&[f32]> {
+        let i = self.sentences.iter().position(|s| s == sentence)?;
+        Some(&self.embeddings[i * self.dim..(i + 1) * self.dim])
+    }
 }
 
 /// One encoder of a staged bundle, with its graph.
@@ -78,33 +96,44 @@ impl Bundle {
             ));
         }
         let labels_path = dir.join(&manifest.labels);
-        let text = std::fs::read_to_string(&labels_path).map_err(|e| Error::io(&labels_path, e))?;
-        let labels: Vec<String> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect();
-        let text_embeddings = match &manifest.vocabulary {
+        let labels = read_lines(&labels_path)?;
+        let vocabulary = match &manifest.vocabulary {
             Some(v) => {
                 let dim = VocabularySpec::dim(&manifest.output);
+                let sentences = read_lines(&dir.join(&v.sentences))?;
                 let path = dir.join(&v.embeddings);
-                let values = read_f32(&path)?;
-                if values.len() != labels.len() * dim {
+                let embeddings = read_f32(&path)?;
+                if embeddings.len() != sentences.len() * dim {
                     return Err(err!(
                         Model,
-                        "{}: {} values, expected {} labels x {dim} (the output's last dimension)",
+                        "{}: {} values, expected {} sentences x {dim} (the output's last dimension)",
                         path.display(),
-                        values.len(),
-                        labels.len()
+                        embeddings.len(),
+                        sentences.len()
                     ));
                 }
-                Some(values)
+                let vocabulary = Vocabulary {
+                    sentences,
+                    embeddings,
+                    dim,
+                };
+                if let Some(l) = labels.iter().find(|l| vocabulary.embedding(l).is_none()) {
+                    return Err(err!(
+                        Model,
+                        "{}: label {l:?} has no precomputed embedding in {}",
+                        labels_path.display(),
+                        v.sentences
+                    ));
+                }
+                Some(vocabulary)
             }
             None => None,
         };
+        if labels.is_empty() {
+            return Err(err!(Model, "{}: no labels", labels_path.display()));
+        }
         let classes = manifest.output.shape.last().copied().unwrap_or(0);
-        if text_embeddings.is_none() && labels.len() != classes {
+        if vocabulary.is_none() && labels.len() != classes {
             return Err(err!(
                 Model,
                 "{}: {} labels, but output `{}` has {} classes (shape {:?})",
@@ -147,7 +176,7 @@ impl Bundle {
             manifest,
             graph,
             labels,
-            text_embeddings,
+            vocabulary,
         })
     }
 
@@ -231,6 +260,17 @@ impl Bundle {
             None => vec![self.graph()],
         }
     }
+}
+
+/// Reads the non-empty lines of a text file, trimmed.
+fn read_lines(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
 }
 
 /// Reads a raw little-endian float32 file.

@@ -1,0 +1,236 @@
+//! Every staged bundle in models/ (those with `[stages]`): tract against PyTorch's
+//! goldens (single graph, each encoder, the head), and the runtime's staged execution
+//! against the single graph on real windows, including a second window that reuses
+//! cached tokens.
+
+mod common;
+
+use common::{max_abs_diff, read_f32};
+
+use avaction::backend::{tract::TractBackend, Backend, BackendOptions, ModelRunner, Tensor};
+use avaction::clock::Window;
+use avaction::frontend::tensors::InputAssembler;
+use avaction::model::{Bundle, Frontend};
+use serde_json::Value;
+use std::path::Path;
+
+const TOLERANCE: f32 = 1e-4;
+
+fn staged_bundles() -> Vec<Bundle> {
+    let mut out = Vec::new();
+    let mut dirs: Vec<_> = std::fs::read_dir(common::repo("models"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("model.toml").is_file())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let b = Bundle::load(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        if b.manifest.stages.is_some() {
+            out.push(b);
+        }
+    }
+    assert!(!out.is_empty(), "no staged bundle in models/");
+    out
+}
+
+fn tensor(golden: &Value, section: &str, name: &str, dir: &Path) -> Tensor {
+    let e = &golden[section][name];
+    assert!(!e.is_null(), "golden.json has no {section}.{name}");
+    let shape: Vec<usize> = e["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
+    let path = dir.join(e["file"].as_str().unwrap());
+    let data = if e["dtype"] == "u8" {
+        std::fs::read(&path)
+            .unwrap()
+            .iter()
+            .map(|&b| b as f32)
+            .collect()
+    } else {
+        read_f32(&path)
+    };
+    assert_eq!(
+        data.len(),
+        shape.iter().product::<usize>(),
+        "{}",
+        path.display()
+    );
+    Tensor { shape, data }
+}
+
+fn golden(b: &Bundle) -> (Value, std::path::PathBuf) {
+    let dir = b.dir.join("golden");
+    let text = std::fs::read_to_string(dir.join("golden.json")).unwrap();
+    (serde_json::from_str(&text).unwrap(), dir)
+}
+
+#[test]
+fn tract_matches_pytorch_for_every_stage() {
+    for b in staged_bundles() {
+        let name = &b.manifest.name;
+        let (g, dir) = golden(&b);
+        let inputs: Vec<Tensor> = b
+            .manifest
+            .inputs
+            .iter()
+            .map(|i| tensor(&g, "inputs", &i.name, &dir))
+            .collect();
+        let expected = tensor(&g, "outputs", &b.manifest.output.name, &dir);
+        let mut single = TractBackend::load(&b.graph(), 1).expect("single graph loads");
+        let got = single.run(&inputs).expect("single graph runs");
+        let d = max_abs_diff(&got.data, &expected.data);
+        println!("{name}: tract single graph vs pytorch: max abs diff {d:e}");
+        assert!(d <= TOLERANCE, "{name}: single graph differs by {d}");
+
+        let staged = b.staged().unwrap();
+        let mut tokens = Vec::new();
+        for e in &staged.encoders {
+            let mut enc = TractBackend::load(&e.graph, 1).expect("encoder loads");
+            let full = &inputs[b
+                .manifest
+                .inputs
+                .iter()
+                .position(|i| i.name == e.input.name)
+                .unwrap()];
+            let per = full.data.len() / e.tokens;
+            let mut out = Vec::new();
+            for n in 0..e.tokens {
+                let one = Tensor {
+                    shape: e.graph.inputs[0].dims.clone(),
+                    data: full.data[n * per..(n + 1) * per].to_vec(),
+                };
+                out.extend(enc.run(&[one]).expect("encoder runs").data);
+            }
+            let head_input = &staged.head.inputs[tokens.len()];
+            let want = tensor(&g, "stages", &head_input.name, &dir);
+            let d = max_abs_diff(&out, &want.data);
+            println!(
+                "{name}: tract {} encoder vs pytorch: max abs diff {d:e}",
+                e.input.name
+            );
+            assert!(
+                d <= TOLERANCE,
+                "{name}: encoder for {} differs by {d}",
+                e.input.name
+            );
+            tokens.push(Tensor {
+                shape: head_input.dims.clone(),
+                data: out,
+            });
+        }
+        let mut head = TractBackend::load(&staged.head, 1).expect("head loads");
+        let got = head.run(&tokens).expect("head runs");
+        let d = max_abs_diff(&got.data, &expected.data);
+        println!("{name}: tract head on tract tokens vs pytorch: max abs diff {d:e}");
+        assert!(d <= TOLERANCE, "{name}: head differs by {d}");
+    }
+}
+
+/// The golden's raw window as the scheduler would emit it.
+fn raw_window(g: &Value, dir: &Path) -> Window {
+    let bytes = |t: Tensor| t.data.iter().map(|&v| v as u8).collect::<Vec<u8>>();
+    let mel = tensor(g, "raw", "logmel", dir);
+    Window {
+        index: 0,
+        t_start: 0,
+        t_end: 640_000_000,
+        t_last_frame: 600_000_000,
+        frames: bytes(tensor(g, "raw", "frames", dir)),
+        flow: bytes(tensor(g, "raw", "flow", dir)),
+        flow_uv: Vec::new(),
+        audio_slots: 0..mel.shape[0],
+        logmel: mel.data,
+        audio_start: Some(0),
+        skew_ns: Some(0),
+        audio_missing: 0,
+        first_frame: 100,
+        audio_index: 400,
+        video_complete_at: std::time::Instant::now(),
+    }
+}
+
+/// The window `hop` frames later: everything shifts left and the new frames, fields
+/// and mel frames (taken from the start of the window, any content will do) come in
+/// at the end.
+fn next_window(w: &Window, hop: usize, frames: usize, mel_per_frame: usize) -> Window {
+    let shift = |v: &[u8], items: usize| {
+        let per = v.len() / items;
+        let mut out = v[hop * per..].to_vec();
+        out.extend_from_slice(&v[..hop * per]);
+        out
+    };
+    let mels = w.logmel.len() / w.audio_slots.len();
+    let k = hop * mel_per_frame * mels;
+    let mut logmel = w.logmel[k..].to_vec();
+    logmel.extend(w.logmel[..k].iter().map(|v| v - 1.0));
+    Window {
+        index: w.index + 1,
+        frames: shift(&w.frames, frames),
+        flow: shift(&w.flow, frames - 1),
+        logmel,
+        first_frame: w.first_frame + hop as u64,
+        audio_index: w.audio_index + (hop * mel_per_frame) as u64,
+        video_complete_at: std::time::Instant::now(),
+        ..w.clone()
+    }
+}
+
+#[test]
+fn staged_execution_equals_the_single_graph_and_reuses_tokens() {
+    for b in staged_bundles() {
+        let name = &b.manifest.name;
+        let (g, dir) = golden(&b);
+        let opts = BackendOptions {
+            choice: avaction::backend::BackendChoice::Tract,
+            ..BackendOptions::default()
+        };
+        let (mut staged, _) = ModelRunner::open(&b, &opts).expect("staged bundle opens");
+        assert!(
+            matches!(staged, ModelRunner::Staged(_)),
+            "{name}: not staged"
+        );
+        let mut single = TractBackend::load(&b.graph(), 1).expect("single graph");
+        let mut assembler = InputAssembler::new(&b.manifest);
+        let frames = b.manifest.window.frames;
+        let mel = b.manifest.input(Frontend::Logmel).unwrap().shape[1] / frames;
+        let hop = b.manifest.window.hop_frames;
+        let first = raw_window(&g, &dir);
+        let second = next_window(&first, hop, frames, mel);
+        // 3rd window: audio missing at the end (silence is never cached)
+        let mut third = next_window(&second, hop, frames, mel);
+        third.audio_slots = 0..third.audio_slots.end - 6;
+        third.audio_missing = 6;
+        let expected = tensor(&g, "outputs", &b.manifest.output.name, &dir);
+        for (k, w) in [first, second, third].iter().enumerate() {
+            let inputs = assembler.fill(w).expect("assemble").to_vec();
+            let want = single.run(&inputs).expect("single");
+            let got = staged.run(w, &inputs).expect("staged");
+            let d = max_abs_diff(&got.data, &want.data);
+            println!("{name}: window {k}: staged vs single graph: max abs diff {d:e}");
+            assert!(d <= TOLERANCE, "{name}: window {k}: staged differs by {d}");
+            if k == 0 {
+                let d = max_abs_diff(&got.data, &expected.data);
+                assert!(
+                    d <= TOLERANCE,
+                    "{name}: raw window through the runtime differs from pytorch by {d}"
+                );
+            }
+        }
+        let (computed, reused) = staged.token_counts();
+        // window 1 computes every token; windows 2 and 3 only the new frames, fields and
+        // segments (in window 3 the new segments also hold the silence)
+        let encoders = b.staged().unwrap().encoders;
+        let per_window: u64 = encoders.iter().map(|e| e.tokens as u64).sum();
+        let new: u64 = encoders
+            .iter()
+            .map(|e| (hop * if e.segment > 1 { mel } else { 1 } / e.segment) as u64)
+            .sum();
+        println!("{name}: tokens computed {computed}, reused {reused} ({per_window} per window)");
+        assert_eq!(computed, per_window + 2 * new, "{name}: tokens computed");
+        assert_eq!(reused, 2 * (per_window - new), "{name}: tokens reused");
+    }
+}
