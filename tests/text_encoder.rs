@@ -154,7 +154,9 @@ const TINY_TOKENIZER: &str = r#"{"version":"1.0","truncation":null,"padding":nul
 "model":{"type":"WordLevel","vocab":{"[UNK]":0,"a":1},"unk_token":"[UNK]"}}"#;
 
 fn load_err(dir: &Path) -> avaction::Error {
-    TextEncoder::load(dir).expect_err("load must fail")
+    let e = TextEncoder::load(dir).expect_err("load must fail");
+    println!("{e}");
+    e
 }
 
 #[test]
@@ -228,4 +230,11 @@ fn locate_prefers_the_environment_then_the_bundle_neighbour() {
     );
     std::env::remove_var("AVACTION_MINILM");
     std::fs::remove_dir_all(&root).ok();
+}
+
+/// The encoder can be built on one thread and moved to another (e.g. a runtime worker).
+#[test]
+fn encoder_is_send() {
+    fn send<T: Send>() {}
+    send::<TextEncoder>();
 }

@@ -47,7 +47,10 @@ pub const DEFAULT_DIR: &str = "models/minilm";
 /// all-MiniLM-L6-v2 run by tract on the CPU, one sentence at a time, on the calling thread.
 ///
 /// The graph is optimised once with a symbolic sequence length, so sentences of any length
-/// share one plan (see [`TextEncoder::load`]).
+/// share one plan. Measured on a 2-core x86-64 (one thread): ~4 ms for a label of 8-15
+/// tokens, ~60 ms for 256 tokens, 0.25 s to load. A plan optimised per concrete length ran
+/// no faster (3.8-7.7 ms against 2.9-9.2 ms for 4-37 tokens, within noise) and costs
+/// ~120 ms of optimisation for every new length, so the symbolic plan is kept.
 pub struct TextEncoder {
     dir: PathBuf,
     tokenizer: tokenizers::Tokenizer,
