@@ -1,17 +1,22 @@
 # The two entry points of the README. Each installs what it needs and is safe to rerun.
-.PHONY: demo test setup check check-tensorrt unit realtime bench bench-frontends
+.PHONY: demo test setup minilm check check-tensorrt unit realtime bench bench-frontends
 
 setup:
 	./scripts/setup-debian.sh
 
+# The label sentence encoder models/minilm (all-MiniLM-L6-v2 as ONNX + tokenizer.json), built
+# offline in a small venv; skipped when up to date (runtime/text, tests/text_encoder.rs).
+minilm: setup
+	./scripts/setup-minilm.sh
+
 # Live labels from the camera and microphone, or the built-in synthetic scene
 # when this machine has neither.
-demo: setup
+demo: setup minilm
 	cargo run --example camera_demo
 
 # Formatting, lints, every test, and the real-time microphone test through a
 # virtual PulseAudio source.
-test: setup check unit realtime
+test: setup minilm check unit realtime
 
 # The `tensorrt` feature must build everywhere: without TensorRT it warns and the
 # backend reports why it is unavailable (tests/cli_engine.rs checks the message).

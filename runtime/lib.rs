@@ -5,7 +5,8 @@
 //! windows) -> [`frontend`] (image, optical flow, log-mel) -> [`backend`] (tract;
 //! TensorRT later) -> [`decode`] (smoothing, events) -> [`api`] (the [`Runtime`]
 //! handle). [`model`] reads model bundles; [`synth`] renders synthetic audio-visual
-//! scenes with a ground-truth timeline for tests, training and the demo.
+//! scenes with a ground-truth timeline for tests, training and the demo. [`text`]
+//! embeds label sentences (all-MiniLM-L6-v2) for the open-vocabulary models.
 //!
 //! Run the shipped model on a synthetic scene rendered to a file (this example runs
 //! as a doc test; for a camera use `VideoSource::Camera(None)` and
@@ -53,6 +54,7 @@ pub mod frontend;
 pub mod model;
 pub mod synth;
 pub mod target;
+pub mod text;
 
 pub use api::{Output, Runtime, RuntimeBuilder, Stats};
 pub use backend::BackendChoice;
