@@ -347,8 +347,7 @@ fn label_set(bundle: &Bundle, extra: &[String]) -> Result<(Vec<String>, Option<L
         return Ok((bundle.labels.clone(), None));
     }
     let set = LabelSet::build(bundle, extra, &mut |sentences| {
-        let _ = sentences;
-        Err(err!(Config, "TEMP no text model"))
+        crate::text::embed_for_bundle(&bundle.dir, sentences)
     })?;
     log::info!("labels: {} ({})", set.labels.len(), set.source);
     let scorer = set.scorer(bundle)?;

@@ -579,7 +579,7 @@ fn inspect(dir: PathBuf) -> Result<()> {
                 v.sentences.len(),
                 spec.embeddings,
                 v.dim,
-                match None::<PathBuf> {
+                match avaction::text::TextEncoder::locate(Some(&b.dir)) {
                     Some(dir) => format!("embedded on this device by {}", dir.display()),
                     None => "text model not set up (run scripts/setup-minilm.sh), only precomputed sentences can be used".into(),
                 }

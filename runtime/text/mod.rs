@@ -168,6 +168,32 @@ impl TextEncoder {
     }
 }
 
+/// Embeds label sentences for the bundle in `bundle_dir` with the text model
+/// [`TextEncoder::locate`] finds; fails, naming the sentences and how to set the model
+/// up, where there is none.
+pub fn embed_for_bundle(bundle_dir: &Path, sentences: &[String]) -> Result<Vec<Vec<f32>>> {
+    let Some(dir) = TextEncoder::locate(Some(bundle_dir)) else {
+        return Err(err!(
+            Config,
+            "{} label sentence(s) have no precomputed embedding in {} ({:?}...) and the text \
+             model all-MiniLM-L6-v2 is not set up: run scripts/setup-minilm.sh (or set {ENV_DIR})",
+            sentences.len(),
+            bundle_dir.display(),
+            sentences.first().map(String::as_str).unwrap_or("")
+        ));
+    };
+    let t0 = std::time::Instant::now();
+    let mut encoder = TextEncoder::load(&dir)?;
+    let out = encoder.embed_all(sentences)?;
+    log::info!(
+        "text: embedded {} sentence(s) with {} in {:.0} ms",
+        sentences.len(),
+        dir.display(),
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(out)
+}
+
 fn load_tokenizer(path: &Path) -> Result<tokenizers::Tokenizer> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let mut tokenizer = tokenizers::Tokenizer::from_bytes(&bytes)
