@@ -8,7 +8,7 @@ use avaction::backend::engine_cache::{EngineCache, Precision};
 use avaction::backend::{self, tensorrt, BackendChoice};
 use avaction::capture::{audio, video};
 use avaction::model::{Bundle, Manifest};
-use avaction::synth::{self, Scene, SceneConfig};
+use avaction::synth::{self, Scene, SceneConfig, Task};
 use avaction::{err, AudioSource, EventKind, Output, Result, Runtime, VideoSource};
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -58,6 +58,14 @@ enum Command {
         /// Also write the audio as a 48 kHz stereo WAV next to it.
         #[arg(long)]
         wav: bool,
+        /// Task: `basic` (the six classes of cavnet-small) or `compositional`
+        /// (object-motion-sound sentences, late sounds, crowd noise).
+        #[arg(long, default_value = "basic")]
+        task: String,
+        /// Compositional task: which classes to draw, `seen`, `novel` or `all`
+        /// (default `seen`).
+        #[arg(long)]
+        classes: Option<String>,
     },
     /// Build TensorRT engines ahead of time (for deployment images).
     Engine {
@@ -78,6 +86,17 @@ enum Command {
         /// Frames between dumped windows.
         #[arg(long, default_value_t = 4)]
         hop: usize,
+        /// Task: `basic` (the six classes of cavnet-small) or `compositional`
+        /// (object-motion-sound sentences, with moderation attributes).
+        #[arg(long, default_value = "basic")]
+        task: String,
+        /// Compositional task: which classes the scenes draw, `seen`, `novel` or `all`
+        /// (default `seen`); labels index the full list either way.
+        #[arg(long)]
+        classes: Option<String>,
+        /// Optical flow estimator to use instead of the manifest's (e.g. `tvl1`).
+        #[arg(long)]
+        flow_estimator: Option<String>,
         /// Output folder.
         #[arg(long, short)]
         out: PathBuf,
@@ -188,21 +207,51 @@ fn main() {
             seed,
             duration,
             wav,
-        } => synth_cmd(out, seed, duration, wav),
+            task,
+            classes,
+        } => features::parse_task(&task, classes.as_deref())
+            .and_then(|task| synth_cmd(out, seed, duration, wav, task)),
         Command::Features {
             manifest,
             seeds,
             duration,
             hop,
+            task,
+            classes,
+            flow_estimator,
             out,
-        } => parse_seeds(&seeds)
-            .and_then(|s| Manifest::load(&manifest).map(|m| (m, s)))
-            .and_then(|(m, s)| features::dump(&m, &s, duration, hop, &out)),
+        } => features_cmd(
+            &manifest,
+            &seeds,
+            duration,
+            hop,
+            (&task, classes.as_deref()),
+            flow_estimator.as_deref(),
+            &out,
+        ),
     };
     if let Err(e) = result {
         eprintln!("avaction: {e}");
         std::process::exit(1);
     }
+}
+
+fn features_cmd(
+    manifest: &std::path::Path,
+    seeds: &str,
+    duration: f64,
+    hop: usize,
+    (task, classes): (&str, Option<&str>),
+    flow_estimator: Option<&str>,
+    out: &std::path::Path,
+) -> Result<()> {
+    let task = features::parse_task(task, classes)?;
+    let seeds = parse_seeds(seeds)?;
+    let mut manifest = Manifest::load(manifest)?;
+    if let Some(name) = flow_estimator {
+        features::override_flow_estimator(&mut manifest, name)?;
+    }
+    features::dump(&manifest, &seeds, duration, hop, task, out)
 }
 
 fn parse_seeds(s: &str) -> Result<Vec<u64>> {
@@ -599,10 +648,11 @@ fn relative(path: &std::path::Path, base: &std::path::Path) -> String {
         .to_string()
 }
 
-fn synth_cmd(out: PathBuf, seed: u64, duration: f64, wav: bool) -> Result<()> {
+fn synth_cmd(out: PathBuf, seed: u64, duration: f64, wav: bool, task: Task) -> Result<()> {
     let scene = Scene::generate(&SceneConfig {
         seed,
         duration_s: duration,
+        task,
         ..SceneConfig::default()
     })?;
     synth::write_media(&scene, &out)?;
@@ -615,7 +665,16 @@ fn synth_cmd(out: PathBuf, seed: u64, duration: f64, wav: bool) -> Result<()> {
         outln!("wrote {}", wav_path.display());
     }
     for ev in scene.timeline() {
-        outln!("  {:7.2}s - {:7.2}s  {}", ev.start_s, ev.end_s, ev.label);
+        let late = match ev.sound_delay_s {
+            Some(delay) if delay > 0.0 => format!(" (sound {delay:.2} s late)"),
+            _ => String::new(),
+        };
+        outln!(
+            "  {:7.2}s - {:7.2}s  {}{late}",
+            ev.start_s,
+            ev.end_s,
+            ev.label
+        );
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! Renders the audio of a synthetic scene: ambient noise plus whooshes, clicks and
-//! thuds. Every sample is a closed-form function of its index (stateless hashes and
+//! Renders the audio of a synthetic scene: ambient noise plus whooshes, clicks,
+//! thuds and (compositional task) screams and crowd babble. Every sample is a closed-form function of its index (stateless hashes and
 //! exact integer phases), so any block can be rendered alone with identical results.
 
 use super::detmath::{cos, exp, sin};
@@ -174,6 +174,64 @@ fn add_sound(plan: &Plan, sound: &Sound, rate: f64, m0: u64, out: &mut [f32]) {
                     .sum();
                 let value = attack * fade * (0.85 * body * exp(-t / decay_s) + noise_norm * rumble);
                 *sample += gain * value as f32;
+            }
+        }
+        Voice::Scream {
+            freq_hz,
+            sweep,
+            vibrato_hz,
+            vibrato_depth,
+            vibrato_phase,
+            amps,
+        } => {
+            let len_s = len as f64 / rate;
+            for (offset, sample) in out.iter_mut().enumerate() {
+                let m = m0 + offset as u64;
+                let t = m as f64 / rate;
+                let u = m as f64 / len as f64;
+                // f(t) = f0 (1 + sweep sin(pi u)) + f0 depth sin(2 pi v t + phi); the
+                // phase is its integral, in closed form.
+                let cycles = freq_hz
+                    * (t + sweep * len_s / PI * (1.0 - cos(PI * u))
+                        + vibrato_depth / (TAU * vibrato_hz)
+                            * (cos(*vibrato_phase) - cos(TAU * vibrato_hz * t + vibrato_phase)));
+                let phase = TAU * cycles;
+                let tone: f64 = amps
+                    .iter()
+                    .enumerate()
+                    .map(|(k, amp)| amp * sin((k + 1) as f64 * phase))
+                    .sum();
+                let attack = (t / 0.03).min(1.0);
+                let attack = attack * attack * (3.0 - 2.0 * attack);
+                *sample += gain * (attack * tail_fade(m, len) * tone) as f32;
+            }
+        }
+        Voice::Babble { talkers } => {
+            // 50 ms raised-cosine fades at both ends of the burst.
+            let fade = ((0.05 * rate) as u64).clamp(1, len / 2 + 1);
+            for (offset, sample) in out.iter_mut().enumerate() {
+                let m = m0 + offset as u64;
+                let edge = m.min(len.saturating_sub(m + 1));
+                let ramp = if edge >= fade {
+                    1.0
+                } else {
+                    0.5 * (1.0 - cos(PI * edge as f64 / fade as f64)) as f32
+                };
+                let m32 = m as u32;
+                let mut sum = 0.0f32;
+                for talker in talkers {
+                    // Syllables: a floor of 0.2 (a crowd never falls silent) plus a
+                    // random rhythm that is off about a third of the time.
+                    let syllable = value_noise(talker.key, m, talker.syllable);
+                    let level = 0.2 + 0.8 * ((syllable + 0.3) / 1.3).clamp(0.0, 1.0);
+                    let mut voice = 0.0f32;
+                    for partial in &talker.partials {
+                        let phase = partial.phase0.wrapping_add(m32.wrapping_mul(partial.step));
+                        voice += partial.amp * table_sine(&plan.sine_table, phase);
+                    }
+                    sum += talker.norm * level * voice;
+                }
+                *sample += gain * ramp * sum;
             }
         }
     }

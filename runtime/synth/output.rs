@@ -1,7 +1,9 @@
 //! Writes a scene's audio as a 16-bit PCM WAV file and its ground truth as JSON.
 
-use super::{GroundTruth, Scene, SceneConfig, LABELS};
+use super::compositional::{self, LabelParts, ATTRIBUTES};
+use super::{GroundTruth, Scene, SceneConfig, Spans};
 use crate::Error;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -75,15 +77,36 @@ struct GroundTruthFile<'a> {
     config: &'a SceneConfig,
     labels: &'a [&'static str],
     events: &'a [GroundTruth],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    class_parts: Option<Vec<LabelParts>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    novel: Option<Vec<usize>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attribute_spans: Option<BTreeMap<&'static str, &'a Spans>>,
 }
 
 /// Writes the ground truth as JSON:
 /// `{"config": {...}, "labels": [...], "events": [{"label", "start_s", "end_s"}, ...]}`.
+/// Compositional scenes add to each event its `parts` (`{"object", "motion",
+/// "sound"}`) and `sound_delay_s`, and to the document `class_parts` (one
+/// `{"object", "motion", "sound"}` per label, nulls for background), `novel` (label indices of the held-out classes) and
+/// `attribute_spans` (`{"impact": [[from_s, to_s], ...], ...}`, see
+/// [`Scene::attributes_in`]). Basic scenes are written exactly as before.
 pub fn write_ground_truth(scene: &Scene, path: &Path) -> crate::Result<()> {
+    let compositional = !scene.config().task.is_basic();
     let document = GroundTruthFile {
         config: scene.config(),
-        labels: &LABELS,
+        labels: scene.labels(),
         events: scene.timeline(),
+        class_parts: compositional.then(compositional::label_parts),
+        novel: compositional.then(compositional::novel_indices),
+        attribute_spans: compositional.then(|| {
+            ATTRIBUTES
+                .iter()
+                .copied()
+                .zip(scene.attribute_spans().iter())
+                .collect()
+        }),
     };
     let mut text = serde_json::to_string_pretty(&document).map_err(|e| {
         crate::err!(

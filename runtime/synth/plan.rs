@@ -1,9 +1,10 @@
 //! Plans a scene from its config: the event timeline, and for each stretch of time
 //! the backdrop, the objects and how they move, and the sounds with their timbres.
 
-use super::detmath::{exp2, sin};
+use super::compositional::{self as comp, Parts};
+use super::detmath::{exp, exp2, ln, sin};
 use super::rng::{derive_key, SplitMix64};
-use super::SceneConfig;
+use super::{SceneConfig, Task};
 
 /// Event length range in seconds (before snapping to the frame grid).
 const EVENT_MIN_S: f64 = 1.2;
@@ -21,6 +22,22 @@ pub(crate) const MAX_SOUND_S: f64 = EVENT_MAX_S + 0.1;
 const WHOOSH_PARTIALS: usize = 48;
 /// Number of partials in the low noise of a thud.
 const THUD_NOISE_PARTIALS: usize = 12;
+/// Compositional task: share of events whose sound comes late, and how late (s).
+const LATE_CHANCE: f64 = 0.2;
+const LATE_MIN_S: f64 = 0.3;
+const LATE_MAX_S: f64 = 0.5;
+/// Compositional task: length range of a scream, in seconds.
+const SCREAM_MIN_S: f64 = 0.3;
+const SCREAM_MAX_S: f64 = 0.8;
+/// Compositional task: share of segments with crowd babble, and its bursts' lengths (s).
+const CROWD_CHANCE: f64 = 0.25;
+const CROWD_BURST_MIN_S: f64 = 0.8;
+const CROWD_BURST_MAX_S: f64 = 2.0;
+/// Talkers in a babble burst, and sinusoidal partials per talker.
+const BABBLE_TALKERS: usize = 4;
+const BABBLE_PARTIALS: usize = 16;
+/// Harmonics of a scream (fewer when they would pass 0.45 x the sample rate).
+const SCREAM_HARMONICS: usize = 6;
 
 /// Number of non-background classes.
 const EVENT_CLASSES: usize = super::LABELS.len() - 1;
@@ -67,8 +84,15 @@ pub(crate) struct Backdrop {
 /// How the objects of an action move.
 #[derive(Debug, Clone)]
 pub(crate) enum Motion {
-    /// One body slides from `x0` to `x1` at height `y` with a smooth speed bump.
-    Slide { x0: f64, x1: f64, y: f64 },
+    /// One body slides from `x0` to `x1` at height `y` in `move_s` seconds: with a
+    /// smooth speed bump, or (`abrupt`) speeding up until it stops dead at `x1`.
+    Slide {
+        x0: f64,
+        x1: f64,
+        y: f64,
+        move_s: f64,
+        abrupt: bool,
+    },
     /// One body falls from `y_top` at `x`, lands on `y_rest` after `fall_s`, bounces
     /// once with restitution `bounce`, and rests.
     Drop {
@@ -99,11 +123,22 @@ const RECOIL_S: f64 = 0.2;
 /// One labelled event: its class, its interval, its bodies and their motion.
 #[derive(Debug, Clone)]
 pub(crate) struct Action {
+    /// Index into the task's label list (`LABELS` or `compositional::LABELS`).
     pub class: usize,
     pub start_s: f64,
     pub end_s: f64,
     pub bodies: Vec<Body>,
     pub motion: Motion,
+    /// Compositional task: what the class is made of.
+    pub parts: Option<Parts>,
+    /// How late the sounds are behind the picture, in seconds (0 = in sync).
+    pub sound_delay_s: f64,
+    /// Time of the visual contact (landing, collision, abrupt stop), if any.
+    pub contact_s: Option<f64>,
+    /// When a body falls (from the start to its first landing), if any.
+    pub falling: Option<(f64, f64)>,
+    /// End of the last sound of the event, in seconds (its start when silent).
+    pub sound_end_s: f64,
 }
 
 /// A body at a fixed place that never moves.
@@ -162,6 +197,28 @@ pub(crate) enum Voice {
         noise: Vec<Tone>,
         noise_norm: f64,
     },
+    /// A harmonic tone whose pitch rises and falls back once over the sound (by
+    /// `sweep` x `freq_hz` at the middle) with vibrato; harmonic `k` has `amps[k-1]`.
+    Scream {
+        freq_hz: f64,
+        sweep: f64,
+        vibrato_hz: f64,
+        vibrato_depth: f64,
+        vibrato_phase: f64,
+        amps: Vec<f64>,
+    },
+    /// Crowd babble: several talkers, each band-limited noise (partials) under a
+    /// syllable-rate envelope (value noise every `syllable` samples, key `key`).
+    Babble { talkers: Vec<Talker> },
+}
+
+/// One voice of a babble.
+#[derive(Debug, Clone)]
+pub(crate) struct Talker {
+    pub partials: Vec<Partial>,
+    pub norm: f32,
+    pub key: u64,
+    pub syllable: u64,
 }
 
 /// A sound placed on the sample grid.
@@ -229,6 +286,9 @@ impl Plan {
                 action: Some(action),
             });
         }
+        if matches!(cfg.task, Task::Compositional { .. }) {
+            sounds.append(&mut plan_crowd(cfg, &segments));
+        }
         sounds.sort_by_key(|sound| sound.start_sample);
         let ambient = segments
             .iter()
@@ -265,6 +325,8 @@ impl Plan {
 /// When one action happens, and where its segment starts.
 struct Slot {
     class: usize,
+    parts: Option<Parts>,
+    late_s: f64,
     start_s: f64,
     end_s: f64,
     segment_from_s: f64,
@@ -276,9 +338,13 @@ fn plan_timing(cfg: &SceneConfig) -> Vec<Slot> {
     let snap = |t: f64| (t * fps).round() / fps;
     let mut rng = SplitMix64::new(derive_key(cfg.seed, 0x7133));
     let mut slots: Vec<Slot> = Vec::new();
-    // Classes come from shuffled bags of all five so every class appears every
-    // five events and the classes stay balanced.
-    let mut bag = [0usize; EVENT_CLASSES];
+    // Classes come from shuffled bags of all the task's classes so every class appears
+    // once per bag and the classes stay balanced.
+    let candidates: Vec<usize> = match cfg.task {
+        Task::Basic => (1..=EVENT_CLASSES).collect(),
+        Task::Compositional { classes } => classes.label_indices(),
+    };
+    let mut bag = vec![0usize; candidates.len()];
     let mut bag_left = 0;
     let mut t = rng.range(GAP_MIN_S, GAP_MAX_S);
     loop {
@@ -288,23 +354,35 @@ fn plan_timing(cfg: &SceneConfig) -> Vec<Slot> {
             break;
         }
         if bag_left == 0 {
-            for (i, class) in bag.iter_mut().enumerate() {
-                *class = i + 1;
-            }
-            for i in (1..EVENT_CLASSES).rev() {
+            bag.copy_from_slice(&candidates);
+            for i in (1..bag.len()).rev() {
                 let j = rng.below(i as u64 + 1) as usize;
                 bag.swap(i, j);
             }
-            bag_left = EVENT_CLASSES;
+            bag_left = bag.len();
         }
         bag_left -= 1;
         let class = bag[bag_left];
+        let (parts, late_s) = match cfg.task {
+            Task::Basic => (None, 0.0),
+            Task::Compositional { .. } => {
+                let late_s = if rng.chance(LATE_CHANCE) {
+                    // Whole milliseconds, so the ground truth reads back exactly.
+                    (rng.range(LATE_MIN_S, LATE_MAX_S) * 1000.0).round() / 1000.0
+                } else {
+                    0.0
+                };
+                (comp::parts_of(class), late_s)
+            }
+        };
         let segment_from_s = match slots.last() {
             Some(previous) => snap(0.5 * (previous.end_s + start_s)),
             None => 0.0,
         };
         slots.push(Slot {
             class,
+            parts,
+            late_s,
             start_s,
             end_s,
             segment_from_s,
@@ -367,13 +445,20 @@ fn plan_backdrop(cfg: &SceneConfig, rng: &mut SplitMix64) -> Backdrop {
     }
 }
 
-/// A body whose colour stands out from the wall by at least 80 luma levels.
-fn plan_body(cfg: &SceneConfig, backdrop: &Backdrop, rng: &mut SplitMix64) -> Body {
-    let shape = if rng.chance(0.5) {
+/// A body whose colour stands out from the wall by at least 80 luma levels; its shape
+/// is `shape`, or random when `None` (the draw is made either way).
+fn plan_body(
+    cfg: &SceneConfig,
+    backdrop: &Backdrop,
+    rng: &mut SplitMix64,
+    shape: Option<Shape>,
+) -> Body {
+    let random_shape = if rng.chance(0.5) {
         Shape::Square
     } else {
         Shape::Disc
     };
+    let shape = shape.unwrap_or(random_shape);
     let side = f64::from(cfg.width.min(cfg.height));
     let half = rng.range(0.045, 0.09) * side;
     let wall_luma = luma(backdrop.wall);
@@ -407,12 +492,36 @@ fn range_or_mid(rng: &mut SplitMix64, lo: f64, hi: f64) -> f64 {
     }
 }
 
+/// The (motion, sound) a basic-task class stands for.
+fn basic_kind(class: usize) -> (comp::Motion, comp::Sound) {
+    match class {
+        SLIDE_LEFT => (comp::Motion::SlideLeft, comp::Sound::Whoosh),
+        SLIDE_RIGHT => (comp::Motion::SlideRight, comp::Sound::Whoosh),
+        DROP_CLICK => (comp::Motion::Fall, comp::Sound::Click),
+        DROP_THUD => (comp::Motion::Fall, comp::Sound::Thud),
+        _ => {
+            debug_assert_eq!(class, COLLIDE_THUD);
+            (comp::Motion::Collide, comp::Sound::Thud)
+        }
+    }
+}
+
+/// An impact voice: a click, else a thud.
+fn impact_voice(cfg: &SceneConfig, rng: &mut SplitMix64, sound: comp::Sound) -> Voice {
+    if sound == comp::Sound::Click {
+        plan_click(cfg, rng)
+    } else {
+        plan_thud(rng)
+    }
+}
+
 fn plan_action(
     cfg: &SceneConfig,
     backdrop: &Backdrop,
     slot: &Slot,
     rng: &mut SplitMix64,
 ) -> (Action, Vec<Sound>) {
+    use comp::Sound::{Click, Scream, Thud, Whoosh};
     let width = f64::from(cfg.width);
     let height = f64::from(cfg.height);
     let fps = f64::from(cfg.fps);
@@ -421,33 +530,90 @@ fn plan_action(
     let to_sample = |t: f64| (t * rate).round().max(0.0) as u64;
     let duration = slot.end_s - slot.start_s;
     let margin = 0.03 * width;
-    let first = plan_body(cfg, backdrop, rng);
+    let (movement, sound) = match slot.parts {
+        Some(parts) => (parts.motion, parts.sound),
+        None => basic_kind(slot.class),
+    };
+    let shape = slot.parts.map(|parts| match parts.object {
+        comp::Object::Square => Shape::Square,
+        comp::Object::Disc => Shape::Disc,
+    });
+    // A sound over [from_s, to_s): a whoosh swelling over it, or a scream.
+    let span_sound = |rng: &mut SplitMix64, from_s: f64, to_s: f64| {
+        if sound == Whoosh {
+            Sound {
+                start_sample: to_sample(from_s),
+                len_samples: to_sample(to_s) - to_sample(from_s),
+                gain: rng.range(0.22, 0.4) as f32,
+                voice: plan_whoosh(cfg, rng),
+            }
+        } else {
+            Sound {
+                start_sample: to_sample(from_s),
+                len_samples: to_sample(to_s) - to_sample(from_s),
+                gain: rng.range(0.2, 0.35) as f32,
+                voice: plan_scream(cfg, rng),
+            }
+        }
+    };
+    let scream_length = |rng: &mut SplitMix64, longest: f64| {
+        rng.range(SCREAM_MIN_S, SCREAM_MAX_S)
+            .min(longest)
+            .max(1.0 / rate)
+    };
+    let first = plan_body(cfg, backdrop, rng, shape);
     let mut bodies = vec![first];
     let mut sounds = Vec::new();
-    let motion = match slot.class {
-        SLIDE_LEFT | SLIDE_RIGHT => {
+    let mut contact_s = None;
+    let mut falling = None;
+    let motion = match movement {
+        comp::Motion::SlideLeft | comp::Motion::SlideRight => {
             let lo = margin + first.half;
             let hi = width - margin - first.half;
             let travel = (rng.range(0.45, 0.75) * width).min(hi - lo).max(0.0);
             let left = range_or_mid(rng, lo, hi - travel);
-            let (x0, x1) = if slot.class == SLIDE_LEFT {
+            let (x0, x1) = if movement == comp::Motion::SlideLeft {
                 (left + travel, left)
             } else {
                 (left, left + travel)
             };
-            sounds.push(Sound {
-                start_sample: to_sample(slot.start_s),
-                len_samples: to_sample(slot.end_s) - to_sample(slot.start_s),
-                gain: rng.range(0.22, 0.4) as f32,
-                voice: plan_whoosh(cfg, rng),
-            });
+            // With an impact sound the body stops dead (hits something), in time for
+            // the sound to fit in the event.
+            let abrupt = matches!(sound, Click | Thud);
+            let move_s = if abrupt {
+                snap(duration - IMPACT_ROOM_S).max(1.0 / fps).min(duration)
+            } else {
+                duration
+            };
+            match sound {
+                Whoosh => sounds.push(span_sound(rng, slot.start_s, slot.end_s)),
+                Scream => {
+                    let len_s = scream_length(rng, duration);
+                    let from_s = slot.start_s + 0.5 * (duration - len_s);
+                    sounds.push(span_sound(rng, from_s, from_s + len_s));
+                }
+                Click | Thud => {
+                    let stop_s = slot.start_s + move_s;
+                    contact_s = Some(stop_s);
+                    let voice = impact_voice(cfg, rng, sound);
+                    let len_s = sound_length(&voice);
+                    sounds.push(Sound {
+                        start_sample: to_sample(stop_s),
+                        len_samples: to_sample(len_s),
+                        gain: rng.range(0.5, 0.8) as f32,
+                        voice,
+                    });
+                }
+            }
             Motion::Slide {
                 x0,
                 x1,
                 y: backdrop.floor_y - first.half,
+                move_s,
+                abrupt,
             }
         }
-        DROP_CLICK | DROP_THUD => {
+        comp::Motion::Fall => {
             let x = range_or_mid(rng, margin + first.half, width - margin - first.half);
             let y_top = first.half + rng.range(0.02, 0.12) * height;
             let y_rest = backdrop.floor_y - first.half;
@@ -457,34 +623,37 @@ fn plan_action(
                 .max(1.0 / fps)
                 .min(duration);
             let impact_s = slot.start_s + fall_s;
-            let gain = rng.range(0.5, 0.8) as f32;
-            let is_click = slot.class == DROP_CLICK;
-            let voice = if is_click {
-                plan_click(cfg, rng)
-            } else {
-                plan_thud(rng)
-            };
-            let len_s = sound_length(&voice);
-            // The bounce lands again after 2 * bounce * fall_s, with a softer sound.
-            let second_s = impact_s + 2.0 * bounce * fall_s;
-            let second_voice = match &voice {
-                Voice::Click { .. } => plan_click(cfg, rng),
-                _ => plan_thud(rng),
-            };
-            let second_len_s = sound_length(&second_voice);
-            sounds.push(Sound {
-                start_sample: to_sample(impact_s),
-                len_samples: to_sample(len_s),
-                gain,
-                voice,
-            });
-            if second_s + second_len_s < slot.end_s {
-                sounds.push(Sound {
-                    start_sample: to_sample(second_s),
-                    len_samples: to_sample(second_len_s),
-                    gain: gain * (1.5 * bounce) as f32,
-                    voice: second_voice,
-                });
+            contact_s = Some(impact_s);
+            falling = Some((slot.start_s, impact_s));
+            match sound {
+                Click | Thud => {
+                    let gain = rng.range(0.5, 0.8) as f32;
+                    let voice = impact_voice(cfg, rng, sound);
+                    let len_s = sound_length(&voice);
+                    // The bounce lands again after 2 * bounce * fall_s, with a softer sound.
+                    let second_s = impact_s + 2.0 * bounce * fall_s;
+                    let second_voice = impact_voice(cfg, rng, sound);
+                    let second_len_s = sound_length(&second_voice);
+                    sounds.push(Sound {
+                        start_sample: to_sample(impact_s),
+                        len_samples: to_sample(len_s),
+                        gain,
+                        voice,
+                    });
+                    if second_s + second_len_s < slot.end_s {
+                        sounds.push(Sound {
+                            start_sample: to_sample(second_s),
+                            len_samples: to_sample(second_len_s),
+                            gain: gain * (1.5 * bounce) as f32,
+                            voice: second_voice,
+                        });
+                    }
+                }
+                Whoosh => sounds.push(span_sound(rng, slot.start_s, impact_s)),
+                Scream => {
+                    let len_s = scream_length(rng, fall_s);
+                    sounds.push(span_sound(rng, impact_s - len_s, impact_s));
+                }
             }
             Motion::Drop {
                 x,
@@ -494,9 +663,8 @@ fn plan_action(
                 bounce,
             }
         }
-        _ => {
-            debug_assert_eq!(slot.class, COLLIDE_THUD);
-            let second = plan_body(cfg, backdrop, rng);
+        comp::Motion::Collide => {
+            let second = plan_body(cfg, backdrop, rng, shape);
             bodies.push(second);
             let contact_x = rng.range(0.38, 0.62) * width;
             let xa_contact = contact_x - first.half;
@@ -506,23 +674,34 @@ fn plan_action(
             let run_a = range_or_mid(rng, 0.15 * width, 0.32 * width).min(room_a);
             let run_b = range_or_mid(rng, 0.15 * width, 0.32 * width).min(room_b);
             let latest_contact = (duration - IMPACT_ROOM_S).max(1.0 / fps);
-            let contact_s = snap(rng.range(0.5, 0.72) * duration)
+            let contact = snap(rng.range(0.5, 0.72) * duration)
                 .min(latest_contact)
                 .max(1.0 / fps);
+            contact_s = Some(slot.start_s + contact);
             let restitution = rng.range(0.0, 0.35);
             // Speed at contact under constant acceleration from rest is 2 * run / t; the
             // recoil starts at `restitution` times that and decelerates evenly to rest
             // within RECOIL_S, covering half of speed * RECOIL_S.
-            let recoil_a = restitution * run_a / contact_s * RECOIL_S;
-            let recoil_b = restitution * run_b / contact_s * RECOIL_S;
-            let voice = plan_thud(rng);
-            let len_s = sound_length(&voice);
-            sounds.push(Sound {
-                start_sample: to_sample(slot.start_s + contact_s),
-                len_samples: to_sample(len_s),
-                gain: rng.range(0.5, 0.8) as f32,
-                voice,
-            });
+            let recoil_a = restitution * run_a / contact * RECOIL_S;
+            let recoil_b = restitution * run_b / contact * RECOIL_S;
+            match sound {
+                Click | Thud => {
+                    let voice = impact_voice(cfg, rng, sound);
+                    let len_s = sound_length(&voice);
+                    sounds.push(Sound {
+                        start_sample: to_sample(slot.start_s + contact),
+                        len_samples: to_sample(len_s),
+                        gain: rng.range(0.5, 0.8) as f32,
+                        voice,
+                    });
+                }
+                Whoosh => sounds.push(span_sound(rng, slot.start_s, slot.start_s + contact)),
+                Scream => {
+                    let len_s = scream_length(rng, contact);
+                    let to_s = slot.start_s + contact;
+                    sounds.push(span_sound(rng, to_s - len_s, to_s));
+                }
+            }
             Motion::Collide {
                 y_a: backdrop.floor_y - first.half,
                 y_b: backdrop.floor_y - second.half,
@@ -530,18 +709,31 @@ fn plan_action(
                 xa_contact,
                 xb0: xb_contact + run_b,
                 xb_contact,
-                contact_s,
+                contact_s: contact,
                 recoil_a,
                 recoil_b,
             }
         }
     };
+    let delay = to_sample(slot.late_s);
+    for sound in &mut sounds {
+        sound.start_sample += delay;
+    }
+    let sound_end_s = sounds
+        .iter()
+        .map(|sound| (sound.start_sample + sound.len_samples) as f64 / rate)
+        .fold(slot.start_s, f64::max);
     let action = Action {
         class: slot.class,
         start_s: slot.start_s,
         end_s: slot.end_s,
         bodies,
         motion,
+        parts: slot.parts,
+        sound_delay_s: slot.late_s,
+        contact_s,
+        falling,
+        sound_end_s,
     };
     (action, sounds)
 }
@@ -551,8 +743,8 @@ fn sound_length(voice: &Voice) -> f64 {
     match voice {
         Voice::Click { decay_s, .. } => (decay_s * 4.5).clamp(0.005, 0.015),
         Voice::Thud { decay_s, .. } => (decay_s * 4.0).clamp(0.1, 0.2),
-        // A whoosh lasts as long as its motion; its length is set where it is planned.
-        Voice::Whoosh { .. } => 0.0,
+        // Whooshes, screams and babble get their lengths where they are planned.
+        Voice::Whoosh { .. } | Voice::Scream { .. } | Voice::Babble { .. } => 0.0,
     }
 }
 
@@ -625,6 +817,103 @@ fn plan_thud(rng: &mut SplitMix64) -> Voice {
     }
 }
 
+/// A scream: 450-900 Hz fundamental rising by 15-40 % at its middle, 5-8 Hz vibrato of
+/// 1.5-4 %, and up to six harmonics with a random roll-off.
+fn plan_scream(cfg: &SceneConfig, rng: &mut SplitMix64) -> Voice {
+    let rate = f64::from(cfg.audio_rate);
+    let freq_hz = rng.log_range(450.0, 900.0);
+    let sweep = rng.range(0.15, 0.4);
+    let vibrato_hz = rng.range(5.0, 8.0);
+    let vibrato_depth = rng.range(0.015, 0.04);
+    let vibrato_phase = rng.range(0.0, std::f64::consts::TAU);
+    let rolloff = rng.range(0.7, 1.3);
+    let top = freq_hz * (1.0 + sweep + vibrato_depth);
+    let mut amps: Vec<f64> = (1..=SCREAM_HARMONICS)
+        .map(|k| rng.range(0.6, 1.0) * exp(-rolloff * ln(k as f64)))
+        .collect();
+    let fit = ((0.45 * rate / top) as usize).clamp(1, SCREAM_HARMONICS);
+    amps.truncate(fit);
+    let sum: f64 = amps.iter().sum();
+    for amp in &mut amps {
+        *amp /= sum.max(1e-9);
+    }
+    Voice::Scream {
+        freq_hz,
+        sweep,
+        vibrato_hz,
+        vibrato_depth,
+        vibrato_phase,
+        amps,
+    }
+}
+
+/// Babble: a few talkers, each noise in a 1-1.6 octave band centred at 350-1400 Hz
+/// whose level follows a random syllable rhythm (a new value every 90-160 ms).
+fn plan_babble(cfg: &SceneConfig, rng: &mut SplitMix64) -> Voice {
+    let rate = f64::from(cfg.audio_rate);
+    let talkers = (0..BABBLE_TALKERS)
+        .map(|_| {
+            let centre = rng.log_range(350.0, 1400.0).min(0.2 * rate);
+            let half_octaves = 0.5 * rng.range(1.0, 1.6);
+            let lo = centre / exp2(half_octaves);
+            let hi = (centre * exp2(half_octaves)).min(0.45 * rate);
+            let mut power = 0.0f64;
+            let partials = (0..BABBLE_PARTIALS)
+                .map(|_| {
+                    let freq = rng.log_range(lo, hi);
+                    let amp = rng.range(0.5, 1.0);
+                    power += 0.5 * amp * amp;
+                    Partial {
+                        step: ((freq / rate) * 4_294_967_296.0).round() as u32,
+                        phase0: rng.next_u64() as u32,
+                        amp: amp as f32,
+                    }
+                })
+                .collect();
+            Talker {
+                partials,
+                norm: (1.0 / (2.0 * (power * BABBLE_TALKERS as f64).sqrt())) as f32,
+                key: rng.next_u64(),
+                syllable: (rng.range(0.09, 0.16) * rate).round().max(1.0) as u64,
+            }
+        })
+        .collect();
+    Voice::Babble { talkers }
+}
+
+/// Crowd babble for the compositional task: each segment (background included), on
+/// its own random stream, gets babble with chance `CROWD_CHANCE`, as bursts of
+/// 0.8-2 s with short pauses covering the segment, regardless of its event.
+fn plan_crowd(cfg: &SceneConfig, segments: &[Segment]) -> Vec<Sound> {
+    let rate = f64::from(cfg.audio_rate);
+    let to_sample = |t: f64| (t * rate).round().max(0.0) as u64;
+    let mut sounds = Vec::new();
+    for (k, segment) in segments.iter().enumerate() {
+        let mut rng = SplitMix64::new(derive_key(cfg.seed, 0xC0_0000 + k as u64));
+        if !rng.chance(CROWD_CHANCE) {
+            continue;
+        }
+        let to_s = segments
+            .get(k + 1)
+            .map_or(cfg.duration_s, |next| next.from_s)
+            .min(cfg.duration_s);
+        let mut t = segment.from_s + rng.range(0.0, 0.3);
+        while to_s - t >= 0.4 {
+            let len_s = rng
+                .range(CROWD_BURST_MIN_S, CROWD_BURST_MAX_S)
+                .min(to_s - t);
+            sounds.push(Sound {
+                start_sample: to_sample(t),
+                len_samples: to_sample(t + len_s) - to_sample(t),
+                gain: rng.range(0.2, 0.35) as f32,
+                voice: plan_babble(cfg, &mut rng),
+            });
+            t += len_s + rng.range(0.1, 0.5);
+        }
+    }
+    sounds
+}
+
 /// Maybe a body resting on the floor that never moves, kept clear of the action.
 fn plan_still(
     cfg: &SceneConfig,
@@ -636,7 +925,7 @@ fn plan_still(
         return None;
     }
     let width = f64::from(cfg.width);
-    let body = plan_body(cfg, backdrop, rng);
+    let body = plan_body(cfg, backdrop, rng, None);
     let busy = action.map(action_x_extent);
     for _ in 0..4 {
         let x = range_or_mid(rng, body.half, width - body.half);
@@ -679,9 +968,20 @@ impl Action {
     pub(crate) fn position(&self, index: usize, t_s: f64) -> (f64, f64) {
         let tau = (t_s - self.start_s).clamp(0.0, self.end_s - self.start_s);
         match self.motion {
-            Motion::Slide { x0, x1, y } => {
-                let u = tau / (self.end_s - self.start_s).max(1e-9);
-                let eased = u - sin(std::f64::consts::TAU * u) / std::f64::consts::TAU;
+            Motion::Slide {
+                x0,
+                x1,
+                y,
+                move_s,
+                abrupt,
+            } => {
+                let u = tau.min(move_s) / move_s.max(1e-9);
+                let eased = if abrupt {
+                    // Speed grows from half to one and a half times the mean, then 0.
+                    0.5 * (u + u * u)
+                } else {
+                    u - sin(std::f64::consts::TAU * u) / std::f64::consts::TAU
+                };
                 (x0 + (x1 - x0) * eased, y)
             }
             Motion::Drop {
