@@ -30,7 +30,7 @@ features() { # out seeds classes [estimator]
   if [ -f "$D/$out/meta.json" ]; then echo "data: $D/$out exists"; return; fi
   echo "data: $D/$out (seeds $seeds, $classes classes${est:+, flow $est})"
   "$BIN" features --task compositional --classes "$classes" --seeds "$seeds" --duration "$DURATION" \
-    --hop 4 ${est:+--flow-estimator "$est"} --out "$D/$out.tmp"
+    --hop 8 ${est:+--flow-estimator "$est"} --out "$D/$out.tmp"
   mv "$D/$out.tmp" "$D/$out"
 }
 

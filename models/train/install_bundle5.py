@@ -123,7 +123,7 @@ def manifest(name: str, desc: str, arch: str, norm: dict, cfg: dict, ov: bool, o
     lines += ["", "[decoder]", f'kind = "{"softmax" if ov else "sigmoid"}"']
     if background:
         lines.append(f'background = "{background}"')
-    lines += ["top_k = 3", "smoothing = 3", f"enter = {0.5 if ov else 0.6}", f"exit = {0.3 if ov else 0.4}",
+    lines += [f"top_k = {3 if ov else 'ALL'}", "smoothing = 3", f"enter = {0.5 if ov else 0.6}", f"exit = {0.3 if ov else 0.4}",
               "min_duration_s = 0.2", ""]
     return "\n".join(lines)
 
@@ -183,8 +183,10 @@ def main() -> None:
         shutil.copy(run / "attributes.txt", bundle / "labels.txt")
         background = None
     estimator = metrics.get("flow_estimator", "dis-fast")
+    n_labels = len((bundle / "labels.txt").read_text().split("\n")) - 1
     (bundle / "model.toml").write_text(manifest(a.name, a.description, arch, norm, cfg, ov, out_name, out_shape,
-                                                branches, "labels.txt", background, estimator))
+                                                branches, "labels.txt", background, estimator)
+                                       .replace("top_k = ALL", f"top_k = {n_labels}  # every attribute, every window"))
     if a.readme:
         shutil.copy(a.readme, bundle / "README.md")
     print(f"installed {run} into {bundle}")

@@ -19,6 +19,9 @@
 use crate::model::{BranchSpec, Bundle};
 use crate::{err, Result};
 
+/// Embeds sentences with the on-device text model: one embedding per sentence, or why not.
+pub type EmbedFn<'a> = dyn FnMut(&[String]) -> Result<Vec<Vec<f32>>> + 'a;
+
 /// The labels an open-vocabulary runtime scores: the bundle's, then those added at run
 /// time, with their text embeddings and where these came from.
 #[derive(Debug, Clone)]
@@ -38,11 +41,7 @@ impl LabelSet {
     /// bundle has precomputed embeddings for use them; the rest are passed to `embed`
     /// (the on-device text model), which returns one embedding per sentence or says
     /// why it cannot.
-    pub fn build(
-        bundle: &Bundle,
-        extra: &[String],
-        embed: &mut dyn FnMut(&[String]) -> Result<Vec<Vec<f32>>>,
-    ) -> Result<LabelSet> {
+    pub fn build(bundle: &Bundle, extra: &[String], embed: &mut EmbedFn) -> Result<LabelSet> {
         let Some(vocab) = &bundle.vocabulary else {
             return Err(err!(
                 Config,
