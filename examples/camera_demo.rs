@@ -2,10 +2,15 @@
 //! on a machine with neither, from the built-in synthetic scene played in real time
 //! through the same GStreamer path, with its ground truth printed alongside.
 //!
-//! `cargo run --example camera_demo [-- --model models/cavnet-small --seconds 60]`
+//! `cargo run --example camera_demo [-- --model models/mov-small --seconds 60]`
+//!
+//! The default model is `models/mov-small` (open vocabulary: its labels are
+//! sentences, and the held-out classes of its README are added by their sentences, so
+//! the synthetic scene shows classes it never saw in training).
 
 use avaction::capture::{audio, video};
-use avaction::synth::{self, Scene, SceneConfig};
+use avaction::model::Bundle;
+use avaction::synth::{self, ClassSet, Scene, SceneConfig, Task};
 use avaction::{AudioSource, EventKind, Output, Runtime, VideoSource};
 use std::time::{Duration, Instant};
 
@@ -25,7 +30,20 @@ fn arg(name: &str) -> Option<String> {
 }
 
 fn demo() -> avaction::Result<()> {
-    let model = arg("--model").unwrap_or_else(|| "models/cavnet-small".into());
+    let model = arg("--model").unwrap_or_else(|| "models/mov-small".into());
+    // An open-vocabulary bundle trained on the compositional task also gets its
+    // held-out sentences, and the synthetic scene draws from all its classes.
+    let bundle = Bundle::load(&model)?;
+    let open_vocabulary = bundle.vocabulary.is_some();
+    let novel: Vec<String> = std::fs::read_to_string(bundle.dir.join("novel_labels.txt"))
+        .map(|t| {
+            t.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
     let seconds: f64 = arg("--seconds")
         .and_then(|s| s.parse().ok())
         .unwrap_or(60.0);
@@ -47,6 +65,13 @@ fn demo() -> avaction::Result<()> {
         let s = Scene::generate(&SceneConfig {
             seed: 4242,
             duration_s: seconds,
+            task: if open_vocabulary {
+                Task::Compositional {
+                    classes: ClassSet::All,
+                }
+            } else {
+                Task::Basic
+            },
             ..SceneConfig::default()
         })?;
         let path = std::env::temp_dir().join(format!("avaction-demo-{}.mkv", std::process::id()));
@@ -61,6 +86,7 @@ fn demo() -> avaction::Result<()> {
         .model(&model)
         .video(video_source)
         .audio(audio_source)
+        .labels(novel)
         .realtime(true);
     if has_display {
         println!("display found: frames with the current label are shown in a window");
@@ -82,7 +108,7 @@ fn demo() -> avaction::Result<()> {
                     .unwrap_or_default();
                 let best = &p.top[0];
                 println!(
-                    "{:7.2}s  {:<14} {:.2}   latency {:5.1} ms{truth}",
+                    "{:7.2}s  {:<44} {:.2}   latency {:5.1} ms{truth}",
                     p.end_s, best.label, best.score, p.latency_ms
                 );
             }

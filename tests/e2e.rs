@@ -13,10 +13,12 @@ use std::time::Duration;
 
 /// Seeds below 9000 are reserved for training and validation (models/train/README.md).
 const DURATION: f64 = 40.0;
-const MOV_SEEN_MIN_ACC: f64 = 0.0;
-const MOV_SEEN_MIN_RECALL: f64 = 0.0;
-const MOV_NOVEL_MIN_ACC: f64 = 0.0;
-const AVT_MIN_MAP: f64 = 0.0;
+// Thresholds sit below what the shipped models reach on these seeds (their READMEs
+// give the measured values); chance is about 1/27 per window for the class models.
+const MOV_SEEN_MIN_ACC: f64 = 0.45;
+const MOV_SEEN_MIN_RECALL: f64 = 0.7;
+const MOV_NOVEL_MIN_ACC: f64 = 0.3;
+const AVT_MIN_MAP: f64 = 0.75;
 
 struct Truth {
     events: Vec<(String, f64, f64)>,
@@ -101,7 +103,15 @@ struct Report {
     stats: Value,
 }
 
-fn stream(model: &str, media: &std::path::Path, truth: &Truth, extra: &[&str]) -> Report {
+/// Runs `model` on `media`; `classes`: the model names the scene's classes (not
+/// attributes), so window accuracy and events are scored and printed.
+fn stream(
+    model: &str,
+    media: &std::path::Path,
+    truth: &Truth,
+    extra: &[&str],
+    classes: bool,
+) -> Report {
     let mut args = vec![
         "run",
         "--model",
@@ -200,15 +210,18 @@ fn stream(model: &str, media: &std::path::Path, truth: &Truth, extra: &[&str]) -
         windows,
         stats,
     };
+    if classes {
+        println!(
+            "{model}: window accuracy {:.3}; events found {}/{}, false onsets {}, mean onset error {:.3} s",
+            report.window_acc, report.found, report.events, report.false_onsets, report.mean_onset_s,
+        );
+    }
     println!(
-        "{model}: window accuracy {:.3}; events found {}/{}, false onsets {}, mean onset error {:.3} s; \
-         inference {:.2} ms/window, tokens computed {} reused {}",
-        report.window_acc,
-        report.found,
-        report.events,
-        report.false_onsets,
-        report.mean_onset_s,
-        report.stats["inference_ms_per_window"].as_f64().unwrap_or(0.0),
+        "{model}: {} windows, inference {:.2} ms/window, tokens computed {} reused {}",
+        report.windows.len(),
+        report.stats["inference_ms_per_window"]
+            .as_f64()
+            .unwrap_or(0.0),
         report.stats["tokens_computed"],
         report.stats["tokens_reused"],
     );
@@ -225,7 +238,7 @@ fn stream(model: &str, media: &std::path::Path, truth: &Truth, extra: &[&str]) -
 #[test]
 fn basic_scene_events_match_ground_truth() {
     let (media, truth) = scene("e2e-basic", 9001, &[]);
-    let r = stream("models/cavnet-small", &media, &truth, &[]);
+    let r = stream("models/cavnet-small", &media, &truth, &[], true);
     // chance is 1/6 per window; thresholds sit below what the shipped model reaches
     assert!(
         r.window_acc >= 0.75,
@@ -270,7 +283,7 @@ fn compositional_scene_with_the_default_model() {
         9001,
         &["--task", "compositional", "--classes", "seen"],
     );
-    let r = stream("models/mov-small", &media, &truth, &[]);
+    let r = stream("models/mov-small", &media, &truth, &[], true);
     let recall = r.found as f64 / r.events.max(1) as f64;
     // 27 labels: chance is under 0.04 per window; thresholds sit below what the model reaches
     assert!(
@@ -297,6 +310,7 @@ fn novel_classes_added_as_sentences_at_run_time() {
         &media,
         &truth,
         &["--label-file", "models/mov-small/novel_labels.txt"],
+        true,
     );
     assert!(
         r.window_acc >= MOV_NOVEL_MIN_ACC,
@@ -312,7 +326,7 @@ fn moderation_attributes_over_a_long_scene() {
         9003,
         &["--task", "compositional", "--classes", "all"],
     );
-    let r = stream("models/avt-moderation", &media, &truth, &[]);
+    let r = stream("models/avt-moderation", &media, &truth, &[], false);
     let mut aps = Vec::new();
     println!("models/avt-moderation: per-attribute AP over the windows of the scene");
     for name in truth.spans.keys() {
