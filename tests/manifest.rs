@@ -268,3 +268,98 @@ fn bad_video_tables_are_refused() {
         assert!(msg.contains(expected), "{table}: {msg}");
     }
 }
+
+const STAGED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/mov-small");
+
+fn staged() -> String {
+    std::fs::read_to_string(format!("{STAGED}/model.toml")).expect("staged manifest")
+}
+
+#[test]
+fn staged_open_vocabulary_bundle_loads() {
+    let b = Bundle::load(STAGED).expect("bundle");
+    let s = b.staged().expect("stages");
+    assert_eq!(s.encoders.len(), 3);
+    let tokens: Vec<usize> = s.encoders.iter().map(|e| e.tokens).collect();
+    assert_eq!(
+        tokens,
+        [16, 15, 16],
+        "frames, flow fields, 40 ms audio segments"
+    );
+    assert_eq!(s.encoders[2].graph.inputs[0].dims, [1, 4, 128]);
+    assert_eq!(b.runtime_graphs().len(), 4, "one engine per stage");
+    let v = b.vocabulary.as_ref().expect("vocabulary");
+    assert!(b.labels.iter().all(|l| v.embedding(l).is_some()));
+    assert_eq!(v.dim, 384);
+}
+
+#[test]
+fn stage_mistakes_are_named() {
+    let cases = [
+        ("segment = 4", "segment = 5", "segment"),
+        (
+            "input = \"flow\"",
+            "input = \"flows\"",
+            "input `flow` needs exactly one encoder",
+        ),
+        (
+            "input = \"logmel\"\ngraph = \"stages/audio_encoder.onnx\"",
+            "input = \"frames\"\ngraph = \"stages/audio_encoder.onnx\"",
+            "exactly one encoder",
+        ),
+        ("dim = 64\nsegment", "dim = 0\nsegment", "dim"),
+        ("weight_novel = 0.75", "weight_novel = 0.5", "sum to 1"),
+        ("temperature = 0.003", "temperature = 0.0", "temperature"),
+        ("shape = [1, 2, 384]", "shape = [1, 3, 384]", "branch"),
+    ];
+    for (from, to, expect) in cases {
+        let text = staged();
+        assert!(text.contains(from), "test case {from:?} no longer applies");
+        let msg = refused(&text.replacen(from, to, 1));
+        assert!(msg.contains(expect), "{from:?} -> {to:?}: {msg}");
+    }
+}
+
+#[test]
+fn stage_files_and_label_embeddings_are_checked_at_load() {
+    let dir = std::env::temp_dir().join(format!("avaction-manifest-staged-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(dir.join("stages")).unwrap();
+    for f in [
+        "model.toml",
+        "model.onnx",
+        "labels.txt",
+        "sentences.txt",
+        "text_embeddings.f32",
+    ] {
+        std::fs::copy(format!("{STAGED}/{f}"), dir.join(f)).unwrap();
+    }
+    for f in ["video_encoder", "flow_encoder", "audio_encoder"] {
+        std::fs::copy(
+            format!("{STAGED}/stages/{f}.onnx"),
+            dir.join(format!("stages/{f}.onnx")),
+        )
+        .unwrap();
+    }
+    let e = Bundle::load(&dir).expect_err("head missing");
+    assert!(e.to_string().contains("stages/head.onnx"), "{e}");
+    std::fs::copy(
+        format!("{STAGED}/stages/head.onnx"),
+        dir.join("stages/head.onnx"),
+    )
+    .unwrap();
+    Bundle::load(&dir).expect("complete bundle");
+    std::fs::write(
+        dir.join("labels.txt"),
+        "nothing happens\na ball bounces with a click\n",
+    )
+    .unwrap();
+    let e = Bundle::load(&dir).expect_err("label without embedding");
+    assert!(e.to_string().contains("a ball bounces"), "{e}");
+    std::fs::write(dir.join("labels.txt"), "nothing happens\n").unwrap();
+    let bytes = std::fs::read(dir.join("text_embeddings.f32")).unwrap();
+    std::fs::write(dir.join("text_embeddings.f32"), &bytes[..bytes.len() - 4]).unwrap();
+    let e = Bundle::load(&dir).expect_err("truncated embeddings");
+    assert!(e.to_string().contains("text_embeddings.f32"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
