@@ -10,6 +10,28 @@ use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
+/// Renders a compositional scene of `classes` to `media`.
+fn compositional_scene(media: &std::path::Path, classes: &str, seed: &str, seconds: &str) {
+    let out = media.to_str().unwrap();
+    let synth = avaction(
+        &[
+            "synth",
+            "--task",
+            "compositional",
+            "--classes",
+            classes,
+            "--seed",
+            seed,
+            "--duration",
+            seconds,
+            "--out",
+            out,
+        ],
+        LIMIT,
+    );
+    assert_eq!(synth.code, Some(0), "{}", synth.stderr);
+}
+
 #[test]
 fn inspect_shows_stages_label_source_and_decoder() {
     let run = avaction(&["inspect", "models/mov-small"], LIMIT);
@@ -82,23 +104,7 @@ fn a_new_sentence_without_the_text_model_says_what_to_do() {
     );
     // a held-out sentence has a precomputed embedding in the bundle: no text model needed
     let media = dir.join("novel.mkv");
-    let synth = avaction(
-        &[
-            "synth",
-            "--task",
-            "compositional",
-            "--classes",
-            "novel",
-            "--seed",
-            "9010",
-            "--duration",
-            "4",
-            "--out",
-            media.to_str().unwrap(),
-        ],
-        LIMIT,
-    );
-    assert_eq!(synth.code, Some(0), "{}", synth.stderr);
+    compositional_scene(&media, "novel", "9010", "4");
     let run = avaction_env(
         &[
             "run",
@@ -129,23 +135,7 @@ fn labels_added_on_the_command_line_are_scored() {
     }
     let dir = temp_dir("labels");
     let media = dir.join("scene.mkv");
-    let synth = avaction(
-        &[
-            "synth",
-            "--task",
-            "compositional",
-            "--classes",
-            "seen",
-            "--seed",
-            "9011",
-            "--duration",
-            "6",
-            "--out",
-            media.to_str().unwrap(),
-        ],
-        LIMIT,
-    );
-    assert_eq!(synth.code, Some(0), "{}", synth.stderr);
+    compositional_scene(&media, "seen", "9011", "6");
     let file = dir.join("labels.txt");
     std::fs::write(&file, "a red ball bounces twice\n\n").unwrap();
     let run = avaction_env(

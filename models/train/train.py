@@ -240,6 +240,22 @@ def print_confusion(cm: np.ndarray, names: list[str]) -> None:
         print(f"{i} {n:<{w}} " + " ".join(f"{v:>5d}" for v in cm[i]) + f"   acc {acc:.3f}")
 
 
+def training_setup(model, args, labels: np.ndarray, k: int):
+    """AdamW (no decay on norms/biases), 1-epoch warm-up then cosine, class-balanced sampling
+    weights (each window drawn with p ~ 1 / count of its class) and the sampling generator."""
+    opt = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.lr)
+    steps_per_epoch = math.ceil(len(labels) / args.batch_size)
+    total = steps_per_epoch * args.epochs
+    warm = min(steps_per_epoch, total // 10 + 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(total - warm, 1)))
+    )
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    sample_w = torch.from_numpy(1.0 / counts[labels])
+    gen = torch.Generator().manual_seed(args.seed)
+    return opt, sched, sample_w, gen
+
+
 def param_groups(model, wd: float):
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -489,17 +505,7 @@ def main() -> None:
     n_params = count_params(model)
     print(f"model params {n_params}  modalities {mods}")
 
-    opt = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.lr)
-    steps_per_epoch = math.ceil(len(train) / args.batch_size)
-    total = steps_per_epoch * args.epochs
-    warm = min(steps_per_epoch, total // 10 + 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(total - warm, 1)))
-    )
-    # class-balanced sampling: each window drawn with p ~ 1 / (count of its class)
-    counts = np.bincount(train.labels, minlength=k).astype(np.float64)
-    sample_w = torch.from_numpy(1.0 / counts[train.labels])
-    gen = torch.Generator().manual_seed(args.seed)
+    opt, sched, sample_w, gen = training_setup(model, args, train.labels, k)
     history = []
     for epoch in range(1, args.epochs + 1):
         t0 = time.time()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -34,9 +33,9 @@ from train import (  # noqa: E402
     compute_norm,
     confusion,
     onnx_ops,
-    param_groups,
     print_confusion,
     rel,
+    training_setup,
     write_json,
 )
 
@@ -415,16 +414,7 @@ def main() -> None:
     n_export = n_params - (sum(p.numel() for n, p in model.named_parameters() if n.startswith("g_")))
     print(f"{args.arch} params {n_params} (exported {n_export})")
 
-    opt = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.lr)
-    steps_per_epoch = math.ceil(len(train) / args.batch_size)
-    total = steps_per_epoch * args.epochs
-    warm = min(steps_per_epoch, total // 10 + 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(total - warm, 1)))
-    )
-    counts = np.bincount(train.labels, minlength=k).astype(np.float64)
-    sample_w = torch.from_numpy(1.0 / counts[train.labels])
-    gen = torch.Generator().manual_seed(args.seed)
+    opt, sched, sample_w, gen = training_setup(model, args, train.labels, k)
     # DICCAE update set: a fixed class-balanced subset of the training windows
     rng = np.random.default_rng(args.seed)
     upd = np.sort(np.concatenate([rng.permutation(np.nonzero(train.labels == c)[0])[: max(2, args.diccae_update // len(seen))]
