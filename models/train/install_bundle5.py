@@ -123,7 +123,7 @@ def manifest(name: str, desc: str, arch: str, norm: dict, cfg: dict, ov: bool, o
     lines += ["", "[decoder]", f'kind = "{"softmax" if ov else "sigmoid"}"']
     if background:
         lines.append(f'background = "{background}"')
-    lines += [f"top_k = {3 if ov else 'ALL'}", "smoothing = 3", f"enter = {0.5 if ov else 0.6}", f"exit = {0.3 if ov else 0.4}",
+    lines += [f"top_k = {3 if ov else 'ALL'}", "smoothing = 3", "enter = 0.6", "exit = 0.4",
               "min_duration_s = 0.2", ""]
     return "\n".join(lines)
 
