@@ -15,11 +15,11 @@ use std::time::Duration;
 const DURATION: f64 = 40.0;
 // Thresholds sit below what the shipped models reach on these seeds (their READMEs
 // give the measured values); chance is about 1/27 per window for the class models.
-const MOV_SEEN_MIN_ACC: f64 = 0.45;
-const MOV_SEEN_MIN_RECALL: f64 = 0.7;
-const MOV_NOVEL_MIN_ACC: f64 = 0.3;
-const CAVNET_SEEN_MIN_ACC: f64 = 0.45;
-const CAVNET_SEEN_MIN_RECALL: f64 = 0.7;
+const MOV_SEEN_MIN_ACC: f64 = 0.6;
+const MOV_SEEN_MIN_RECALL: f64 = 0.75;
+const MOV_NOVEL_MIN_ACC: f64 = 0.45;
+const CAVNET_SEEN_MIN_ACC: f64 = 0.55;
+const CAVNET_SEEN_MIN_RECALL: f64 = 0.75;
 const AVT_MIN_MAP: f64 = 0.75;
 
 struct Truth {
@@ -190,13 +190,15 @@ fn stream(
         .iter()
         .filter(|(l, t)| !truth.events.iter().any(|ev| inside(l, *t, ev)))
         .count();
-    println!("{model}: class accuracy over windows (truth at the window centre)");
-    for (label, (hit, total)) in &per_class {
-        println!(
-            "  {:>5} windows  {:.3}  {label}",
-            total,
-            *hit as f64 / *total as f64
-        );
+    if classes {
+        println!("{model}: class accuracy over windows (truth at the window centre)");
+        for (label, (hit, total)) in &per_class {
+            println!(
+                "  {:>5} windows  {:.3}  {label}",
+                total,
+                *hit as f64 / *total as f64
+            );
+        }
     }
     let (hits, total) = per_class
         .values()
