@@ -4,7 +4,8 @@
 //!
 //! `cargo run --example camera_demo [-- --model models/mov-small --seconds 60]`
 //!
-//! The default model is `models/mov-small` (open vocabulary: its labels are
+//! The default model is `models/cavnet-ov-small`, the best of the shipped models on
+//! held-out scenes (see its README); it is open vocabulary: its labels are
 //! sentences, and the held-out classes of its README are added by their sentences, so
 //! the synthetic scene shows classes it never saw in training).
 
@@ -30,7 +31,7 @@ fn arg(name: &str) -> Option<String> {
 }
 
 fn demo() -> avaction::Result<()> {
-    let model = arg("--model").unwrap_or_else(|| "models/mov-small".into());
+    let model = arg("--model").unwrap_or_else(|| "models/cavnet-ov-small".into());
     // An open-vocabulary bundle trained on the compositional task also gets its
     // held-out sentences, and the synthetic scene draws from all its classes.
     let bundle = Bundle::load(&model)?;

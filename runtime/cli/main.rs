@@ -127,7 +127,7 @@ enum EngineCommand {
 #[derive(clap::Args)]
 struct RunArgs {
     /// Model bundle folder.
-    #[arg(long, short, default_value = "models/mov-small")]
+    #[arg(long, short, default_value = "models/cavnet-ov-small")]
     model: PathBuf,
     /// Video: `camera`, `camera:/dev/video0`, `test:ball`, a file path or a URI.
     #[arg(long, short, default_value = "camera")]
