@@ -3,7 +3,8 @@
 //! staged execution in steady state (only the hop's new frames, flow fields and audio
 //! segments go through the encoders, then the head). Prints one table.
 //!
-//! `cargo bench --bench stages [-- ITERATIONS]`
+//! `cargo bench --bench stages [-- ITERATIONS]` (`--profile dev` skips the release build;
+//! dependencies are optimised in both)
 
 use avaction::backend::{
     tract::TractBackend, Backend, BackendChoice, BackendOptions, ModelRunner, Tensor,
