@@ -397,13 +397,7 @@ def verify_and_time(model, path: Path, samples: list[tuple], threads: int = 1, r
     if not max_diff <= ORT_TOLERANCE:
         raise SystemExit(f"{path}: onnxruntime differs from torch by {max_diff:.3g} > {ORT_TOLERANCE}")
     feed = {"frames": samples[0][0].numpy(), "flow": samples[0][1].numpy(), "logmel": samples[0][2].numpy()}
-    for _ in range(5):
-        sess.run(None, feed)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        sess.run(None, feed)
-        times.append((time.perf_counter() - t0) * 1e3)
+    times = ort_times_ms(sess, feed, runs)
     return {
         "max_abs_diff_vs_torch": max_diff,
         "samples_checked": len(samples),
@@ -411,6 +405,18 @@ def verify_and_time(model, path: Path, samples: list[tuple], threads: int = 1, r
         "ort_ms_median": round(float(np.median(times)), 3),
         "ort_ms_min": round(float(np.min(times)), 3),
     }
+
+
+def ort_times_ms(sess, feed: dict, runs: int) -> list[float]:
+    """Milliseconds of `runs` onnxruntime calls on `feed`, after 5 warm-up calls."""
+    for _ in range(5):
+        sess.run(None, feed)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        sess.run(None, feed)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
 
 
 def write_golden(out: Path, model, ds: Dump, norm: Normaliser, logits_val: np.ndarray) -> dict:

@@ -33,6 +33,7 @@ from train import (  # noqa: E402
     compute_norm,
     confusion,
     onnx_ops,
+    ort_times_ms,
     print_confusion,
     rel,
     training_setup,
@@ -205,14 +206,7 @@ def _session(path: Path):
 
 
 def _median_ms(sess, feed: dict, runs: int = 50) -> float:
-    for _ in range(5):
-        sess.run(None, feed)
-    ts = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        sess.run(None, feed)
-        ts.append((time.perf_counter() - t0) * 1e3)
-    return round(float(np.median(ts)), 3)
+    return round(float(np.median(ort_times_ms(sess, feed, runs))), 3)
 
 
 def staged_tokens(sess: dict, f: np.ndarray, fl: np.ndarray, m: np.ndarray, seg: int):
