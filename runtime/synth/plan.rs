@@ -748,15 +748,17 @@ fn sound_length(voice: &Voice) -> f64 {
     }
 }
 
-fn plan_whoosh(cfg: &SceneConfig, rng: &mut SplitMix64) -> Voice {
-    let rate = f64::from(cfg.audio_rate);
-    let nyquist_guard = 0.45 * rate;
-    let centre = rng.log_range(500.0, 1600.0).min(0.25 * rate);
-    let half_octaves = 0.5 * rng.range(1.0, 1.8);
-    let lo = centre / exp2(half_octaves);
-    let hi = (centre * exp2(half_octaves)).min(nyquist_guard);
+/// `n` sinusoids at log-uniform frequencies in `[lo, hi]` Hz with amplitudes in
+/// 0.5..1 and random phases (drawn in that order per partial), and their total power.
+fn band_partials(
+    rng: &mut SplitMix64,
+    lo: f64,
+    hi: f64,
+    n: usize,
+    rate: f64,
+) -> (Vec<Partial>, f64) {
     let mut power = 0.0f64;
-    let partials: Vec<Partial> = (0..WHOOSH_PARTIALS)
+    let partials = (0..n)
         .map(|_| {
             let freq = rng.log_range(lo, hi);
             let amp = rng.range(0.5, 1.0);
@@ -768,6 +770,17 @@ fn plan_whoosh(cfg: &SceneConfig, rng: &mut SplitMix64) -> Voice {
             }
         })
         .collect();
+    (partials, power)
+}
+
+fn plan_whoosh(cfg: &SceneConfig, rng: &mut SplitMix64) -> Voice {
+    let rate = f64::from(cfg.audio_rate);
+    let nyquist_guard = 0.45 * rate;
+    let centre = rng.log_range(500.0, 1600.0).min(0.25 * rate);
+    let half_octaves = 0.5 * rng.range(1.0, 1.8);
+    let lo = centre / exp2(half_octaves);
+    let hi = (centre * exp2(half_octaves)).min(nyquist_guard);
+    let (partials, power) = band_partials(rng, lo, hi, WHOOSH_PARTIALS, rate);
     Voice::Whoosh {
         partials,
         // Unit RMS at the top of the swell, then a crest allowance.
@@ -857,19 +870,7 @@ fn plan_babble(cfg: &SceneConfig, rng: &mut SplitMix64) -> Voice {
             let half_octaves = 0.5 * rng.range(1.0, 1.6);
             let lo = centre / exp2(half_octaves);
             let hi = (centre * exp2(half_octaves)).min(0.45 * rate);
-            let mut power = 0.0f64;
-            let partials = (0..BABBLE_PARTIALS)
-                .map(|_| {
-                    let freq = rng.log_range(lo, hi);
-                    let amp = rng.range(0.5, 1.0);
-                    power += 0.5 * amp * amp;
-                    Partial {
-                        step: ((freq / rate) * 4_294_967_296.0).round() as u32,
-                        phase0: rng.next_u64() as u32,
-                        amp: amp as f32,
-                    }
-                })
-                .collect();
+            let (partials, power) = band_partials(rng, lo, hi, BABBLE_PARTIALS, rate);
             Talker {
                 partials,
                 norm: (1.0 / (2.0 * (power * BABBLE_TALKERS as f64).sqrt())) as f32,
