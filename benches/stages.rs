@@ -1,7 +1,8 @@
-//! Model cost per hop on one core (tract, 1 thread), for every bundle in models/:
-//! the single graph on a whole window (the reference, measured in the same run) against
-//! staged execution in steady state (only the hop's new frames, flow fields and audio
-//! segments go through the encoders, then the head). Prints one table.
+//! Model cost per hop on one core (tract, 1 thread), input normalisation included, for
+//! every bundle in models/: the single graph on a whole window (the reference, measured
+//! in the same run) against staged execution in steady state (only the hop's new frames,
+//! flow fields and audio segments are normalised and go through the encoders, then the
+//! head). Prints one table.
 //!
 //! `cargo bench --bench stages [-- ITERATIONS]` (`--profile dev` skips the release build;
 //! dependencies are optimised in both)
@@ -77,9 +78,9 @@ fn main() -> avaction::Result<()> {
         let mut single = TractBackend::load(&b.graph(), 1)?;
         let mut times = Vec::new();
         for k in 0..iterations as u64 {
-            let inputs: Vec<Tensor> = assembler.fill(&window(&b, k))?.to_vec();
+            let w = window(&b, k);
             let t0 = Instant::now();
-            single.run(&inputs)?;
+            single.run(assembler.fill(&w)?)?;
             times.push(t0.elapsed().as_secs_f64() * 1e3);
         }
         let single_ms = median_ms(times);
@@ -102,10 +103,9 @@ fn main() -> avaction::Result<()> {
         let mut tokens = 0;
         for k in 0..=iterations as u64 {
             let w = window(&b, k);
-            let inputs: Vec<Tensor> = assembler.fill(&w)?.to_vec();
             let before = staged.token_counts().0;
             let t0 = Instant::now();
-            staged.run(&w, &inputs)?;
+            staged.run(&w, &mut assembler)?;
             let ms = t0.elapsed().as_secs_f64() * 1e3;
             if k > 0 {
                 // the first window fills the rings; steady state from the second on

@@ -208,7 +208,7 @@ fn staged_execution_equals_the_single_graph_and_reuses_tokens() {
         for (k, w) in [first, second, third].iter().enumerate() {
             let inputs = assembler.fill(w).expect("assemble").to_vec();
             let want = single.run(&inputs).expect("single");
-            let got = staged.run(w, &inputs).expect("staged");
+            let got = staged.run(w, &mut assembler).expect("staged");
             let d = max_abs_diff(&got.data, &want.data);
             println!("{name}: window {k}: staged vs single graph: max abs diff {d:e}");
             assert!(d <= TOLERANCE, "{name}: window {k}: staged differs by {d}");

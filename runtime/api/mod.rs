@@ -563,22 +563,28 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
             Ok(Some(w)) => w,
         };
         let t0 = Instant::now();
-        let logits = ctx
-            .assembler
-            .fill(&window)
-            .and_then(|inputs| ctx.backend.run(&window, inputs))
-            .and_then(|out| match ctx.scorer.as_mut() {
-                Some(scorer) => scorer.logits(&out.data, &mut scores),
-                None => {
-                    scores.clear();
-                    scores.extend_from_slice(&out.data);
-                    Ok(())
+        let out = ctx
+            .backend
+            .run(&window, &mut ctx.assembler)
+            .and_then(|out| {
+                if let Some(scorer) = ctx.scorer.as_mut() {
+                    scorer.logits(&out.data, &mut scores)?;
                 }
+                Ok(out)
             });
-        if let Err(e) = logits {
-            shared.fail(e);
-            break;
-        }
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => {
+                shared.fail(e);
+                break;
+            }
+        };
+        // open vocabulary: label scores from the embeddings; else the model's own scores
+        let logits = if ctx.scorer.is_some() {
+            &scores
+        } else {
+            &out.data
+        };
         shared.add_inference(t0.elapsed());
         shared.set_tokens(ctx.backend.token_counts());
         let latency_ms = if ctx.live {
@@ -592,7 +598,7 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
             window.index,
             window.t_start,
             window.t_end,
-            &scores,
+            logits,
             latency_ms,
             window.skew_ns,
             window.audio_missing,

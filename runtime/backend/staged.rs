@@ -10,6 +10,7 @@
 
 use super::{open, Backend, BackendOptions, BackendStatus, Tensor};
 use crate::clock::Window;
+use crate::frontend::tensors::InputAssembler;
 use crate::model::{Bundle, EncoderGraph, Frontend};
 use crate::{err, Result};
 use std::sync::Arc;
@@ -72,12 +73,13 @@ impl ModelRunner {
         }
     }
 
-    /// Runs the model on `window`, whose normalised inputs (manifest order, as
-    /// [`InputAssembler`](crate::frontend::tensors::InputAssembler) fills them) are `inputs`.
-    pub fn run(&mut self, window: &Window, inputs: &[Tensor]) -> Result<Tensor> {
+    /// Runs the model on `window`, normalised by `assembler`: the whole window for a
+    /// single graph, only the frames, fields and segments not in the rings for a staged
+    /// model.
+    pub fn run(&mut self, window: &Window, assembler: &mut InputAssembler) -> Result<Tensor> {
         match self {
-            ModelRunner::Single(b) => b.run(inputs),
-            ModelRunner::Staged(s) => s.run(window, inputs),
+            ModelRunner::Single(b) => b.run(assembler.fill(window)?),
+            ModelRunner::Staged(s) => s.run(window, assembler),
         }
     }
 
@@ -101,17 +103,9 @@ pub struct StagedModel {
 }
 
 impl StagedModel {
-    fn run(&mut self, window: &Window, inputs: &[Tensor]) -> Result<Tensor> {
+    fn run(&mut self, window: &Window, assembler: &InputAssembler) -> Result<Tensor> {
         for (enc, tokens) in self.encoders.iter_mut().zip(self.head_inputs.iter_mut()) {
-            let full = inputs.get(enc.input).ok_or_else(|| {
-                err!(
-                    Backend,
-                    "staged: {} inputs given, encoder needs input {}",
-                    inputs.len(),
-                    enc.input
-                )
-            })?;
-            enc.encode(window, full, &mut tokens.data)?;
+            enc.encode(window, assembler, &mut tokens.data)?;
         }
         self.head.run(&self.head_inputs)
     }
@@ -169,16 +163,21 @@ impl Encoder {
         }
     }
 
-    /// Fills `out` (`tokens * dim`) with the window's tokens, running the encoder only
-    /// on tokens the ring does not hold.
-    fn encode(&mut self, window: &Window, full: &Tensor, out: &mut [f32]) -> Result<()> {
-        let per = self.one.data.len();
-        if full.data.len() != per * self.tokens || out.len() != self.tokens * self.dim {
+    /// Fills `out` (`tokens * dim`) with the window's tokens, normalising the input and
+    /// running the encoder only for tokens the ring does not hold.
+    fn encode(
+        &mut self,
+        window: &Window,
+        assembler: &InputAssembler,
+        out: &mut [f32],
+    ) -> Result<()> {
+        if out.len() != self.tokens * self.dim {
             return Err(err!(
                 Backend,
-                "staged: input of {} values does not split into {} tokens of {per}",
-                full.data.len(),
-                self.tokens
+                "staged: {} token values for {} tokens of dim {}",
+                out.len(),
+                self.tokens,
+                self.dim
             ));
         }
         // Log-mel keys step by `segment` within a window: divide so that ring slots are
@@ -195,9 +194,7 @@ impl Encoder {
                 self.reused += 1;
                 continue;
             }
-            self.one
-                .data
-                .copy_from_slice(&full.data[n * per..(n + 1) * per]);
+            assembler.fill_item(self.input, window, n, &mut self.one.data)?;
             let t = self.backend.run(std::slice::from_ref(&self.one))?;
             if t.data.len() != self.dim {
                 return Err(err!(

@@ -14,6 +14,8 @@ pub struct InputAssembler {
     mel: (f32, f32),
     width: usize,
     height: usize,
+    /// Values of each input (the tensor sizes).
+    lens: Vec<usize>,
     tensors: Vec<Tensor>,
 }
 
@@ -31,6 +33,11 @@ impl InputAssembler {
             mel,
             width: w as usize,
             height: h as usize,
+            lens: manifest
+                .inputs
+                .iter()
+                .map(|i| i.shape.iter().product())
+                .collect(),
             tensors: manifest
                 .inputs
                 .iter()
@@ -42,80 +49,87 @@ impl InputAssembler {
     /// Normalises `window` into the input tensors and returns them.
     pub fn fill(&mut self, window: &Window) -> Result<&[Tensor]> {
         let px = self.width * self.height;
-        for ((frontend, norm), tensor) in self.specs.iter().zip(self.tensors.iter_mut()) {
-            match frontend {
-                Frontend::Image => {
-                    let need = tensor.data.len() / (3 * px) * 3 * px;
-                    if window.frames.len() != need {
-                        return Err(err!(
-                            Model,
-                            "window has {} frame bytes, image input needs {need}",
-                            window.frames.len()
-                        ));
-                    }
-                    for (rgb, out) in window
-                        .frames
-                        .chunks_exact(3 * px)
-                        .zip(tensor.data.chunks_exact_mut(3 * px))
-                    {
-                        norm.rgb_to_chw(rgb, self.width, self.height, out)?;
-                    }
-                }
-                Frontend::Flow if !window.flow_uv.is_empty() => {
-                    normalize_planes(
-                        &window.flow_uv,
-                        &mut tensor.data,
-                        2,
-                        px,
-                        norm,
-                        "float flow",
-                        |v| v,
-                    )?;
-                }
-                Frontend::Flow => {
-                    normalize_planes(&window.flow, &mut tensor.data, 3, px, norm, "flow", |v| {
-                        v as f32 / 255.0
-                    })?;
-                }
-                Frontend::Logmel => {
-                    if window.logmel.len() != tensor.data.len() {
-                        return Err(err!(
-                            Model,
-                            "window has {} log-mel values, audio input needs {}",
-                            window.logmel.len(),
-                            tensor.data.len()
-                        ));
-                    }
-                    let (m, s) = self.mel;
-                    for (o, &v) in tensor.data.iter_mut().zip(&window.logmel) {
-                        *o = (v - m) / s;
-                    }
+        // Moved out and back (no allocation) so that `fill_item` can borrow `self`.
+        let mut tensors = std::mem::take(&mut self.tensors);
+        let mut result = Ok(());
+        'inputs: for (k, tensor) in tensors.iter_mut().enumerate() {
+            let item = match self.specs[k].0 {
+                Frontend::Logmel => tensor.data.len(),
+                Frontend::Flow if !window.flow_uv.is_empty() => 2 * px,
+                _ => 3 * px,
+            };
+            for (n, out) in tensor.data.chunks_exact_mut(item).enumerate() {
+                if let Err(e) = self.fill_item(k, window, n, out) {
+                    result = Err(e);
+                    break 'inputs;
                 }
             }
         }
-        Ok(&self.tensors)
+        self.tensors = tensors;
+        result.map(|()| &self.tensors[..])
+    }
+
+    /// Normalises item `n` of input `k` (manifest order) of `window` into `out`: frame
+    /// `n` (image), flow field `n` (flow), or the `out.len()` log-mel values from value
+    /// `n * out.len()` on (logmel). [`fill`](Self::fill) does every item; staged models
+    /// only the items their encoders have not seen.
+    pub fn fill_item(&self, k: usize, window: &Window, n: usize, out: &mut [f32]) -> Result<()> {
+        let (frontend, norm) = self
+            .specs
+            .get(k)
+            .ok_or_else(|| err!(Model, "no model input {k}"))?;
+        let px = self.width * self.height;
+        let need = self.lens[k];
+        let (have, what) = match frontend {
+            Frontend::Image => (window.frames.len(), "frame bytes, image"),
+            Frontend::Flow if !window.flow_uv.is_empty() => {
+                (window.flow_uv.len(), "float flow values, flow")
+            }
+            Frontend::Flow => (window.flow.len(), "flow values, flow"),
+            Frontend::Logmel => (window.logmel.len(), "log-mel values, audio"),
+        };
+        if have != need {
+            return Err(err!(Model, "window has {have} {what} input needs {need}"));
+        }
+        let range = n * out.len()..(n + 1) * out.len();
+        if range.end > have {
+            return Err(err!(
+                Model,
+                "window has {have} {what} input item {n} of {} values is beyond it",
+                out.len()
+            ));
+        }
+        match frontend {
+            Frontend::Image => norm.rgb_to_chw(&window.frames[range], self.width, self.height, out),
+            Frontend::Flow if !window.flow_uv.is_empty() => {
+                normalize_planes(&window.flow_uv[range], out, 2, px, norm, |v| v);
+                Ok(())
+            }
+            Frontend::Flow => {
+                normalize_planes(&window.flow[range], out, 3, px, norm, |v| v as f32 / 255.0);
+                Ok(())
+            }
+            Frontend::Logmel => {
+                let (m, s) = self.mel;
+                for (o, &v) in out.iter_mut().zip(&window.logmel[range]) {
+                    *o = (v - m) / s;
+                }
+                Ok(())
+            }
+        }
     }
 }
 
 /// `(value(v) - mean[c]) / std[c]` for planar fields of `channels` planes of `px`
-/// values each, `src` and `out` laid out alike; `what` names the window part in errors.
+/// values each, `src` and `out` laid out alike (same length).
 fn normalize_planes<T: Copy>(
     src: &[T],
     out: &mut [f32],
     channels: usize,
     px: usize,
     norm: &ImageNormalize,
-    what: &str,
     value: impl Fn(T) -> f32,
-) -> Result<()> {
-    if src.len() != out.len() {
-        return Err(err!(
-            Model,
-            "window has {} {what} values, flow input needs {}",
-            src.len(),
-            out.len()
-        ));
-    }
+) {
     let plane = channels * px;
     for (field, out) in src.chunks_exact(plane).zip(out.chunks_exact_mut(plane)) {
         for c in 0..channels {
@@ -126,5 +140,4 @@ fn normalize_planes<T: Copy>(
             }
         }
     }
-    Ok(())
 }
