@@ -240,6 +240,15 @@ def print_confusion(cm: np.ndarray, names: list[str]) -> None:
         print(f"{i} {n:<{w}} " + " ".join(f"{v:>5d}" for v in cm[i]) + f"   acc {acc:.3f}")
 
 
+def deterministic(seed: int, threads: int) -> None:
+    """Seeds torch and numpy, fixes the thread count and asks torch for deterministic
+    kernels: the same seed and threads give byte-identical weights."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    torch.use_deterministic_algorithms(True)
+
+
 def training_setup(model, args, labels: np.ndarray, k: int):
     """AdamW (no decay on norms/biases), 1-epoch warm-up then cosine, class-balanced sampling
     weights (each window drawn with p ~ 1 / count of its class) and the sampling generator."""
@@ -479,10 +488,7 @@ def main() -> None:
     args = ap.parse_args()
 
     t_start = time.time()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
-    torch.use_deterministic_algorithms(True)
+    deterministic(args.seed, args.threads)
 
     mods = [m.strip() for m in args.modalities.split(",") if m.strip()]
     if not mods or any(m not in MODALITIES for m in mods):

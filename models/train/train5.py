@@ -32,6 +32,7 @@ from train import (  # noqa: E402
     augment,
     compute_norm,
     confusion,
+    deterministic,
     onnx_ops,
     ort_times_ms,
     print_confusion,
@@ -361,10 +362,7 @@ def main() -> None:
     args = ap.parse_args()
 
     t_start = time.time()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
-    torch.use_deterministic_algorithms(True)
+    deterministic(args.seed, args.threads)
     ov = args.arch in ("mov", "cavnet")
     if args.loss == "diccae" and not ov:
         raise SystemExit("--loss diccae needs a classifier (--arch mov or cavnet)")
