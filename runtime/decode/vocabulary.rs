@@ -77,14 +77,16 @@ impl LabelSet {
                 vocab.dim
             ));
         }
+        // `missing` is in label order, so the computed embeddings come in that order too
+        let mut computed = computed.iter();
         let mut embeddings = Vec::with_capacity(labels.len() * vocab.dim);
         for l in &labels {
-            match vocab.embedding(l) {
+            match vocab
+                .embedding(l)
+                .or_else(|| computed.next().map(Vec::as_slice))
+            {
                 Some(e) => embeddings.extend_from_slice(e),
-                None => {
-                    let k = missing.iter().position(|m| m == l).unwrap_or(0);
-                    embeddings.extend_from_slice(&computed[k]);
-                }
+                None => return Err(err!(Model, "vocabulary: no embedding for label {l:?}")),
             }
         }
         let precomputed = labels.len() - missing.len();
