@@ -8,7 +8,7 @@
 use avaction::capture::video::{VideoCapture, VideoConfig};
 use avaction::capture::{CaptureEvent, CaptureStats, VideoSource};
 use avaction::clock::Timeline;
-use avaction::synth::{self, Scene, SceneConfig};
+use avaction::synth::{self, SceneConfig};
 use avaction::{AudioSource, Runtime};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -20,12 +20,12 @@ fn main() -> avaction::Result<()> {
         .unwrap_or(30.0);
     let root = env!("CARGO_MANIFEST_DIR");
     let media = std::env::temp_dir().join(format!("avaction-bench-{}.mkv", std::process::id()));
-    let scene = Scene::generate(&SceneConfig {
+    let config = SceneConfig {
         seed: 777,
         duration_s: seconds,
         ..SceneConfig::default()
-    })?;
-    synth::write_media(&scene, &media)?;
+    };
+    synth::render_to_file(&config, &media)?;
     let uri = VideoSource::Uri(media.display().to_string());
 
     // reference: decode + scale only, same pipeline, no frontends or model

@@ -7,12 +7,10 @@
 //! `cargo bench --bench stages [-- ITERATIONS]` (`--profile dev` skips the release build;
 //! dependencies are optimised in both)
 
-use avaction::backend::{
-    tract::TractBackend, Backend, BackendChoice, BackendOptions, ModelRunner, Tensor,
-};
-use avaction::clock::Window;
-use avaction::frontend::tensors::InputAssembler;
+use avaction::backend::{tract::TractBackend, Backend, BackendChoice, BackendOptions, Tensor};
+use avaction::infer::{InputAssembler, ModelRunner};
 use avaction::model::{Bundle, Frontend};
+use avaction::window::{Window, WindowFlow};
 use std::time::Instant;
 
 fn median_ms(mut v: Vec<f64>) -> f64 {
@@ -38,8 +36,7 @@ fn window(b: &Bundle, k: u64) -> Window {
         t_end: 0,
         t_last_frame: 0,
         frames: (0..t * px * 3).map(byte).collect(),
-        flow: (0..(t - 1) * px * 3).map(byte).collect(),
-        flow_uv: Vec::new(),
+        flow: WindowFlow::Mov((0..(t - 1) * px * 3).map(byte).collect()),
         logmel: (0..mel).map(|i| byte(i) as f32 / -20.0).collect(),
         audio_start: Some(0),
         skew_ns: Some(0),
@@ -58,7 +55,9 @@ fn main() -> avaction::Result<()> {
         .unwrap_or(40);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let mut dirs: Vec<_> = std::fs::read_dir(&root)
-        .map_err(|e| avaction::err!(Io, "{}: {e}", root.display()))?
+        .map_err(|e| {
+            avaction::Error::new(avaction::ErrorKind::Io, root.display().to_string()).caused_by(e)
+        })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.join("model.toml").is_file())
         .collect();

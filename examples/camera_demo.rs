@@ -11,7 +11,7 @@
 
 use avaction::capture::{audio, video};
 use avaction::model::Bundle;
-use avaction::synth::{self, ClassSet, Scene, SceneConfig, Task};
+use avaction::synth::{self, ClassSet, SceneConfig, Task};
 use avaction::{AudioSource, EventKind, Output, Runtime, VideoSource};
 use std::time::{Duration, Instant};
 
@@ -63,7 +63,8 @@ fn demo() -> avaction::Result<()> {
                 _ => "no microphone found",
             }
         );
-        let s = Scene::generate(&SceneConfig {
+        let path = std::env::temp_dir().join(format!("avaction-demo-{}.mkv", std::process::id()));
+        let config = SceneConfig {
             seed: 4242,
             duration_s: seconds,
             task: if open_vocabulary {
@@ -74,9 +75,8 @@ fn demo() -> avaction::Result<()> {
                 Task::Basic
             },
             ..SceneConfig::default()
-        })?;
-        let path = std::env::temp_dir().join(format!("avaction-demo-{}.mkv", std::process::id()));
-        synth::write_media(&s, &path)?;
+        };
+        let s = synth::render_to_file(&config, &path)?;
         let source = VideoSource::Uri(path.display().to_string());
         scene = Some((s, path));
         (source, AudioSource::FromVideo)

@@ -1,24 +1,53 @@
 //! avaction: real-time action recognition from a camera and a microphone.
 //!
-//! Data flows through one folder per stage:
-//! [`capture`] (GStreamer video, cpal audio) -> [`clock`] (one timeline, rolling
-//! windows) -> [`frontend`] (image, optical flow, log-mel) -> [`backend`] (tract;
-//! TensorRT later) -> [`decode`] (smoothing, events) -> [`api`] (the [`Runtime`]
-//! handle). [`model`] reads model bundles; [`synth`] renders synthetic audio-visual
-//! scenes with a ground-truth timeline for tests, training and the demo. [`text`]
-//! embeds label sentences (all-MiniLM-L6-v2) for the open-vocabulary models.
+//! # The house, in the order data flows
+//!
+//! - [`capture`]: where video (GStreamer: camera, file, URI, test source) and audio
+//!   (cpal microphone, or the file's own track) enter, stamped on one timeline.
+//! - [`window`]: the [`WindowStream`](window::WindowStream) turns capture events into
+//!   rolling windows (frames, optical flow, log-mel of the same span, measured skew),
+//!   running the [`frontend`]s (image resize, optical flow, log-mel: pure functions of
+//!   samples) as frames and audio arrive.
+//! - [`infer`]: normalises a window into the model's input tensors, runs the single
+//!   graph or the staged encoders (token rings) and head on a [`backend`] (tract on the
+//!   CPU, TensorRT on NVIDIA GPUs), and gathers an open-vocabulary model's labels
+//!   (sentences embedded by [`text`]).
+//! - [`decode`]: scores become smoothed top-k [`Prediction`]s and onset/offset
+//!   [`Event`]s.
+//! - [`api`]: the hub: [`Runtime`] wires the stages into threads and hands out
+//!   [`Output`]s; the `avaction` command (runtime/cli) sits on top.
+//!
+//! Beside the flow: [`clock`] (the timeline and the frame and audio-chunk types),
+//! [`model`] (bundles and their manifest: schema and validation), [`target`] (device
+//! profiles) and [`synth`] (synthetic audio-visual scenes with ground truth for tests,
+//! training and the demo).
+//!
+//! # Layers
+//!
+//! Every `use crate::` points down this table: a folder imports only folders of a
+//! lower layer (and itself); folders of one layer are independent of each other.
+//! `tests/layers.rs` reads this table and the sources, and fails on an import back up.
+//!
+//! | layer | folders |
+//! |---|---|
+//! | 7 | cli |
+//! | 6 | api |
+//! | 5 | infer, target |
+//! | 4 | model |
+//! | 3 | window |
+//! | 2 | capture, frontend, backend, decode, text, synth |
+//! | 1 | clock, error |
 //!
 //! Run the shipped model on a synthetic scene rendered to a file (this example runs
 //! as a doc test; for a camera use `VideoSource::Camera(None)` and
 //! `AudioSource::DefaultMicrophone`):
 //!
 //! ```
-//! use avaction::synth::{self, Scene, SceneConfig};
+//! use avaction::synth::{self, SceneConfig};
 //! use avaction::{AudioSource, Output, Runtime, VideoSource};
 //!
-//! let scene = Scene::generate(&SceneConfig { seed: 3, duration_s: 3.0, ..SceneConfig::default() })?;
 //! let path = std::env::temp_dir().join("avaction-doc-example.mkv");
-//! synth::write_media(&scene, &path)?;
+//! synth::render_to_file(&SceneConfig { seed: 3, duration_s: 3.0, ..SceneConfig::default() }, &path)?;
 //!
 //! let runtime = Runtime::builder()
 //!     .model(concat!(env!("CARGO_MANIFEST_DIR"), "/models/cavnet-small"))
@@ -43,6 +72,7 @@
 //! ```
 
 #![warn(missing_docs)]
+#![warn(clippy::missing_errors_doc)]
 
 pub mod api;
 pub mod backend;
@@ -51,13 +81,16 @@ pub mod clock;
 pub mod decode;
 mod error;
 pub mod frontend;
+pub mod infer;
 pub mod model;
 pub mod synth;
 pub mod target;
 pub mod text;
+pub mod window;
 
 pub use api::{Output, Runtime, RuntimeBuilder, Stats};
 pub use backend::BackendChoice;
 pub use capture::{AudioSource, VideoSource};
 pub use decode::{Event, EventKind, Prediction};
+pub(crate) use error::err;
 pub use error::{Error, ErrorKind, Result};

@@ -2,19 +2,18 @@
 //! the current top label, without holding the model back. Runs with `fakesink` so no
 //! display is needed; `camera_demo` uses `autovideosink` where a display exists.
 
-use avaction::synth::{self, Scene, SceneConfig};
+use avaction::synth::{self, SceneConfig};
 use avaction::{AudioSource, Output, Runtime, VideoSource};
 
 #[test]
 fn overlay_shows_the_latest_label_and_the_model_sees_every_frame() {
-    let scene = Scene::generate(&SceneConfig {
+    let path = std::env::temp_dir().join(format!("avaction-display-{}.mkv", std::process::id()));
+    let config = SceneConfig {
         seed: 9003,
         duration_s: 4.0,
         ..SceneConfig::default()
-    })
-    .unwrap();
-    let path = std::env::temp_dir().join(format!("avaction-display-{}.mkv", std::process::id()));
-    synth::write_media(&scene, &path).unwrap();
+    };
+    synth::render_to_file(&config, &path).unwrap();
     let runtime = Runtime::builder()
         .model(concat!(env!("CARGO_MANIFEST_DIR"), "/models/cavnet-small"))
         .video(VideoSource::Uri(path.display().to_string()))

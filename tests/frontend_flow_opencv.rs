@@ -2,10 +2,9 @@
 //! Bunny frames and rendered scenes, `tests/golden/make_flow_goldens.py`): our end-point error
 //! must stay within 10% of OpenCV DIS at the same preset and within 5% of OpenCV Dual TV-L1.
 
+mod common;
 #[path = "common/pgm.rs"]
 mod pgm;
-
-use std::path::{Path, PathBuf};
 
 use avaction::frontend::flow::{estimator, FlowField, ESTIMATOR_NAMES};
 
@@ -64,19 +63,15 @@ struct Object {
     motion: Affine,
 }
 
-fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/flow")
-}
-
 fn load_goldens() -> Goldens {
-    let path = data_dir().join("goldens.json");
+    let path = common::data_dir("flow").join("goldens.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Reads one of the golden images; panics naming the file if it is not a valid PGM.
 fn read_pgm(name: &str) -> (usize, usize, Vec<f32>) {
-    pgm::read_pgm(&data_dir().join(name)).unwrap_or_else(|e| panic!("{e}"))
+    pgm::read_pgm(&common::data_dir("flow").join(name)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn apply(m: &Affine, x: f64, y: f64) -> (f64, f64) {

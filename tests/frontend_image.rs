@@ -3,7 +3,6 @@
 //! antialiased bilinear, OpenCV INTER_AREA), no allocation after warm-up, and the cost of
 //! one frame.
 
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use avaction::frontend::image::{
@@ -31,12 +30,8 @@ struct GoldenCase {
     chw: String,
 }
 
-fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/image")
-}
-
 fn read(name: &str) -> Vec<u8> {
-    let path = data_dir().join(name);
+    let path = common::data_dir("image").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -111,7 +106,7 @@ struct PreprocessCase {
 }
 
 fn read_f32(name: &str) -> Vec<f32> {
-    common::f32_le(&read(name))
+    common::read_f32(&common::data_dir("image").join(name))
 }
 
 fn preprocess_cases() -> Vec<PreprocessCase> {

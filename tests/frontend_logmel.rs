@@ -4,7 +4,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use avaction::frontend::logmel::{fbank, FbankConfig, LogMel};
@@ -41,20 +40,17 @@ struct GoldenCase {
     linear: bool,
 }
 
-fn data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/logmel")
-}
-
 /// Reads a raw little-endian f32 file of exactly `len` values.
 fn read_f32(name: &str, len: usize) -> Vec<f32> {
-    let path = data_dir().join(name);
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(bytes.len(), len * 4, "{}: wrong size", path.display());
-    common::f32_le(&bytes)
+    let path = common::data_dir("logmel").join(name);
+    let values = common::read_f32(&path);
+    assert_eq!(values.len(), len, "{}: wrong size", path.display());
+    values
 }
 
 fn index() -> GoldenIndex {
-    let text = std::fs::read_to_string(data_dir().join("goldens.json")).expect("goldens.json");
+    let text = std::fs::read_to_string(common::data_dir("logmel").join("goldens.json"))
+        .expect("goldens.json");
     serde_json::from_str(&text).expect("goldens.json parses")
 }
 

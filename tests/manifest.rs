@@ -2,6 +2,7 @@
 //! with a message naming the key or input.
 
 use avaction::frontend::image::{Crop, PreprocessConfig, ResizeFilter, ResizeTo};
+use avaction::infer::plan;
 use avaction::model::{Bundle, Manifest};
 use avaction::ErrorKind;
 
@@ -134,11 +135,12 @@ fn float_flow_needs_two_channels_and_no_bound() {
 /// away from the borders.
 #[test]
 fn float_flow_reaches_the_model_input_in_pixels() {
-    use avaction::clock::{VideoFrame, WindowScheduler};
-    use avaction::frontend::tensors::InputAssembler;
+    use avaction::clock::VideoFrame;
+    use avaction::infer::InputAssembler;
+    use avaction::window::{WindowFlow, WindowScheduler};
 
     let m = Manifest::parse(&float_flow_manifest()).expect("valid");
-    let mut cfg = m.window_config();
+    let mut cfg = plan::window_config(&m);
     cfg.expect_audio = false;
     let mut sched = WindowScheduler::new(cfg).expect("scheduler");
     let texture = |x: f32, y: f32| {
@@ -160,8 +162,10 @@ fn float_flow_reaches_the_model_input_in_pixels() {
         sched.push_frame(&frame).expect("frame");
     }
     let window = sched.poll(None, true).expect("a window after 16 frames");
-    assert!(window.flow.is_empty());
-    assert_eq!(window.flow_uv.len(), 15 * 2 * 64 * 64);
+    let WindowFlow::Float(uv) = &window.flow else {
+        panic!("float flow expected, got {:?}", window.flow.len())
+    };
+    assert_eq!(uv.len(), 15 * 2 * 64 * 64);
     let mut assembler = InputAssembler::new(&m);
     let tensors = assembler.fill(&window).expect("assemble");
     let flow = &tensors[1];
@@ -193,9 +197,9 @@ fn tvl1_parameters_come_from_the_manifest() {
     let params = flow.tvl1.expect("tvl1 table");
     assert_eq!((params.lambda, params.warps), (0.3, 3));
     // the scheduler builds TV-L1 with those parameters
-    let mut cfg = m.window_config();
+    let mut cfg = plan::window_config(&m);
     cfg.expect_audio = false;
-    assert!(avaction::clock::WindowScheduler::new(cfg).is_ok());
+    assert!(avaction::window::WindowScheduler::new(cfg).is_ok());
 
     let on_dis = tvl1.replace("estimator = \"tvl1\"", "estimator = \"dis-fast\"");
     let msg = refused(&on_dis);
@@ -212,9 +216,9 @@ fn without_a_video_table_capture_is_the_model_size() {
     let m = Manifest::parse(&shipped()).expect("valid");
     assert!(m.video.is_none() && m.preprocess().is_none());
     assert_eq!(m.capture_size(), m.frame_size());
-    let v = m.video_config();
+    let v = plan::video_config(&m);
     assert_eq!((v.width, v.height), (64, 64));
-    assert!(m.window_config().preprocess.is_none());
+    assert!(plan::window_config(&m).preprocess.is_none());
 }
 
 #[test]
@@ -226,9 +230,9 @@ fn a_video_table_captures_larger_and_preprocesses_in_the_runtime() {
     let m = Manifest::parse(&text).expect("valid");
     assert_eq!(m.capture_size(), (160, 120));
     assert_eq!(m.frame_size(), (64, 64));
-    let v = m.video_config();
+    let v = plan::video_config(&m);
     assert_eq!((v.width, v.height), (160, 120));
-    let w = m.window_config();
+    let w = plan::window_config(&m);
     assert_eq!((w.width, w.height), (64, 64));
     let p = m.preprocess().expect("preprocess");
     assert_eq!(w.preprocess, Some(p));

@@ -8,9 +8,9 @@ mod common;
 use common::{max_abs_diff, read_f32};
 
 use avaction::backend::{tract::TractBackend, Backend, Tensor};
-use avaction::clock::Window;
-use avaction::frontend::tensors::InputAssembler;
+use avaction::infer::InputAssembler;
 use avaction::model::Bundle;
+use avaction::window::{Window, WindowFlow};
 use serde_json::Value;
 use std::path::Path;
 
@@ -74,8 +74,7 @@ fn tract_matches_pytorch_goldens() {
         t_end: 640_000_000,
         t_last_frame: 600_000_000,
         frames: std::fs::read(raw_frames).unwrap(),
-        flow: std::fs::read(raw_flow).unwrap(),
-        flow_uv: Vec::new(),
+        flow: WindowFlow::Mov(std::fs::read(raw_flow).unwrap()),
         logmel: read_f32(&raw_mel),
         audio_start: Some(0),
         skew_ns: Some(0),

@@ -7,10 +7,10 @@ mod common;
 
 use common::{max_abs_diff, read_f32};
 
-use avaction::backend::{tract::TractBackend, Backend, BackendOptions, ModelRunner, Tensor};
-use avaction::clock::Window;
-use avaction::frontend::tensors::InputAssembler;
+use avaction::backend::{tract::TractBackend, Backend, BackendOptions, Tensor};
+use avaction::infer::{InputAssembler, ModelRunner};
 use avaction::model::{Bundle, Frontend};
+use avaction::window::{Window, WindowFlow};
 use serde_json::Value;
 use std::path::Path;
 
@@ -140,8 +140,7 @@ fn raw_window(g: &Value, dir: &Path) -> Window {
         t_end: 640_000_000,
         t_last_frame: 600_000_000,
         frames: bytes(tensor(g, "raw", "frames", dir)),
-        flow: bytes(tensor(g, "raw", "flow", dir)),
-        flow_uv: Vec::new(),
+        flow: WindowFlow::Mov(bytes(tensor(g, "raw", "flow", dir))),
         audio_slots: 0..mel.shape[0],
         logmel: mel.data,
         audio_start: Some(0),
@@ -170,7 +169,10 @@ fn next_window(w: &Window, hop: usize, frames: usize, mel_per_frame: usize) -> W
     Window {
         index: w.index + 1,
         frames: shift(&w.frames, frames),
-        flow: shift(&w.flow, frames - 1),
+        flow: match &w.flow {
+            WindowFlow::Mov(mov) => WindowFlow::Mov(shift(mov, frames - 1)),
+            other => other.clone(),
+        },
         logmel,
         first_frame: w.first_frame + hop as u64,
         audio_index: w.audio_index + (hop * mel_per_frame) as u64,

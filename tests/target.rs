@@ -7,18 +7,17 @@ mod common;
 
 use std::time::Duration;
 
-use avaction::synth::{self, Scene, SceneConfig};
+use avaction::synth::{self, SceneConfig};
 use avaction::{AudioSource, ErrorKind, Output, Runtime, VideoSource};
 
 fn scene_file(name: &str) -> std::path::PathBuf {
-    let scene = Scene::generate(&SceneConfig {
+    let path = common::temp_dir(name).join("scene.mkv");
+    let config = SceneConfig {
         seed: 9005,
         duration_s: 2.0,
         ..SceneConfig::default()
-    })
-    .expect("scene");
-    let path = common::temp_dir(name).join("scene.mkv");
-    synth::write_media(&scene, &path).expect("media");
+    };
+    synth::render_to_file(&config, &path).expect("media");
     path
 }
 

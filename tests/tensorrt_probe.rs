@@ -3,9 +3,7 @@
 //! libraries, TensorRT 10's indirect version macros and 8.x's plain numbers, and the
 //! messages for what is missing or too old. No TensorRT is needed.
 
-#[allow(dead_code)]
-#[path = "../runtime/backend/tensorrt/probe.rs"]
-mod probe;
+use avaction::backend::tensorrt::probe;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -128,8 +126,7 @@ fn versions_in_either_style_and_too_old_ones_are_told() {
         ],
         &[],
     )
-    .err()
-    .expect("too old");
+    .expect_err("too old");
     assert!(e.contains("8.2.1") && e.contains("too old"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -137,9 +134,7 @@ fn versions_in_either_style_and_too_old_ones_are_told() {
 #[test]
 fn what_is_missing_is_named_with_where_it_looked_and_the_variable_to_set() {
     let dir = fresh("missing");
-    let e = run(&[("TENSORRT_ROOT", &dir)], &[])
-        .err()
-        .expect("no headers");
+    let e = run(&[("TENSORRT_ROOT", &dir)], &[]).expect_err("no headers");
     assert!(
         e.contains("NvInfer.h") && e.contains(&dir.join("include").display().to_string()),
         "{e}"
@@ -147,9 +142,7 @@ fn what_is_missing_is_named_with_where_it_looked_and_the_variable_to_set() {
     assert!(e.contains("TENSORRT_ROOT"), "{e}");
 
     trt_tree(&dir, TRT10_VERSION_H, &["libnvinfer.so"]);
-    let e = run(&[("TENSORRT_ROOT", &dir)], &[])
-        .err()
-        .expect("no parser lib");
+    let e = run(&[("TENSORRT_ROOT", &dir)], &[]).expect_err("no parser lib");
     assert!(e.contains("libnvonnxparser"), "{e}");
 
     touch(&dir.join("lib/libnvonnxparser.so"), "");
@@ -158,9 +151,7 @@ fn what_is_missing_is_named_with_where_it_looked_and_the_variable_to_set() {
     if let Some(e) = e {
         assert!(e.contains("CUDA") && e.contains("CUDA_ROOT"), "{e}");
     }
-    let e = probe::probe(&|_| None, &[], "x86_64", "windows")
-        .err()
-        .expect("not linux");
+    let e = probe::probe(&|_| None, &[], "x86_64", "windows").expect_err("not linux");
     assert!(e.contains("Linux only"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -1,10 +1,12 @@
 //! Frames captured larger than the model (manifest `[video]`) come out of the window
 //! scheduler and the whole runtime at the model's size, resized and cropped in Rust.
 
-use avaction::clock::{VideoFrame, WindowScheduler};
+use avaction::clock::VideoFrame;
 use avaction::frontend::image::{ImageNormalize, Preprocess};
+use avaction::infer::plan;
 use avaction::model::Manifest;
-use avaction::synth::{self, Scene, SceneConfig};
+use avaction::synth::{self, SceneConfig};
+use avaction::window::{WindowFlow, WindowScheduler};
 use avaction::{AudioSource, Output, Runtime, VideoSource};
 
 const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/cavnet-small");
@@ -39,7 +41,7 @@ fn frame(k: usize, width: usize, height: usize) -> VideoFrame {
 #[test]
 fn larger_frames_are_resized_and_cropped_to_the_model_size() {
     let m = manifest_with("capture = [160, 120]\nresize_to = 72\ncrop = \"center\"");
-    let cfg = m.window_config();
+    let cfg = plan::window_config(&m);
     assert_eq!((cfg.width, cfg.height), (64, 64));
     let mut scheduler = WindowScheduler::new(cfg).expect("scheduler");
     let mut reference = Preprocess::new(
@@ -59,7 +61,10 @@ fn larger_frames_are_resized_and_cropped_to_the_model_size() {
         .expect("a window after 16 frames");
     let model_frame = 64 * 64 * 3;
     assert_eq!(window.frames.len(), 16 * model_frame);
-    assert_eq!(window.flow.len(), 15 * model_frame);
+    let WindowFlow::Mov(flow) = &window.flow else {
+        panic!("the shipped model takes MOV-encoded flow")
+    };
+    assert_eq!(flow.len(), 15 * model_frame);
     for (f, stored) in frames.iter().zip(window.frames.chunks_exact(model_frame)) {
         let mut expected = vec![0u8; model_frame];
         reference
@@ -68,7 +73,7 @@ fn larger_frames_are_resized_and_cropped_to_the_model_size() {
         assert_eq!(stored, &expected[..]);
     }
     // The square moves, so the flow (computed on the 64x64 frames) is not all "no motion".
-    assert!(window.flow.iter().any(|&v| v != 128 && v != 0));
+    assert!(flow.iter().any(|&v| v != 128 && v != 0));
 
     // A frame of another size is resized too (the tables are rebuilt for it).
     scheduler
@@ -85,7 +90,7 @@ fn larger_frames_are_resized_and_cropped_to_the_model_size() {
 fn without_preprocessing_frames_must_have_the_model_size() {
     let text = std::fs::read_to_string(format!("{SHIPPED}/model.toml")).expect("manifest");
     let m = Manifest::parse(&text).expect("valid");
-    let mut scheduler = WindowScheduler::new(m.window_config()).expect("scheduler");
+    let mut scheduler = WindowScheduler::new(plan::window_config(&m)).expect("scheduler");
     scheduler.push_frame(&frame(0, 64, 64)).expect("model size");
     let e = scheduler
         .push_frame(&frame(1, 160, 120))
@@ -95,16 +100,15 @@ fn without_preprocessing_frames_must_have_the_model_size() {
 
 #[test]
 fn the_runtime_captures_at_the_manifest_size_and_runs_the_model() {
-    let scene = Scene::generate(&SceneConfig {
-        seed: 9004,
-        duration_s: 2.0,
-        ..SceneConfig::default()
-    })
-    .expect("scene");
     let dir = std::env::temp_dir().join(format!("avaction-window-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let media = dir.join("scene.mkv");
-    synth::write_media(&scene, &media).expect("media");
+    let config = SceneConfig {
+        seed: 9004,
+        duration_s: 2.0,
+        ..SceneConfig::default()
+    };
+    synth::render_to_file(&config, &media).expect("media");
     // The shipped bundle, capturing at 160x120 and cropping the centre of a 72 px short side.
     let text = std::fs::read_to_string(format!("{SHIPPED}/model.toml"))
         .expect("manifest")
@@ -136,4 +140,59 @@ fn the_runtime_captures_at_the_manifest_size_and_runs_the_model() {
     std::fs::remove_dir_all(&dir).ok();
     assert_eq!(stats.frames, 50, "every 160x120 frame reaches the model");
     assert!(predictions > 0);
+}
+
+/// The window stream: capture events in, windows out, in order; the end once every
+/// window is out; a failed source ends it with the source's error.
+#[test]
+fn the_window_stream_hands_out_every_window_then_ends() {
+    use avaction::capture::CaptureEvent;
+    use avaction::window::{WindowStream, WindowStreamStep};
+    use std::time::Duration;
+
+    let m = manifest_with("capture = [160, 120]\nresize_to = 72\ncrop = \"center\"");
+    let mut cfg = plan::window_config(&m);
+    cfg.expect_audio = false;
+    let (tx, rx) = std::sync::mpsc::sync_channel(64);
+    let mut stream = WindowStream::new(WindowScheduler::new(cfg).expect("scheduler"), rx);
+    // 16 frames make the first window, every 2 more (the hop) one more: 20 -> 3
+    for k in 0..20 {
+        tx.send(CaptureEvent::Frame(frame(k, 160, 120)))
+            .expect("send");
+    }
+    tx.send(CaptureEvent::EndOfStream).expect("send");
+    let mut firsts = Vec::new();
+    loop {
+        match stream
+            .next(Duration::from_millis(100), &|| None)
+            .expect("no error")
+        {
+            WindowStreamStep::Window(w) => firsts.push(w.first_frame),
+            WindowStreamStep::Pending => {}
+            WindowStreamStep::Ended => break,
+        }
+    }
+    assert_eq!(firsts, vec![0, 2, 4]);
+    assert_eq!(stream.stats().windows, 3);
+    assert!(stream.take_frontend_time() > Duration::ZERO);
+    // ended stays ended
+    assert!(matches!(
+        stream.next(Duration::from_millis(1), &|| None),
+        Ok(WindowStreamStep::Ended)
+    ));
+
+    // a failed source: its error comes out
+    let (tx, rx) = std::sync::mpsc::sync_channel(4);
+    let mut cfg = plan::window_config(&m);
+    cfg.expect_audio = false;
+    let mut stream = WindowStream::new(WindowScheduler::new(cfg).expect("scheduler"), rx);
+    tx.send(CaptureEvent::Failed(avaction::Error::new(
+        avaction::ErrorKind::Video,
+        "camera unplugged",
+    )))
+    .expect("send");
+    let e = stream
+        .next(Duration::from_millis(100), &|| None)
+        .expect_err("the source's error");
+    assert!(e.message().contains("camera unplugged"), "{e}");
 }

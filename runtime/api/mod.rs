@@ -8,15 +8,16 @@ mod stats;
 pub use stats::Stats;
 
 use crate::backend::engine_cache::{EngineCache, Precision};
-use crate::backend::{BackendChoice, BackendOptions, ModelRunner};
+use crate::backend::{BackendChoice, BackendOptions};
 use crate::capture::audio::Microphone;
 use crate::capture::video::VideoCapture;
 use crate::capture::{AudioSource, CaptureEvent, CaptureStats, VideoSource};
-use crate::clock::{Nanos, Timeline, Window, WindowConfig, WindowScheduler};
-use crate::decode::vocabulary::{LabelScorer, LabelSet};
-use crate::decode::{Decoder, Event, Prediction};
-use crate::frontend::tensors::InputAssembler;
+use crate::clock::{Nanos, Timeline};
+use crate::decode::vocabulary::LabelScorer;
+use crate::decode::{Decoder, Event, Prediction, WindowScores};
+use crate::infer::{decoder_labels, plan, InputAssembler, ModelRunner};
 use crate::model::Bundle;
+use crate::window::{Window, WindowConfig, WindowScheduler, WindowStream, WindowStreamStep};
 use crate::{err, Error, Result};
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -144,6 +145,10 @@ impl RuntimeBuilder {
 
     /// Applies a device profile (`targets/*.toml`): its backend order, precision and
     /// threads, camera caps, window stride and flow estimator.
+    ///
+    /// # Errors
+    /// [`Config`](crate::ErrorKind::Config) when the profile's backend order or precision
+    /// is invalid.
     pub fn target(mut self, target: &crate::target::Target) -> Result<Self> {
         self.camera = Some(target.capture.clone());
         Ok(self
@@ -194,6 +199,14 @@ impl RuntimeBuilder {
     }
 
     /// Loads the model, opens the sources and starts the threads.
+    ///
+    /// # Errors
+    /// [`Config`](crate::ErrorKind::Config) without a model or video source; the bundle's
+    /// errors ([`Bundle::load`]); the backend's ([`crate::backend::open`]);
+    /// [`Video`](crate::ErrorKind::Video) or [`Audio`](crate::ErrorKind::Audio) when a
+    /// source cannot be opened (a missing audio source is only an error for a model that
+    /// needs audio); [`Unavailable`](crate::ErrorKind::Unavailable) for added labels
+    /// without the text model.
     pub fn build(self) -> Result<Runtime> {
         let model_dir = self
             .model
@@ -204,7 +217,7 @@ impl RuntimeBuilder {
         let (backend, backend_status) = ModelRunner::open(&bundle, &self.backend)?;
         let backend_name = backend.name();
         log::info!("model {} {} on {backend_name}", m.name, m.version);
-        let (labels, scorer) = label_set(&bundle, &self.labels)?;
+        let (labels, scorer) = decoder_labels(&bundle, &self.labels)?;
 
         let timeline = Timeline::start();
         let capture_stats = Arc::new(CaptureStats::default());
@@ -221,7 +234,7 @@ impl RuntimeBuilder {
 
         let rate = logmel.as_ref().map_or(16_000, |l| l.fbank.sample_rate);
         let from_video = wants_audio && self.audio == AudioSource::FromVideo;
-        let mut vcfg = m.video_config();
+        let mut vcfg = plan::video_config(m);
         vcfg.realtime = self.realtime;
         vcfg.display_sink = self.display.clone();
         vcfg.camera = self.camera.clone();
@@ -276,7 +289,7 @@ impl RuntimeBuilder {
         }
         drop(cap_tx);
 
-        let mut defaults = m.window_config();
+        let mut defaults = plan::window_config(m);
         if let (Some(name), Some(flow)) = (&self.flow_estimator, defaults.flow.as_mut()) {
             if *name != flow.estimator {
                 log::warn!(
@@ -294,7 +307,7 @@ impl RuntimeBuilder {
             max_pending: if live { 8 } else { defaults.max_pending },
             ..defaults
         };
-        let scheduler = WindowScheduler::new(wcfg)?;
+        let stream = WindowStream::new(WindowScheduler::new(wcfg)?, cap_rx);
         let shared = Arc::new(Shared::new(capture_stats, backend_status, degraded));
         let mailbox = Arc::new(Mailbox::<Window>::new());
         let (out_tx, out_rx) = mpsc::sync_channel(self.capacity);
@@ -303,8 +316,8 @@ impl RuntimeBuilder {
             let (shared, mailbox) = (shared.clone(), mailbox.clone());
             std::thread::Builder::new()
                 .name("avaction-windows".into())
-                .spawn(move || schedule_loop(scheduler, cap_rx, &mailbox, &shared, timeline, live))
-                .map_err(|e| err!(Stopped, "cannot start the window thread: {e}"))?
+                .spawn(move || schedule_loop(stream, &mailbox, &shared, timeline, live))
+                .map_err(|e| err!(Stopped, "cannot start the window thread").caused_by(e))?
         };
         let inference = {
             let shared = shared.clone();
@@ -325,7 +338,7 @@ impl RuntimeBuilder {
             std::thread::Builder::new()
                 .name("avaction-inference".into())
                 .spawn(move || inference_loop(ctx, &mailbox, &shared))
-                .map_err(|e| err!(Stopped, "cannot start the inference thread: {e}"))?
+                .map_err(|e| err!(Stopped, "cannot start the inference thread").caused_by(e))?
         };
         Ok(Runtime {
             outputs: out_rx,
@@ -338,20 +351,6 @@ impl RuntimeBuilder {
             overlay,
         })
     }
-}
-
-/// The labels the decoder reports, and for an open-vocabulary model the scorer that
-/// turns its embeddings into label scores.
-fn label_set(bundle: &Bundle, extra: &[String]) -> Result<(Vec<String>, Option<LabelScorer>)> {
-    if bundle.vocabulary.is_none() && extra.is_empty() {
-        return Ok((bundle.labels.clone(), None));
-    }
-    let set = LabelSet::build(bundle, extra, &mut |sentences| {
-        crate::text::embed_for_bundle(&bundle.dir, sentences)
-    })?;
-    log::info!("labels: {} ({})", set.labels.len(), set.source);
-    let scorer = set.scorer(bundle)?;
-    Ok((set.labels, Some(scorer)))
 }
 
 /// A running pipeline. Read outputs with [`outputs`](Runtime::outputs); it stops on
@@ -388,6 +387,10 @@ impl Runtime {
     }
 
     /// Waits up to `timeout` for the next output. `Err` once the runtime ended.
+    ///
+    /// # Errors
+    /// `Timeout` when nothing came within `timeout`; `Disconnected` once the runtime has
+    /// ended (then see [`Runtime::error`]).
     pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<Output, RecvTimeoutError> {
         self.outputs.recv_timeout(timeout)
     }
@@ -436,6 +439,10 @@ impl Runtime {
 
     /// Waits for the end of the source (files), then stops; returns the final stats
     /// or the error that ended the run.
+    ///
+    /// # Errors
+    /// The error that ended the run: a source that failed, a backend that failed, or
+    /// [`Stopped`](crate::ErrorKind::Stopped) when a worker thread panicked.
     pub fn finish(mut self) -> Result<Stats> {
         for t in self.threads.drain(..) {
             if t.join().is_err() {
@@ -457,55 +464,40 @@ impl Drop for Runtime {
 }
 
 fn schedule_loop(
-    mut scheduler: WindowScheduler,
-    rx: Receiver<CaptureEvent>,
+    mut stream: WindowStream,
     mailbox: &Mailbox<Window>,
     shared: &Shared,
     timeline: Timeline,
     live: bool,
 ) {
-    let mut eos = false;
+    let now = || live.then(|| timeline.now());
     while !shared.stop.load(Ordering::Relaxed) {
-        match rx.recv_timeout(Duration::from_millis(10)) {
-            Ok(CaptureEvent::Frame(frame)) => {
-                let t0 = Instant::now();
-                if let Err(e) = scheduler.push_frame(&frame) {
-                    shared.fail(e);
-                    break;
-                }
-                shared.add_frontend(t0.elapsed());
-            }
-            Ok(CaptureEvent::Audio(chunk)) => {
-                let t0 = Instant::now();
-                scheduler.push_audio(&chunk);
-                shared.add_frontend(t0.elapsed());
-            }
-            Ok(CaptureEvent::EndOfStream) | Err(RecvTimeoutError::Disconnected) => eos = true,
-            Ok(CaptureEvent::Failed(e)) => {
-                shared.fail(e);
-                break;
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-        }
-        let now = live.then(|| timeline.now());
-        while let Some(w) = scheduler.poll(now, eos) {
-            if live {
+        let step = stream.next(Duration::from_millis(10), &now);
+        shared.add_frontend(stream.take_frontend_time());
+        shared.set_window_stats(stream.stats());
+        match step {
+            Ok(WindowStreamStep::Window(w)) if live => {
                 if mailbox.put_latest(w) {
                     shared.windows_skipped.fetch_add(1, Ordering::Relaxed);
                 }
-            } else if mailbox
-                .put_wait(w, &|| shared.stop.load(Ordering::Relaxed))
-                .is_err()
-            {
+            }
+            Ok(WindowStreamStep::Window(w)) => {
+                if mailbox
+                    .put_wait(w, &|| shared.stop.load(Ordering::Relaxed))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            Ok(WindowStreamStep::Pending) => {}
+            Ok(WindowStreamStep::Ended) => break,
+            Err(e) => {
+                shared.fail(e);
                 break;
             }
         }
-        shared.set_window_stats(scheduler.stats());
-        if eos && scheduler.pending() == 0 {
-            break;
-        }
     }
-    shared.set_window_stats(scheduler.stats());
+    shared.set_window_stats(stream.stats());
     mailbox.close();
 }
 
@@ -594,16 +586,16 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
         };
         shared.record_window(latency_ms, window.skew_ns);
         events.clear();
-        let prediction = ctx.decoder.push(
-            window.index,
-            window.t_start,
-            window.t_end,
+        let scores = WindowScores {
+            window: window.index,
+            t_start: window.t_start,
+            t_end: window.t_end,
             logits,
             latency_ms,
-            window.skew_ns,
-            window.audio_missing,
-            &mut events,
-        );
+            skew_ns: window.skew_ns,
+            audio_missing: window.audio_missing,
+        };
+        let prediction = ctx.decoder.push(&scores, &mut events);
         last_end = Some(window.t_end);
         if let (Some(overlay), Some(best)) = (&ctx.overlay, prediction.top.first()) {
             overlay.set_property("text", format!("{} {:.2}", best.label, best.score));

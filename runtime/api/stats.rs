@@ -3,7 +3,8 @@
 
 use crate::backend::{BackendStatus, BackendSwitch};
 use crate::capture::CaptureStats;
-use crate::clock::{Nanos, WindowStats};
+use crate::clock::Nanos;
+use crate::window::WindowStats;
 use crate::Error;
 use serde::Serialize;
 use std::collections::VecDeque;

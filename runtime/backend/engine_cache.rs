@@ -181,6 +181,9 @@ impl EngineCache {
     /// The engine of `key`, if a valid one is cached. A stale or corrupt file is deleted
     /// and reported as [`Lookup::Discarded`]; only I/O failures other than "not found"
     /// are errors.
+    ///
+    /// # Errors
+    /// [`Io`](crate::ErrorKind::Io) when an engine file exists but cannot be read.
     pub fn load(&self, key: &EngineKey) -> Result<Lookup> {
         let path = self.path(key);
         let bytes = match std::fs::read(&path) {
@@ -209,6 +212,10 @@ impl EngineCache {
 
     /// Stores `engine` under `key` (write to a temporary file, then rename) and returns
     /// its path.
+    ///
+    /// # Errors
+    /// [`Io`](crate::ErrorKind::Io) when the cache folder or the engine file cannot be
+    /// written.
     pub fn store(&self, key: &EngineKey, engine: &[u8]) -> Result<PathBuf> {
         std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         let path = self.path(key);

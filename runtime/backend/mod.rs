@@ -4,12 +4,10 @@
 //! TensorRT engine builds in the background.
 
 pub mod engine_cache;
-pub mod staged;
 pub mod switch;
 pub mod tensorrt;
 pub mod tract;
 
-pub use staged::ModelRunner;
 pub use switch::{BackendStatus, BackendSwitch};
 
 use crate::{err, Result};
@@ -65,6 +63,10 @@ pub trait Backend: Send {
     /// Short name for logs and stats (`tract`, `tensorrt`).
     fn name(&self) -> &'static str;
     /// Runs one inference. `inputs` are in the manifest's input order.
+    ///
+    /// # Errors
+    /// [`Backend`](crate::ErrorKind::Backend) when an input has the wrong shape or the
+    /// inference fails (the library's error is the source).
     fn run(&mut self, inputs: &[Tensor]) -> Result<Tensor>;
 }
 
@@ -133,6 +135,12 @@ pub fn tensorrt_unavailable_reason() -> Option<String> {
 ///   serves at once while the engine builds in the background, and the runtime
 ///   switches to TensorRT between windows once the engine's output agrees with
 ///   tract's (relative difference at most 1e-2 for FP16, 1e-3 for FP32).
+///
+/// # Errors
+/// [`Unavailable`](crate::ErrorKind::Unavailable) for `tensorrt` where it cannot run (the
+/// reason is in the message); [`Backend`](crate::ErrorKind::Backend) or
+/// [`Model`](crate::ErrorKind::Model) when the graph cannot be loaded or disagrees with the
+/// manifest's shapes.
 pub fn open(
     graph: &Graph,
     opts: &BackendOptions,

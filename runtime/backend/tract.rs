@@ -28,9 +28,16 @@ impl TractBackend {
     /// Loads, checks and optimises a graph. An input whose declared ONNX shape
     /// disagrees with the manifest is refused, naming the input and both shapes.
     /// `threads` > 1 gives the matrix products a private pool of that many threads.
+    ///
+    /// # Errors
+    /// [`Backend`](crate::ErrorKind::Backend), naming the file, when the ONNX cannot be
+    /// read, its inputs or output disagree with `graph`, or tract cannot optimise or plan
+    /// it (the tract error is the source).
     pub fn load(graph: &Graph, threads: usize) -> Result<TractBackend> {
         let path = &graph.path;
-        let fail = |what: &str, e: TractError| err!(Backend, "{}: {what}: {e:#}", path.display());
+        let fail = |what: &str, e: TractError| {
+            err!(Backend, "{}: {what}", path.display()).caused_by_boxed(e.into())
+        };
         let mut model = tract_onnx::onnx()
             .model_for_path(path)
             .map_err(|e| fail("cannot read ONNX model", e))?;
@@ -136,18 +143,18 @@ impl Backend for TractBackend {
                 ));
             }
             let tensor = tract_ndarray::ArrayD::from_shape_vec(t.shape.clone(), t.data.clone())
-                .map_err(|e| err!(Backend, "tract: {e}"))?;
+                .map_err(|e| err!(Backend, "tract: input tensor").caused_by(e))?;
             values.push(Tensor::from(tensor).into());
         }
         let (state, executor) = (&mut self.state, self.executor.clone());
         let out = multithread_tract_scope(executor, || state.run(values))
-            .map_err(|e| err!(Backend, "tract: inference failed: {e:#}"))?;
+            .map_err(|e| err!(Backend, "tract: inference failed").caused_by_boxed(e.into()))?;
         let out = out
             .get(self.output)
             .ok_or_else(|| err!(Backend, "tract: model produced no output"))?;
         let view = out
             .to_plain_array_view::<f32>()
-            .map_err(|e| err!(Backend, "tract: output is not float32: {e}"))?;
+            .map_err(|e| err!(Backend, "tract: output is not float32").caused_by_boxed(e.into()))?;
         Ok(super::Tensor {
             shape: view.shape().to_vec(),
             data: view.iter().copied().collect(),

@@ -82,6 +82,11 @@ impl Microphone {
     /// `timeline` as [`CaptureEvent::Audio`] chunks of at most 20 ms. Any sample format,
     /// channel count and device rate is converted. Device loss arrives later as
     /// [`CaptureEvent::Failed`].
+    ///
+    /// # Errors
+    /// [`Audio`](crate::ErrorKind::Audio) when no input device matches (the message lists
+    /// the microphones there are), the device refuses every configuration, or the stream
+    /// or its pump thread cannot start (cpal's error is the source).
     pub fn start(
         source: &AudioSource,
         rate: u32,
@@ -146,7 +151,7 @@ impl Microphone {
                 log::warn!("microphone {error_name:?}: {e}")
             }
             _ => {
-                let error = err!(Audio, "microphone {error_name:?} failed: {e}");
+                let error = err!(Audio, "microphone {error_name:?} failed").caused_by(e);
                 log::error!("{error}");
                 let _ = error_tx.try_send(CaptureEvent::Failed(error));
             }
@@ -155,14 +160,14 @@ impl Microphone {
             .map_err(|e| e.context(format!("microphone {device_name:?}")))?;
         stream
             .play()
-            .map_err(|e| err!(Audio, "microphone {device_name:?} cannot start: {e}"))?;
+            .map_err(|e| err!(Audio, "microphone {device_name:?} cannot start").caused_by(e))?;
 
         let pump = {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("avaction-mic-pump".into())
                 .spawn(move || pump_loop(consumer, anchor_rx, converter, tx, stats, stop))
-                .map_err(|e| err!(Audio, "cannot start the microphone pump thread: {e}"))?
+                .map_err(|e| err!(Audio, "cannot start the microphone pump thread").caused_by(e))?
         };
         Ok(Microphone {
             stream: Some(stream),
@@ -253,7 +258,8 @@ fn select_device(host: &cpal::Host, source: &AudioSource) -> Result<cpal::Device
         AudioSource::Microphone(name) => {
             let wanted = name.to_lowercase();
             let devices = host.input_devices().map_err(|e| {
-                err!(Audio, "microphone {name:?} not found: cannot list {host_name} input devices: {e}")
+                err!(Audio, "microphone {name:?} not found: cannot list {host_name} input devices")
+                    .caused_by(e)
             })?;
             // An exact device id (`pulse`, `hw:CARD=USB,DEV=0`) wins over a substring of a label.
             let mut by_label = None;
@@ -364,7 +370,7 @@ fn build_stream(
         F::F64 => typed::<f64>(device, config, writer, on_error),
         other => return Err(err!(Audio, "sample format {other:?} is not supported")),
     };
-    built.map_err(|e| err!(Audio, "cannot open an input stream: {e}"))
+    built.map_err(|e| err!(Audio, "cannot open an input stream").caused_by(e))
 }
 
 /// The pump thread: drains the rings every 10 ms and sends converted chunks.

@@ -11,16 +11,18 @@
 
 use crate::npy::NpyWriter;
 use avaction::capture::video::VideoCapture;
-use avaction::capture::{CaptureEvent, CaptureStats, VideoSource};
-use avaction::clock::{Timeline, WindowConfig, WindowScheduler, NANOS_PER_SEC};
+use avaction::capture::{CaptureStats, VideoSource};
+use avaction::clock::{Timeline, NANOS_PER_SEC};
 use avaction::frontend::flow::{FlowEncoding, ESTIMATOR_NAMES};
+use avaction::infer::plan;
 use avaction::model::{Frontend, Manifest};
 use avaction::synth::compositional::{self, ClassSet, ATTRIBUTES};
 use avaction::synth::{self, Scene, SceneConfig, Task};
-use avaction::{err, Result};
+use avaction::window::{WindowConfig, WindowFlow, WindowScheduler, WindowStream, WindowStreamStep};
+use avaction::Result;
 use std::path::Path;
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Label of a window (an index into [`Scene::labels`]): the event covering at least
 /// half of it, else background.
@@ -95,7 +97,7 @@ pub fn dump(
     task: Task,
     out: &Path,
 ) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(|e| err!(Io, "{}: {e}", out.display()))?;
+    std::fs::create_dir_all(out).map_err(|e| err!(Io, "{}", out.display()).caused_by(e))?;
     let (w, h) = manifest.frame_size();
     let (w, h) = (w as usize, h as usize);
     let t = manifest.window.frames;
@@ -122,20 +124,20 @@ pub fn dump(
         NpyWriter::create(&out.join("attributes.npy"), "|u1", &[ATTRIBUTES.len()])?;
     let mut times = NpyWriter::create(&out.join("times.npy"), "<f8", &[3])?;
     for &seed in seeds {
-        let scene = Scene::generate(&SceneConfig {
-            seed,
-            duration_s,
-            task,
-            ..SceneConfig::default()
-        })?;
         let media = out.join(format!("scene-{seed}.mkv"));
         eprintln!(
             "features: seed {seed}: rendering {duration_s} s to {}",
             media.display()
         );
-        synth::write_media(&scene, &media)?;
+        let config = SceneConfig {
+            seed,
+            duration_s,
+            task,
+            ..SceneConfig::default()
+        };
+        let scene = synth::render_to_file(&config, &media)?;
         let (tx, rx) = mpsc::sync_channel(64);
-        let vcfg = manifest.video_config();
+        let vcfg = plan::video_config(manifest);
         let mut capture = VideoCapture::start(
             &VideoSource::Uri(media.display().to_string()),
             &vcfg,
@@ -143,63 +145,66 @@ pub fn dump(
             tx,
             Arc::new(CaptureStats::default()),
         )?;
-        let mut sched = WindowScheduler::new(WindowConfig {
+        let scheduler = WindowScheduler::new(WindowConfig {
             hop_frames: hop,
             mel_history: 4000,
-            ..manifest.window_config()
+            ..plan::window_config(manifest)
         })?;
-        let mut eos = false;
+        let mut stream = WindowStream::new(scheduler, rx);
         let mut count = 0;
+        let mut last_window = Instant::now();
         loop {
-            match rx.recv_timeout(Duration::from_secs(30)) {
-                Ok(CaptureEvent::Frame(f)) => sched.push_frame(&f)?,
-                Ok(CaptureEvent::Audio(a)) => sched.push_audio(&a),
-                Ok(CaptureEvent::EndOfStream) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    eos = true
+            let win = match stream.next(Duration::from_millis(100), &|| None)? {
+                WindowStreamStep::Window(w) => w,
+                WindowStreamStep::Ended => break,
+                WindowStreamStep::Pending => {
+                    // a window takes several capture events: give up only after 30 s
+                    // with no window at all
+                    if last_window.elapsed() >= Duration::from_secs(30) {
+                        return Err(err!(
+                            Video,
+                            "features: no window from {} for 30 s",
+                            media.display()
+                        ));
+                    }
+                    continue;
                 }
-                Ok(CaptureEvent::Failed(e)) => return Err(e),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
+            };
+            last_window = Instant::now();
+            let (s, e) = (
+                win.t_start as f64 / NANOS_PER_SEC as f64,
+                win.t_end as f64 / NANOS_PER_SEC as f64,
+            );
+            if win.audio_missing > 0 {
+                log::warn!(
+                    "seed {seed}: window at {s:.2}s lacks {} mel frames; skipped",
+                    win.audio_missing
+                );
+                continue;
+            }
+            frames.push_bytes(&win.frames)?;
+            match &win.flow {
+                WindowFlow::Float(uv) if float_flow => flow.push_f32(uv)?,
+                WindowFlow::Mov(mov) if !float_flow => flow.push_bytes(mov)?,
+                _ => {
                     return Err(err!(
-                        Video,
-                        "features: no data from {} for 30 s",
-                        media.display()
+                        Model,
+                        "features: the window's flow is not the model's"
                     ))
                 }
             }
-            while let Some(win) = sched.poll(None, eos) {
-                let (s, e) = (
-                    win.t_start as f64 / NANOS_PER_SEC as f64,
-                    win.t_end as f64 / NANOS_PER_SEC as f64,
-                );
-                if win.audio_missing > 0 {
-                    log::warn!(
-                        "seed {seed}: window at {s:.2}s lacks {} mel frames; skipped",
-                        win.audio_missing
-                    );
-                    continue;
-                }
-                frames.push_bytes(&win.frames)?;
-                if float_flow {
-                    flow.push_f32(&win.flow_uv)?;
-                } else {
-                    flow.push_bytes(&win.flow)?;
-                }
-                mel.push_f32(&win.logmel)?;
-                labels.push_bytes(&(window_label(&scene, s, e) as i64).to_le_bytes())?;
-                attributes.push_bytes(&scene.attributes_in(s, e).map(u8::from))?;
-                times.push_bytes(
-                    &[
-                        s.to_le_bytes(),
-                        e.to_le_bytes(),
-                        (seed as f64).to_le_bytes(),
-                    ]
-                    .concat(),
-                )?;
-                count += 1;
-            }
-            if eos && sched.pending() == 0 {
-                break;
-            }
+            mel.push_f32(&win.logmel)?;
+            labels.push_bytes(&(window_label(&scene, s, e) as i64).to_le_bytes())?;
+            attributes.push_bytes(&scene.attributes_in(s, e).map(u8::from))?;
+            times.push_bytes(
+                &[
+                    s.to_le_bytes(),
+                    e.to_le_bytes(),
+                    (seed as f64).to_le_bytes(),
+                ]
+                .concat(),
+            )?;
+            count += 1;
         }
         capture.stop();
         let _ = std::fs::remove_file(&media);
@@ -231,7 +236,7 @@ pub fn dump(
         out.join("meta.json"),
         serde_json::to_string_pretty(&meta).unwrap_or_default(),
     )
-    .map_err(|e| err!(Io, "{}: {e}", out.display()))?;
+    .map_err(|e| err!(Io, "{}", out.display()).caused_by(e))?;
     eprintln!("features: wrote {n} windows to {}", out.display());
     Ok(())
 }

@@ -1,6 +1,13 @@
 //! The `avaction` command: run a model on any source, list devices, inspect a model
 //! bundle, render synthetic scenes, and dump training features.
 
+/// Builds an [`avaction::Error`] with `format!` arguments: `err!(Config, "--hop {h}")`.
+macro_rules! err {
+    ($kind:ident, $($arg:tt)*) => {
+        avaction::Error::new(avaction::ErrorKind::$kind, format!($($arg)*))
+    };
+}
+
 mod features;
 mod npy;
 
@@ -8,8 +15,8 @@ use avaction::backend::engine_cache::{EngineCache, Precision};
 use avaction::backend::{self, tensorrt, BackendChoice};
 use avaction::capture::{audio, video};
 use avaction::model::{Bundle, Manifest};
-use avaction::synth::{self, Scene, SceneConfig, Task};
-use avaction::{err, AudioSource, EventKind, Output, Result, Runtime, VideoSource};
+use avaction::synth::{self, SceneConfig, Task};
+use avaction::{AudioSource, EventKind, Output, Result, Runtime, VideoSource};
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
@@ -283,7 +290,7 @@ fn run(args: RunArgs) -> Result<()> {
     let mut labels = args.labels.clone();
     for file in &args.label_file {
         let text =
-            std::fs::read_to_string(file).map_err(|e| err!(Io, "{}: {e}", file.display()))?;
+            std::fs::read_to_string(file).map_err(|e| err!(Io, "{}", file.display()).caused_by(e))?;
         labels.extend(
             text.lines()
                 .map(str::trim)
@@ -340,7 +347,7 @@ fn run(args: RunArgs) -> Result<()> {
             continue;
         }
         let line = if args.json {
-            serde_json::to_string(&output).map_err(|e| err!(Io, "json: {e}"))?
+            serde_json::to_string(&output).map_err(|e| err!(Io, "json").caused_by(e))?
         } else {
             human(&output)
         };
@@ -482,6 +489,7 @@ fn engine_build(
         gpu.tensorrt_version,
         opts.cache.dir().display()
     );
+    let graphs = Bundle::load(&bundle)?.runtime_graphs();
     // Building takes minutes on a Jetson: say that it is still going.
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let ticker = {
@@ -498,7 +506,7 @@ fn engine_build(
             }
         })
     };
-    let result = tensorrt::build_engines(&bundle, &opts, force);
+    let result = tensorrt::build_engines(&graphs, &opts, force);
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = ticker.join();
     for e in result? {
@@ -649,13 +657,13 @@ fn relative(path: &std::path::Path, base: &std::path::Path) -> String {
 }
 
 fn synth_cmd(out: PathBuf, seed: u64, duration: f64, wav: bool, task: Task) -> Result<()> {
-    let scene = Scene::generate(&SceneConfig {
+    let config = SceneConfig {
         seed,
         duration_s: duration,
         task,
         ..SceneConfig::default()
-    })?;
-    synth::write_media(&scene, &out)?;
+    };
+    let scene = synth::render_to_file(&config, &out)?;
     let truth = out.with_extension("json");
     synth::write_ground_truth(&scene, &truth)?;
     outln!("wrote {} and {}", out.display(), truth.display());

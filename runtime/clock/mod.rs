@@ -1,12 +1,9 @@
-//! One timeline for every sensor, and the rolling windows built on it.
+//! Time at the bottom of the house: one timeline for every sensor, and the frame and
+//! audio-chunk types stamped on it.
 //!
 //! Every frame and audio chunk carries a time in nanoseconds on the runtime's
 //! timeline ([`Nanos`]): for live sources, nanoseconds since the runtime's origin on
 //! the monotonic clock; for files processed offline, media running time.
-
-pub mod window;
-
-pub use window::{Window, WindowConfig, WindowScheduler, WindowStats};
 
 /// Nanoseconds on the runtime's one timeline.
 pub type Nanos = i64;

@@ -2,11 +2,33 @@
 //! [`Event`]s (onset/offset with enter/exit hysteresis and a minimum duration), for
 //! single-label (softmax) and multi-label (sigmoid) heads.
 
+mod config;
 pub mod vocabulary;
 
+pub use config::{DecoderConfig, DecoderKind};
+
 use crate::clock::{Nanos, NANOS_PER_SEC};
-use crate::model::{DecoderConfig, DecoderKind};
 use serde::Serialize;
+
+/// One window's raw model scores with the facts a [`Prediction`] reports about it:
+/// what [`Decoder::push`] takes.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowScores<'a> {
+    /// Window sequence number.
+    pub window: u64,
+    /// Start of the window's video span on the timeline.
+    pub t_start: Nanos,
+    /// End of the window's video span.
+    pub t_end: Nanos,
+    /// Raw scores (logits), one per label in label order.
+    pub logits: &'a [f32],
+    /// Latency of the window in milliseconds (see [`Prediction::latency_ms`]).
+    pub latency_ms: f64,
+    /// Measured audio-video skew, if the window has audio.
+    pub skew_ns: Option<Nanos>,
+    /// Log-mel frames of the window that had no audio.
+    pub audio_missing: usize,
+}
 
 /// One label and its score.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -113,18 +135,16 @@ impl Decoder {
     }
 
     /// Decodes one window's raw scores (logits). Events are appended to `events`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn push(
-        &mut self,
-        window: u64,
-        t_start: Nanos,
-        t_end: Nanos,
-        logits: &[f32],
-        latency_ms: f64,
-        skew_ns: Option<Nanos>,
-        audio_missing: usize,
-        events: &mut Vec<Event>,
-    ) -> Prediction {
+    pub fn push(&mut self, scores: &WindowScores<'_>, events: &mut Vec<Event>) -> Prediction {
+        let WindowScores {
+            window,
+            t_start,
+            t_end,
+            logits,
+            latency_ms,
+            skew_ns,
+            audio_missing,
+        } = *scores;
         let n = self.labels.len();
         let logits = &logits[..logits.len().min(n)];
         match self.cfg.kind {
@@ -273,20 +293,28 @@ mod tests {
         vec!["bg".into(), "a".into(), "b".into()]
     }
 
+    /// Scores of window `window` spanning `t_start..t_end` with no skew or latency.
+    fn scores(window: u64, t_start: Nanos, t_end: Nanos, logits: &[f32]) -> WindowScores<'_> {
+        WindowScores {
+            window,
+            t_start,
+            t_end,
+            logits,
+            latency_ms: 0.0,
+            skew_ns: None,
+            audio_missing: 0,
+        }
+    }
+
     fn run(d: &mut Decoder, seq: &[[f32; 3]]) -> Vec<Event> {
         let mut events = Vec::new();
         for (i, l) in seq.iter().enumerate() {
             let t = i as Nanos * NANOS_PER_SEC / 10;
-            d.push(
-                i as u64,
-                t,
-                t + NANOS_PER_SEC / 10,
-                l,
-                1.0,
-                None,
-                0,
-                &mut events,
-            );
+            let s = WindowScores {
+                latency_ms: 1.0,
+                ..scores(i as u64, t, t + NANOS_PER_SEC / 10, l)
+            };
+            d.push(&s, &mut events);
         }
         events
     }
@@ -295,7 +323,11 @@ mod tests {
     fn softmax_top_k_sorted_and_normalised() {
         let mut d = Decoder::new(&cfg(DecoderKind::Softmax, 1, 0.0), &labels());
         let mut ev = Vec::new();
-        let p = d.push(0, 0, 1, &[0.0, 2.0, 1.0], 0.0, Some(1_000_000), 0, &mut ev);
+        let s = WindowScores {
+            skew_ns: Some(1_000_000),
+            ..scores(0, 0, 1, &[0.0, 2.0, 1.0])
+        };
+        let p = d.push(&s, &mut ev);
         assert_eq!(p.top.len(), 2);
         assert_eq!(p.top[0].label, "a");
         assert_eq!(p.top[1].label, "b");
@@ -360,8 +392,8 @@ mod tests {
     fn smoothing_averages_windows() {
         let mut d = Decoder::new(&cfg(DecoderKind::Sigmoid, 2, 0.0), &labels());
         let mut ev = Vec::new();
-        d.push(0, 0, 1, &[0.0, 100.0, -100.0], 0.0, None, 0, &mut ev);
-        d.push(1, 1, 2, &[0.0, -100.0, -100.0], 0.0, None, 0, &mut ev);
+        d.push(&scores(0, 0, 1, &[0.0, 100.0, -100.0]), &mut ev);
+        d.push(&scores(1, 1, 2, &[0.0, -100.0, -100.0]), &mut ev);
         assert!((d.smoothed()[1] - 0.5).abs() < 1e-6);
     }
 
@@ -369,16 +401,7 @@ mod tests {
     fn nan_logits_do_not_panic() {
         let mut d = Decoder::new(&cfg(DecoderKind::Softmax, 3, 0.0), &labels());
         let mut ev = Vec::new();
-        let p = d.push(
-            0,
-            0,
-            1,
-            &[f32::NAN, f32::INFINITY, 1.0],
-            0.0,
-            None,
-            0,
-            &mut ev,
-        );
+        let p = d.push(&scores(0, 0, 1, &[f32::NAN, f32::INFINITY, 1.0]), &mut ev);
         assert_eq!(p.top.len(), 2);
     }
 }

@@ -6,8 +6,7 @@
 //! `P = β·P_f + (1-β)·P_v`).
 //!
 //! ```
-//! use avaction::decode::vocabulary::LabelScorer;
-//! use avaction::model::BranchSpec;
+//! use avaction::decode::vocabulary::{BranchSpec, LabelScorer};
 //! let branch = BranchSpec { name: "fused".into(), temperature: 0.1, weight_base: 1.0, weight_novel: 1.0 };
 //! // two labels in a 2-d text space; the window embedding points at the first
 //! let mut scorer = LabelScorer::new(vec![branch], 2, vec![1.0, 0.0, 0.0, 1.0], vec![false, false])?;
@@ -16,115 +15,21 @@
 //! # Ok::<(), avaction::Error>(())
 //! ```
 
-use crate::model::{BranchSpec, Bundle};
 use crate::{err, Result};
+use serde::{Deserialize, Serialize};
 
-/// Embeds sentences with the on-device text model: one embedding per sentence, or why not.
-pub type EmbedFn<'a> = dyn FnMut(&[String]) -> Result<Vec<Vec<f32>>> + 'a;
-
-/// The labels an open-vocabulary runtime scores: the bundle's, then those added at run
-/// time, with their text embeddings and where these came from.
-#[derive(Debug, Clone)]
-pub struct LabelSet {
-    /// All labels, the bundle's first.
-    pub labels: Vec<String>,
-    /// Whether each label was added at run time (weighted with `weight_novel`).
-    pub novel: Vec<bool>,
-    /// `labels.len() * dim` values.
-    pub embeddings: Vec<f32>,
-    /// Where the embeddings came from, for logs and `avaction inspect`.
-    pub source: String,
-}
-
-impl LabelSet {
-    /// The bundle's labels plus `extra` sentences (duplicates ignored). Sentences the
-    /// bundle has precomputed embeddings for use them; the rest are passed to `embed`
-    /// (the on-device text model), which returns one embedding per sentence or says
-    /// why it cannot.
-    pub fn build(bundle: &Bundle, extra: &[String], embed: &mut EmbedFn) -> Result<LabelSet> {
-        let Some(vocab) = &bundle.vocabulary else {
-            return Err(err!(
-                Config,
-                "model {} has a fixed label set; added labels need an open-vocabulary model \
-                 (one with [vocabulary] in model.toml)",
-                bundle.manifest.name
-            ));
-        };
-        let mut labels = bundle.labels.clone();
-        let mut novel = vec![false; labels.len()];
-        for e in extra.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
-            if !labels.iter().any(|l| l == e) {
-                labels.push(e.to_string());
-                novel.push(true);
-            }
-        }
-        let missing: Vec<String> = labels
-            .iter()
-            .filter(|l| vocab.embedding(l).is_none())
-            .cloned()
-            .collect();
-        let computed = if missing.is_empty() {
-            Vec::new()
-        } else {
-            embed(&missing)?
-        };
-        if computed.len() != missing.len() || computed.iter().any(|c| c.len() != vocab.dim) {
-            return Err(err!(
-                Model,
-                "text model gave {} embeddings for {} sentences (expected {} values each)",
-                computed.len(),
-                missing.len(),
-                vocab.dim
-            ));
-        }
-        // `missing` is in label order, so the computed embeddings come in that order too
-        let mut computed = computed.iter();
-        let mut embeddings = Vec::with_capacity(labels.len() * vocab.dim);
-        for l in &labels {
-            match vocab
-                .embedding(l)
-                .or_else(|| computed.next().map(Vec::as_slice))
-            {
-                Some(e) => embeddings.extend_from_slice(e),
-                None => return Err(err!(Model, "vocabulary: no embedding for label {l:?}")),
-            }
-        }
-        let precomputed = labels.len() - missing.len();
-        let source = match missing.len() {
-            0 => format!(
-                "{precomputed} precomputed embeddings ({})",
-                bundle
-                    .manifest
-                    .vocabulary
-                    .as_ref()
-                    .map_or("", |v| v.embeddings.as_str())
-            ),
-            n => {
-                format!("{precomputed} precomputed, {n} embedded on this device by the text model")
-            }
-        };
-        Ok(LabelSet {
-            labels,
-            novel,
-            embeddings,
-            source,
-        })
-    }
-
-    /// A scorer for these labels with the bundle's branches.
-    pub fn scorer(&self, bundle: &Bundle) -> Result<LabelScorer> {
-        let (branches, dim) = match (&bundle.manifest.vocabulary, &bundle.vocabulary) {
-            (Some(spec), Some(v)) => (spec.branches.clone(), v.dim),
-            _ => {
-                return Err(err!(
-                    Model,
-                    "model {} is not open-vocabulary",
-                    bundle.manifest.name
-                ))
-            }
-        };
-        LabelScorer::new(branches, dim, self.embeddings.clone(), self.novel.clone())
-    }
+/// One branch of an open-vocabulary output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BranchSpec {
+    /// Name for logs (`fused`, `video`).
+    pub name: String,
+    /// Softmax temperature τ.
+    pub temperature: f32,
+    /// Weight of this branch for the bundle's own labels.
+    pub weight_base: f32,
+    /// Weight of this branch for labels added at run time.
+    pub weight_novel: f32,
 }
 
 /// Scores window embeddings against label embeddings; buffers allocated once.
@@ -142,6 +47,10 @@ pub struct LabelScorer {
 impl LabelScorer {
     /// `text` holds one `dim`-value embedding per label (normalised here); `novel[j]`
     /// says whether label `j` was added at run time.
+    ///
+    /// # Errors
+    /// [`Model`](crate::ErrorKind::Model) when `text` is not `novel.len() * dim` values, or
+    /// a label's embedding is zero or not finite.
     pub fn new(
         branches: Vec<BranchSpec>,
         dim: usize,
@@ -188,6 +97,10 @@ impl LabelScorer {
     }
 
     /// The probability of each label for a model output of `branches * dim` values.
+    ///
+    /// # Errors
+    /// [`Model`](crate::ErrorKind::Model) when `output` is not one `dim`-value embedding
+    /// per branch.
     pub fn probabilities(&mut self, output: &[f32]) -> Result<&[f32]> {
         let dim = self.dim;
         if output.len() != self.branches.len() * dim {
@@ -228,6 +141,9 @@ impl LabelScorer {
 
     /// [`probabilities`](Self::probabilities) as log-probabilities, the logits a softmax
     /// [`Decoder`](super::Decoder) turns back into the same probabilities.
+    ///
+    /// # Errors
+    /// As [`LabelScorer::probabilities`].
     pub fn logits(&mut self, output: &[f32], out: &mut Vec<f32>) -> Result<()> {
         let p = self.probabilities(output)?;
         out.clear();

@@ -25,6 +25,10 @@ impl ImageNormalize {
     };
 
     /// Checks that every mean is finite and every std finite and > 0.
+    ///
+    /// # Errors
+    /// [`Config`](crate::ErrorKind::Config) for a non-finite mean or a std that is not
+    /// finite and positive.
     pub fn validate(&self) -> crate::Result<()> {
         for (channel, (&mean, &std)) in self.mean.iter().zip(&self.std).enumerate() {
             if !mean.is_finite() {
@@ -47,6 +51,10 @@ impl ImageNormalize {
     /// planar CHW floats in `out` (`3 * height * width`: all R, then all G, then all B).
     /// One pass over the pixels through a 3 x 256 lookup table built on the stack, whose
     /// entries are computed exactly as `(px as f32 / 255.0 - mean) / std`; no allocation.
+    ///
+    /// # Errors
+    /// [`Video`](crate::ErrorKind::Video) when `rgb` or `out` does not have the size
+    /// `width` and `height` give.
     pub fn rgb_to_chw(
         &self,
         rgb: &[u8],
@@ -218,6 +226,9 @@ impl PreprocessConfig {
     /// `(width, height)`. Fails when a size is empty or above [`MAX_SIDE`], when the resized
     /// frame is smaller than the output on either side, or when `crop = "none"` and the
     /// resized frame is not the output size.
+    ///
+    /// # Errors
+    /// [`Config`](crate::ErrorKind::Config) in each of those cases, naming the sizes.
     pub fn geometry(
         &self,
         input: (usize, usize),
@@ -508,6 +519,10 @@ struct Scratch {
 impl Preprocess {
     /// A preprocessor producing `output` = `(width, height)` images with `config`'s resize
     /// and crop and `normalize`'s statistics (used by [`to_chw`](Preprocess::to_chw)).
+    ///
+    /// # Errors
+    /// [`Config`](crate::ErrorKind::Config) for an invalid `normalize` or an output size
+    /// that is empty or too large.
     pub fn new(
         config: &PreprocessConfig,
         normalize: &ImageNormalize,
@@ -545,6 +560,10 @@ impl Preprocess {
 
     /// Resizes, crops and normalises a packed RGB frame (`height` rows of `width * 3`
     /// bytes) into planar CHW floats `out` (`3 * out_h * out_w`).
+    ///
+    /// # Errors
+    /// [`Video`](crate::ErrorKind::Video) when the frame or `out` has the wrong size, or as
+    /// [`Geometry`] computation for a frame size that cannot give the output.
     pub fn to_chw(
         &mut self,
         rgb: &[u8],
@@ -600,6 +619,9 @@ impl Preprocess {
 
     /// Resizes and crops a packed RGB frame into packed RGB bytes `out` (`out_h * out_w * 3`),
     /// each value rounded to the nearest byte (what PIL and torchvision's uint8 path give).
+    ///
+    /// # Errors
+    /// As [`Preprocess::to_chw`].
     pub fn to_rgb(
         &mut self,
         rgb: &[u8],

@@ -131,6 +131,10 @@ impl FbankConfig {
     }
 
     /// Checks every field and says which one is wrong and why.
+    ///
+    /// # Errors
+    /// [`Config`](crate::ErrorKind::Config) naming the first invalid field and its valid
+    /// range.
     pub fn validate(&self) -> crate::Result<()> {
         self.geometry().map(|_| ())
     }
@@ -398,6 +402,9 @@ impl fmt::Debug for LogMel {
 
 impl LogMel {
     /// Validates `cfg`, plans the FFT and precomputes the window and mel filters.
+    ///
+    /// # Errors
+    /// As [`FbankConfig::validate`].
     pub fn new(cfg: &FbankConfig) -> crate::Result<Self> {
         let geometry = cfg.geometry()?;
         let fft = RealFftPlanner::<f64>::new().plan_fft_forward(geometry.fft_len);
@@ -590,6 +597,9 @@ fn log_energy_of(frame: &[f64], log_floor: f64) -> f64 {
 /// Log-mel features of a whole clip, one `Vec` of `num_features()` values per frame (the same
 /// code path as streaming through [`LogMel::push`]). A clip shorter than one frame
 /// gives no frames (torchaudio raises an error instead).
+///
+/// # Errors
+/// As [`FbankConfig::validate`].
 pub fn fbank(samples: &[f32], cfg: &FbankConfig) -> crate::Result<Vec<Vec<f32>>> {
     let mut log_mel = LogMel::new(cfg)?;
     let mut frames = Vec::with_capacity(log_mel.frames_in(samples.len()));

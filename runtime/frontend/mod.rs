@@ -5,4 +5,3 @@
 pub mod flow;
 pub mod image;
 pub mod logmel;
-pub mod tensors;

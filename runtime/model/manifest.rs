@@ -2,9 +2,9 @@
 //! checked for consistency (shapes agree with the window, frontends have their
 //! settings).
 
-use crate::capture::video::VideoConfig;
-use crate::clock::WindowConfig;
-use crate::frontend::flow::{FlowEncoding, FlowSettings, TvL1Params, MOV_FLOW_BOUND};
+pub use crate::decode::vocabulary::BranchSpec;
+pub use crate::decode::{DecoderConfig, DecoderKind};
+use crate::frontend::flow::{FlowEncoding, TvL1Params, MOV_FLOW_BOUND};
 use crate::frontend::image::{Crop, ImageNormalize, PreprocessConfig, ResizeFilter, ResizeTo};
 use crate::frontend::logmel::FbankConfig;
 use crate::{err, Error, Result};
@@ -103,20 +103,6 @@ pub struct VocabularySpec {
     pub embeddings: String,
     /// One entry per output branch, in output order.
     pub branches: Vec<BranchSpec>,
-}
-
-/// One branch of an open-vocabulary output.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BranchSpec {
-    /// Name for logs (`fused`, `video`).
-    pub name: String,
-    /// Softmax temperature τ.
-    pub temperature: f32,
-    /// Weight of this branch for the bundle's own labels.
-    pub weight_base: f32,
-    /// Weight of this branch for labels added at run time.
-    pub weight_novel: f32,
 }
 
 /// The rolling window a model sees.
@@ -269,63 +255,35 @@ pub struct OutputSpec {
     pub shape: Vec<usize>,
 }
 
-/// How the output scores are read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DecoderKind {
-    /// Single-label: softmax over classes.
-    Softmax,
-    /// Multi-label: an independent sigmoid per class.
-    Sigmoid,
-}
-
-/// Decoder settings: smoothing, thresholds and hysteresis.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DecoderConfig {
-    /// Softmax or sigmoid.
-    pub kind: DecoderKind,
-    /// A label that never becomes an event (e.g. `background`).
-    #[serde(default)]
-    pub background: Option<String>,
-    /// Labels reported per prediction.
-    #[serde(default = "default_top_k")]
-    pub top_k: usize,
-    /// Moving-average length over windows (1 = none).
-    #[serde(default = "default_smoothing")]
-    pub smoothing: usize,
-    /// Smoothed score at which an event starts.
-    pub enter: f32,
-    /// Smoothed score below which an event ends (<= enter).
-    pub exit: f32,
-    /// Minimum duration of an event in seconds; shorter activity is not reported.
-    #[serde(default)]
-    pub min_duration_s: f64,
-}
-
-fn default_top_k() -> usize {
-    3
-}
-fn default_smoothing() -> usize {
-    1
-}
-
 impl Manifest {
     /// Reads and validates a manifest file.
+    ///
+    /// # Errors
+    /// [`Io`](crate::ErrorKind::Io) when the file cannot be read; otherwise as
+    /// [`Manifest::parse`], with the file named.
     pub fn load(path: &Path) -> Result<Manifest> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Manifest::parse(&text).map_err(|e| e.context(path.display()))
     }
 
     /// Parses and validates manifest text.
+    ///
+    /// # Errors
+    /// [`Model`](crate::ErrorKind::Model): invalid TOML, an unknown key, or a check of
+    /// [`Manifest::validate`] that fails.
     pub fn parse(text: &str) -> Result<Manifest> {
         let m: Manifest =
-            toml::from_str(text).map_err(|e| err!(Model, "{}", e.to_string().trim_end()))?;
+            toml::from_str(text).map_err(|e| err!(Model, "invalid manifest").caused_by(e))?;
         m.validate()?;
         Ok(m)
     }
 
     /// Checks that shapes, window and frontend settings agree.
+    ///
+    /// # Errors
+    /// [`Model`](crate::ErrorKind::Model), naming the key and what was expected, when
+    /// shapes disagree with the window, a frontend lacks its settings, or `[stages]`,
+    /// `[vocabulary]` or `[decoder]` are inconsistent.
     pub fn validate(&self) -> Result<()> {
         let w = &self.window;
         if w.frames < 2 || w.fps == 0 || w.hop_frames == 0 {
@@ -480,48 +438,6 @@ impl Manifest {
             mean: i.mean[0],
             std: i.std[0],
         })
-    }
-
-    /// Window settings for this model as a file source processed offline wants them
-    /// (wait for audio, no drops); live runs override the audio deadline and bound.
-    pub fn window_config(&self) -> WindowConfig {
-        let (width, height) = self.frame_size();
-        let logmel = self.logmel();
-        WindowConfig {
-            frames: self.window.frames,
-            hop_frames: self.window.hop_frames,
-            fps: self.window.fps,
-            width: width as usize,
-            height: height as usize,
-            preprocess: self.preprocess(),
-            flow: self.flow().map(|f| FlowSettings {
-                estimator: f.estimator,
-                tvl1: f.tvl1,
-                encoding: f.encoding,
-            }),
-            expect_audio: logmel.is_some(),
-            logmel: logmel.map(|l| (l.fbank, l.frames)),
-            audio_wait_ns: None,
-            mel_history: 1000,
-            // files never drop: room for ~5 s of video decoded ahead of its audio
-            max_pending: 64,
-        }
-    }
-
-    /// Capture settings delivering this model's capture size and frame rate, with the
-    /// file's audio track at the filterbank's rate when the model takes audio.
-    pub fn video_config(&self) -> VideoConfig {
-        let (width, height) = self.capture_size();
-        VideoConfig {
-            width,
-            height,
-            fps: self.window.fps,
-            realtime: false,
-            audio_rate: self.logmel().map(|l| l.fbank.sample_rate),
-            live_max_buffers: 2,
-            display_sink: None,
-            camera: None,
-        }
     }
 
     /// The image input's normalisation, if the model has one.

@@ -75,6 +75,13 @@ pub struct StagedGraphs {
 impl Bundle {
     /// Loads `dir/model.toml`, validates it and reads the labels. The ONNX file must
     /// exist; it is parsed by the backend.
+    ///
+    /// # Errors
+    /// [`Model`](crate::ErrorKind::Model) when the folder, `model.toml` or a file it names
+    /// is missing, when the manifest is invalid (unknown key, inconsistent shapes), or when
+    /// labels, sentences or embeddings disagree with the output;
+    /// [`Io`](crate::ErrorKind::Io) when a file cannot be read. The message names the file
+    /// and the key.
     pub fn load(dir: impl AsRef<Path>) -> Result<Bundle> {
         let dir = dir.as_ref().to_path_buf();
         if !dir.is_dir() {

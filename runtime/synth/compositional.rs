@@ -108,6 +108,9 @@ impl ClassSet {
     }
 
     /// Parses [`ClassSet::name`]; the error lists the valid names.
+    ///
+    /// # Errors
+    /// [`Config`](crate::ErrorKind::Config) for a name other than `seen`, `novel` or `all`.
     pub fn parse(name: &str) -> crate::Result<ClassSet> {
         match name {
             "seen" => Ok(ClassSet::Seen),

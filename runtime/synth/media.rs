@@ -348,6 +348,11 @@ fn stamped_buffer(
 /// quality 95 + FLAC), `.mp4`/`.m4v` (MPEG-4 part 2 at quantizer 2 + AAC), `.mov`
 /// (Motion JPEG + AAC) or `.webm` (VP9 + Vorbis). Memory stays bounded: frames and audio blocks are
 /// rendered into reusable buffers and the appsrc queues are kept short.
+///
+/// # Errors
+/// [`Config`](crate::ErrorKind::Config) for an extension other than `.mkv`, `.mp4` or
+/// `.webm`; [`Io`](crate::ErrorKind::Io) when the file cannot be written;
+/// [`Unavailable`](crate::ErrorKind::Unavailable) when an encoder plugin is missing.
 pub fn write_media(scene: &Scene, path: &Path) -> crate::Result<()> {
     let mut file_opened = false;
     let result = write_media_inner(scene, path, &mut file_opened);
@@ -359,6 +364,19 @@ pub fn write_media(scene: &Scene, path: &Path) -> crate::Result<()> {
     result
 }
 
+/// Generates the scene of `config` and writes it to `path` ([`write_media`]): the one
+/// way tests, benches, the demo and `avaction features` make a media file of a scene.
+/// Returns the scene, whose [`timeline`](Scene::timeline) is the ground truth.
+///
+/// # Errors
+/// An invalid configuration ([`Scene::generate`]) or a file that cannot be written
+/// ([`write_media`]).
+pub fn render_to_file(config: &super::SceneConfig, path: &Path) -> crate::Result<Scene> {
+    let scene = Scene::generate(config)?;
+    write_media(&scene, path)?;
+    Ok(scene)
+}
+
 /// Does the work of [`write_media`]; sets `file_opened` once the sink may have
 /// created or truncated the file.
 fn write_media_inner(scene: &Scene, path: &Path, file_opened: &mut bool) -> crate::Result<()> {
@@ -366,7 +384,7 @@ fn write_media_inner(scene: &Scene, path: &Path, file_opened: &mut bool) -> crat
     let location = path
         .to_str()
         .ok_or_else(|| crate::err!(Config, "{}: the path is not valid UTF-8", path.display()))?;
-    gst::init().map_err(|e| crate::err!(Unavailable, "cannot initialise GStreamer: {e}"))?;
+    gst::init().map_err(|e| crate::err!(Unavailable, "cannot initialise GStreamer").caused_by(e))?;
     let cfg = scene.config();
     let width = cfg.width as usize;
     let height = cfg.height as usize;

@@ -29,7 +29,7 @@ mod plan;
 mod rng;
 mod video;
 
-pub use media::write_media;
+pub use media::{render_to_file, write_media};
 pub use output::{write_ground_truth, write_wav};
 
 pub use compositional::ClassSet;
@@ -136,6 +136,9 @@ impl Default for SceneConfig {
 
 impl SceneConfig {
     /// Checks every field; the error names the field, its value and the allowed range.
+    ///
+    /// # Errors
+    /// [`Config`](crate::ErrorKind::Config) naming the first field out of range.
     pub fn validate(&self) -> crate::Result<()> {
         if !self.duration_s.is_finite() || self.duration_s <= 0.0 {
             return Err(crate::err!(
@@ -219,6 +222,9 @@ pub struct Scene {
 
 impl Scene {
     /// Plans the scene described by `cfg` (validated first; errors name the bad field).
+    ///
+    /// # Errors
+    /// As [`SceneConfig::validate`].
     pub fn generate(cfg: &SceneConfig) -> crate::Result<Scene> {
         cfg.validate()?;
         let plan = Plan::new(cfg);

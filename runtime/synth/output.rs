@@ -12,6 +12,10 @@ const WAV_BLOCK_SAMPLES: usize = 4096;
 
 /// Writes the scene's audio as a 16-bit PCM WAV file, mono (`channels = 1`) or with
 /// the mono signal duplicated into two channels (`channels = 2`).
+///
+/// # Errors
+/// [`Config`](crate::ErrorKind::Config) for 0 channels; [`Io`](crate::ErrorKind::Io) when
+/// the file cannot be written.
 pub fn write_wav(scene: &Scene, path: &Path, channels: u16) -> crate::Result<()> {
     if !(1..=2).contains(&channels) {
         return Err(crate::err!(
@@ -92,6 +96,9 @@ struct GroundTruthFile<'a> {
 /// `{"object", "motion", "sound"}` per label, nulls for background), `novel` (label indices of the held-out classes) and
 /// `attribute_spans` (`{"impact": [[from_s, to_s], ...], ...}`, see
 /// [`Scene::attributes_in`]). Basic scenes are written exactly as before.
+///
+/// # Errors
+/// [`Io`](crate::ErrorKind::Io) when the file cannot be written.
 pub fn write_ground_truth(scene: &Scene, path: &Path) -> crate::Result<()> {
     let compositional = !scene.config().task.is_basic();
     let document = GroundTruthFile {

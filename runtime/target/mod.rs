@@ -95,6 +95,10 @@ pub struct TargetFlow {
 
 impl Target {
     /// Parses and checks a profile; `origin` names it in errors.
+    ///
+    /// # Errors
+    /// [`Config`](crate::ErrorKind::Config), naming `origin` and the key: invalid TOML, an
+    /// unknown key, or an unsupported backend order or precision.
     pub fn parse(text: &str, origin: &str) -> Result<Target> {
         let target: Target = toml::from_str(text)
             .map_err(|e| err!(Config, "target profile {origin}: {}", e.message()))?;
@@ -103,12 +107,20 @@ impl Target {
     }
 
     /// Reads a profile file.
+    ///
+    /// # Errors
+    /// [`Io`](crate::ErrorKind::Io) when the file cannot be read; otherwise as
+    /// [`Target::parse`].
     pub fn load(path: &Path) -> Result<Target> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Target::parse(&text, &path.display().to_string())
     }
 
     /// The shipped profile called `name` (see `targets/`).
+    ///
+    /// # Errors
+    /// [`Config`](crate::ErrorKind::Config) for a name that is not a shipped profile (the
+    /// message lists them).
     pub fn builtin(name: &str) -> Result<Target> {
         let file = format!("{name}.toml");
         let Some((_, text)) = BUILTIN.iter().find(|(f, _)| *f == file) else {
@@ -130,6 +142,10 @@ impl Target {
     }
 
     /// `auto`, a shipped profile's name, or a path to a `.toml` file.
+    ///
+    /// # Errors
+    /// As [`Target::detect`], [`Target::load`] or [`Target::builtin`], whichever `spec`
+    /// asks for.
     pub fn resolve(spec: &str) -> Result<(Target, String)> {
         if spec == "auto" {
             return Target::detect();
@@ -142,6 +158,10 @@ impl Target {
     }
 
     /// The profile of this machine and why it was picked.
+    ///
+    /// # Errors
+    /// Only if a shipped profile fails to parse ([`Config`](crate::ErrorKind::Config)),
+    /// which the tests rule out.
     pub fn detect() -> Result<(Target, String)> {
         let model = std::fs::read("/proc/device-tree/model").ok().map(|b| {
             String::from_utf8_lossy(&b)
@@ -154,6 +174,9 @@ impl Target {
 
     /// [`Target::detect`] on given facts: the device-tree model string (if any) and
     /// whether the NVIDIA driver is loaded.
+    ///
+    /// # Errors
+    /// As [`Target::detect`].
     pub fn detect_from(
         device_model: Option<&str>,
         nvidia_driver: bool,
@@ -186,6 +209,10 @@ impl Target {
 
     /// The backend choice the profile's order gives: `tensorrt` then `tract` is `auto`
     /// (TensorRT where it works, else tract).
+    ///
+    /// # Errors
+    /// [`Config`](crate::ErrorKind::Config) for a backend order other than `["tensorrt",
+    /// "tract"]`, `["tract"]` or `["tensorrt"]`.
     pub fn backend_choice(&self) -> Result<BackendChoice> {
         let order: Vec<&str> = self.backend.order.iter().map(String::as_str).collect();
         match order.as_slice() {
@@ -201,6 +228,10 @@ impl Target {
     }
 
     /// The TensorRT precision.
+    ///
+    /// # Errors
+    /// [`Config`](crate::ErrorKind::Config) for a precision other than `fp16`, `fp32` or
+    /// `int8`.
     pub fn precision(&self) -> Result<Precision> {
         self.backend.precision.parse()
     }

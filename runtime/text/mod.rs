@@ -86,7 +86,8 @@ impl TextEncoder {
     /// off and its truncation set to [`MAX_TOKENS`]; the graph is checked (one int64 input
     /// `[1, L]`, a `[1, 384]` output) and optimised by tract with `L` symbolic.
     ///
-    /// Errors (naming the file): the folder or a file is missing or unreadable ([`Io`]), the
+    /// # Errors
+    /// Naming the file: the folder or a file is missing or unreadable ([`Io`]), the
     /// tokenizer or the graph is invalid or not this model's shape ([`Model`]).
     ///
     /// [`Io`]: crate::ErrorKind::Io
@@ -115,19 +116,28 @@ impl TextEncoder {
 
     /// The WordPiece ids the encoder runs on for `sentence`: `[CLS]` (101), the lower-cased,
     /// accent-stripped word pieces, `[SEP]` (102), at most [`MAX_TOKENS`] in all.
+    ///
+    /// # Errors
+    /// [`Model`](crate::ErrorKind::Model) when the tokenizer refuses the text (the
+    /// tokenizer error is the source).
     pub fn tokenize(&self, sentence: &str) -> Result<Vec<u32>> {
         let encoding = self.tokenizer.encode(sentence, true).map_err(|e| {
             err!(
                 Model,
-                "{}: cannot tokenise {sentence:?}: {e}",
+                "{}: cannot tokenise {sentence:?}",
                 self.dir.join("tokenizer.json").display()
             )
+            .caused_by_boxed(e)
         })?;
         Ok(encoding.get_ids().to_vec())
     }
 
     /// The embedding of one sentence: 384 values, unit L2 norm (mean of the token outputs,
     /// normalised). Any string is accepted; an empty one is embedded as `[CLS] [SEP]`.
+    ///
+    /// # Errors
+    /// As [`TextEncoder::tokenize`]; [`Backend`](crate::ErrorKind::Backend) when inference
+    /// fails or gives an output of the wrong shape (the tract error is the source).
     pub fn embed(&mut self, sentence: &str) -> Result<Vec<f32>> {
         let ids: Vec<i64> = self
             .tokenize(sentence)?
@@ -136,22 +146,25 @@ impl TextEncoder {
             .collect();
         let len = ids.len();
         let input = tract_ndarray::Array2::from_shape_vec((1, len), ids)
-            .map_err(|e| err!(Backend, "sentence encoder: {e}"))?;
+            .map_err(|e| err!(Backend, "sentence encoder").caused_by_boxed(e.into()))?;
         let out = self
             .state
             .run(tvec![Tensor::from(input).into()])
             .map_err(|e| {
                 err!(
                     Backend,
-                    "{}: inference failed on {len} tokens: {e:#}",
+                    "{}: inference failed on {len} tokens",
                     self.dir.join("model.onnx").display()
                 )
+                .caused_by_boxed(e.into())
             })?;
         let view = out
             .first()
             .ok_or_else(|| err!(Backend, "sentence encoder: no output"))?
             .to_plain_array_view::<f32>()
-            .map_err(|e| err!(Backend, "sentence encoder: output is not float32: {e}"))?;
+            .map_err(|e| {
+                err!(Backend, "sentence encoder: output is not float32").caused_by_boxed(e.into())
+            })?;
         if view.len() != DIM {
             return Err(err!(
                 Backend,
@@ -163,6 +176,9 @@ impl TextEncoder {
     }
 
     /// [`TextEncoder::embed`] of each sentence, in order.
+    ///
+    /// # Errors
+    /// The first error of [`TextEncoder::embed`].
     pub fn embed_all<S: AsRef<str>>(&mut self, sentences: &[S]) -> Result<Vec<Vec<f32>>> {
         sentences.iter().map(|s| self.embed(s.as_ref())).collect()
     }
@@ -171,6 +187,10 @@ impl TextEncoder {
 /// Embeds label sentences for the bundle in `bundle_dir` with the text model
 /// [`TextEncoder::locate`] finds; fails, naming the sentences and how to set the model
 /// up, where there is none.
+///
+/// # Errors
+/// [`Config`](crate::ErrorKind::Config) when no text model is set up (the message says how
+/// to set it up); otherwise as [`TextEncoder::load`] and [`TextEncoder::embed`].
 pub fn embed_for_bundle(bundle_dir: &Path, sentences: &[String]) -> Result<Vec<Vec<f32>>> {
     let Some(dir) = TextEncoder::locate(Some(bundle_dir)) else {
         return Err(err!(
@@ -197,14 +217,14 @@ pub fn embed_for_bundle(bundle_dir: &Path, sentences: &[String]) -> Result<Vec<V
 fn load_tokenizer(path: &Path) -> Result<tokenizers::Tokenizer> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let mut tokenizer = tokenizers::Tokenizer::from_bytes(&bytes)
-        .map_err(|e| err!(Model, "{}: not a valid tokenizer: {e}", path.display()))?;
+        .map_err(|e| err!(Model, "{}: not a valid tokenizer", path.display()).caused_by_boxed(e))?;
     tokenizer.with_padding(None);
     tokenizer
         .with_truncation(Some(tokenizers::TruncationParams {
             max_length: MAX_TOKENS,
             ..Default::default()
         }))
-        .map_err(|e| err!(Model, "{}: truncation: {e}", path.display()))?;
+        .map_err(|e| err!(Model, "{}: truncation", path.display()).caused_by_boxed(e))?;
     Ok(tokenizer)
 }
 
@@ -212,7 +232,9 @@ fn load_graph(path: &Path) -> Result<TypedSimpleState> {
     if !path.is_file() {
         return Err(err!(Io, "{}: not found", path.display()));
     }
-    let fail = |what: &str, e: TractError| err!(Model, "{}: {what}: {e:#}", path.display());
+    let fail = |what: &str, e: TractError| {
+        err!(Model, "{}: {what}", path.display()).caused_by_boxed(e.into())
+    };
     let mut model = tract_onnx::onnx()
         .model_for_path(path)
         .map_err(|e| fail("cannot read ONNX model", e))?;

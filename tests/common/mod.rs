@@ -71,6 +71,11 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A folder of committed test data: `tests/data/<name>`.
+pub fn data_dir(name: &str) -> PathBuf {
+    repo("tests/data").join(name)
+}
+
 /// Path of a file in the repository.
 pub fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)

@@ -22,6 +22,7 @@
 
 #[cfg(avaction_tensorrt)]
 mod ffi;
+pub mod probe;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,7 +30,6 @@ use std::time::Instant;
 
 use super::engine_cache::{EngineCache, EngineKey, Lookup, Precision};
 use super::{Backend, Graph, TensorShape};
-use crate::model::Bundle;
 use crate::{err, Error, Result};
 
 /// The GPU TensorRT would run on.
@@ -270,29 +270,37 @@ pub(crate) fn provider() -> Arc<dyn EngineProvider> {
 
 /// Whether TensorRT can run here: the GPU it would use, or why not (not built in, no
 /// driver, no device, headers and library of different versions). Probed once.
+///
+/// # Errors
+/// The reason TensorRT cannot run here, as one sentence for logs and `avaction devices`.
 pub fn availability() -> std::result::Result<GpuInfo, String> {
     static PROBE: std::sync::OnceLock<std::result::Result<GpuInfo, String>> =
         std::sync::OnceLock::new();
     PROBE.get_or_init(|| TensorRt { device: 0 }.probe()).clone()
 }
 
-/// Builds (or finds in the cache) the engine of every graph the runtime runs for the
-/// bundle at `bundle_dir` (one per stage for a staged bundle, else the single graph),
-/// for deployment images: `avaction engine build`. `force` rebuilds.
+/// Builds (or finds in the cache) the engine of each graph, e.g. every graph the
+/// runtime runs for a bundle (one per stage for a staged bundle, else the single graph:
+/// `Bundle::runtime_graphs`), for deployment images: `avaction engine build`. `force`
+/// rebuilds.
+///
+/// # Errors
+/// [`Unavailable`](crate::ErrorKind::Unavailable) where TensorRT cannot run;
+/// [`Backend`](crate::ErrorKind::Backend) when a build or the test load of an engine fails;
+/// [`Io`](crate::ErrorKind::Io) when the cache cannot be written.
 pub fn build_engines(
-    bundle_dir: &Path,
+    graphs: &[Graph],
     opts: &EngineOptions,
     force: bool,
 ) -> Result<Vec<PreparedEngine>> {
-    let bundle = Bundle::load(bundle_dir)?;
     let provider = provider();
     let mut engines = Vec::new();
-    for graph in bundle.runtime_graphs() {
+    for graph in graphs {
         let prepared = prepare_with(provider.as_ref(), &graph.path, &graph.inputs, opts, force)?;
         // Load it once: an engine that builds but does not deserialise is caught here,
         // not on the device at first start.
         provider
-            .load(&prepared.plan, &graph)
+            .load(&prepared.plan, graph)
             .map_err(|e| e.context(format!("engine {}", prepared.path.display())))?;
         engines.push(prepared);
     }

@@ -1,6 +1,8 @@
-//! TensorRT / CUDA discovery for build.rs, kept in its own file so that
-//! tests/tensorrt_probe.rs can test it on fake SDK layouts. It is not a module of the
-//! crate: build.rs and that test include it with `#[path]`.
+//! TensorRT / CUDA discovery: where build.rs looks for the SDK to compile the shim
+//! against. A module of the crate (so that tests/tensorrt_probe.rs tests it on fake SDK
+//! layouts through the public API, and `avaction devices` could say where it looked);
+//! build.rs cannot depend on the crate it builds, so it includes this same file with
+//! `#[path]`. It uses nothing but `std`.
 //!
 //! Where it looks, first hit wins (each part separately: TensorRT headers, TensorRT
 //! libraries, CUDA headers, CUDA runtime library):
@@ -29,11 +31,17 @@ pub const ENV_VARS: [&str; 7] = [
 ];
 
 /// Where the SDK parts were found.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sdk {
+    /// The folder with `NvInfer.h`.
     pub trt_include: PathBuf,
+    /// The folder with `libnvinfer`.
     pub trt_lib: PathBuf,
+    /// The folder with `cuda_runtime_api.h`.
     pub cuda_include: PathBuf,
+    /// The folder with `libcudart`.
     pub cuda_lib: PathBuf,
+    /// TensorRT's version from `NvInferVersion.h`: major, minor, patch.
     pub version: (u32, u32, u32),
 }
 
@@ -46,6 +54,10 @@ pub fn env_path(var: &str) -> Option<PathBuf> {
 
 /// Looks for the SDK. `env` reads an environment variable, `sites` are Python
 /// site-packages folders (pip wheels), `arch`/`os` the target's.
+///
+/// # Errors
+/// Why there is no usable SDK, as one line for a build warning: which part is missing
+/// (and where it was looked for), or a TensorRT older than 8.5.
 pub fn probe(
     env: &dyn Fn(&str) -> Option<PathBuf>,
     sites: &[PathBuf],
@@ -228,6 +240,8 @@ pub fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
     ))
 }
 
+/// The site-packages folders of `python3` (or `$PYTHON`), where pip wheels put
+/// TensorRT and CUDA libraries; empty where there is no Python.
 pub fn python_site_packages() -> Vec<PathBuf> {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let script =

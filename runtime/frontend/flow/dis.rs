@@ -214,6 +214,9 @@ pub struct DisFlow {
 impl DisFlow {
     /// A DIS estimator with these parameters (a [`Config`](crate::ErrorKind::Config) error
     /// names the first invalid one).
+    ///
+    /// # Errors
+    /// [`Config`](crate::ErrorKind::Config) naming the first invalid parameter.
     pub fn new(params: DisParams) -> crate::Result<Self> {
         params.validate()?;
         let name = if params == DisParams::ultrafast() {

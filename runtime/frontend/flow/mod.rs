@@ -57,6 +57,10 @@ pub trait FlowEstimator: Send {
     /// Computes the flow from `prev` to `next`: both are grayscale `f32` images with values
     /// in 0..255, row-major, `width` x `height`. `out` is reshaped to that size if needed.
     /// After the first call at a given size no memory is allocated.
+    ///
+    /// # Errors
+    /// [`Video`](crate::ErrorKind::Video) when `prev` or `next` is not `width * height`
+    /// values.
     fn compute(
         &mut self,
         prev: &[f32],
@@ -96,6 +100,10 @@ pub const ESTIMATOR_NAMES: [&str; 4] = ["dis-ultrafast", "dis-fast", "dis-medium
 /// [`DisParams`] for what each preset does), or `"tvl1"` (TV-L1 with OpenCV's default
 /// parameters; build a [`TvL1Flow`] directly for others). Any other name is a
 /// [`Config`](crate::ErrorKind::Config) error that lists the valid names.
+///
+/// # Errors
+/// [`Config`](crate::ErrorKind::Config) for an unknown name (the message lists the valid
+/// ones).
 pub fn estimator(name: &str) -> crate::Result<Box<dyn FlowEstimator>> {
     let params = match name {
         "dis-ultrafast" => DisParams::ultrafast(),
@@ -160,6 +168,9 @@ pub struct FlowSettings {
 
 impl FlowSettings {
     /// Builds the estimator: [`estimator`] by name, or TV-L1 with the given parameters.
+    ///
+    /// # Errors
+    /// As [`estimator`] or [`TvL1Flow::new`].
     pub fn build(&self) -> crate::Result<Box<dyn FlowEstimator>> {
         match (&self.tvl1, self.estimator.as_str()) {
             (None, name) => estimator(name),

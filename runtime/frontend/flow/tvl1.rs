@@ -83,6 +83,10 @@ impl Default for TvL1Params {
 impl TvL1Params {
     /// Checks every field; a [`Config`](crate::ErrorKind::Config) error names the first
     /// invalid one and its valid range.
+    ///
+    /// # Errors
+    /// [`Config`](crate::ErrorKind::Config) naming the first invalid field and its valid
+    /// range.
     pub fn validate(&self) -> crate::Result<()> {
         let positive = |name: &str, x: f64, max: f64| {
             if x.is_finite() && x > 0.0 && x <= max {
@@ -216,6 +220,9 @@ pub struct TvL1Flow {
 impl TvL1Flow {
     /// A TV-L1 estimator with these parameters (a [`Config`](crate::ErrorKind::Config) error
     /// names the first invalid one).
+    ///
+    /// # Errors
+    /// As [`TvL1Params::validate`].
     pub fn new(params: TvL1Params) -> crate::Result<Self> {
         params.validate()?;
         let name = if params == TvL1Params::default() {

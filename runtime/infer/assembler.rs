@@ -2,9 +2,9 @@
 //! normalised input tensors, in manifest order, reusing the tensors' buffers.
 
 use crate::backend::Tensor;
-use crate::clock::Window;
 use crate::frontend::image::ImageNormalize;
 use crate::model::{Frontend, Manifest};
+use crate::window::{Window, WindowFlow};
 use crate::{err, Result};
 
 /// Fills model inputs from windows; holds one tensor per manifest input.
@@ -47,6 +47,9 @@ impl InputAssembler {
     }
 
     /// Normalises `window` into the input tensors and returns them.
+    ///
+    /// # Errors
+    /// As [`InputAssembler::fill_item`], for the first item that fails.
     pub fn fill(&mut self, window: &Window) -> Result<&[Tensor]> {
         let px = self.width * self.height;
         // Moved out and back (no allocation) so that `fill_item` can borrow `self`.
@@ -55,7 +58,7 @@ impl InputAssembler {
         'inputs: for (k, tensor) in tensors.iter_mut().enumerate() {
             let item = match self.specs[k].0 {
                 Frontend::Logmel => tensor.data.len(),
-                Frontend::Flow if !window.flow_uv.is_empty() => 2 * px,
+                Frontend::Flow if matches!(window.flow, WindowFlow::Float(_)) => 2 * px,
                 _ => 3 * px,
             };
             for (n, out) in tensor.data.chunks_exact_mut(item).enumerate() {
@@ -73,6 +76,10 @@ impl InputAssembler {
     /// `n` (image), flow field `n` (flow), or the `out.len()` log-mel values from value
     /// `n * out.len()` on (logmel). [`fill`](Self::fill) does every item; staged models
     /// only the items their encoders have not seen.
+    ///
+    /// # Errors
+    /// [`Model`](crate::ErrorKind::Model) when the window's data does not have the size the
+    /// input needs, or the item is beyond it.
     pub fn fill_item(&self, k: usize, window: &Window, n: usize, out: &mut [f32]) -> Result<()> {
         let (frontend, norm) = self
             .specs
@@ -80,13 +87,11 @@ impl InputAssembler {
             .ok_or_else(|| err!(Model, "no model input {k}"))?;
         let px = self.width * self.height;
         let need = self.lens[k];
-        let (have, what) = match frontend {
-            Frontend::Image => (window.frames.len(), "frame bytes, image"),
-            Frontend::Flow if !window.flow_uv.is_empty() => {
-                (window.flow_uv.len(), "float flow values, flow")
-            }
-            Frontend::Flow => (window.flow.len(), "flow values, flow"),
-            Frontend::Logmel => (window.logmel.len(), "log-mel values, audio"),
+        let (have, what) = match (frontend, &window.flow) {
+            (Frontend::Image, _) => (window.frames.len(), "frame bytes, image"),
+            (Frontend::Flow, WindowFlow::Float(uv)) => (uv.len(), "float flow values, flow"),
+            (Frontend::Flow, flow) => (flow.len(), "flow values, flow"),
+            (Frontend::Logmel, _) => (window.logmel.len(), "log-mel values, audio"),
         };
         if have != need {
             return Err(err!(Model, "window has {have} {what} input needs {need}"));
@@ -99,17 +104,22 @@ impl InputAssembler {
                 out.len()
             ));
         }
-        match frontend {
-            Frontend::Image => norm.rgb_to_chw(&window.frames[range], self.width, self.height, out),
-            Frontend::Flow if !window.flow_uv.is_empty() => {
-                normalize_planes(&window.flow_uv[range], out, 2, px, norm, |v| v);
+        match (frontend, &window.flow) {
+            (Frontend::Image, _) => {
+                norm.rgb_to_chw(&window.frames[range], self.width, self.height, out)
+            }
+            (Frontend::Flow, WindowFlow::Float(uv)) => {
+                normalize_planes(&uv[range], out, 2, px, norm, |v| v);
                 Ok(())
             }
-            Frontend::Flow => {
-                normalize_planes(&window.flow[range], out, 3, px, norm, |v| v as f32 / 255.0);
+            (Frontend::Flow, WindowFlow::Mov(mov)) => {
+                normalize_planes(&mov[range], out, 3, px, norm, |v| v as f32 / 255.0);
                 Ok(())
             }
-            Frontend::Logmel => {
+            // `have` is 0 and `need` is not (shapes are checked non-empty), so the
+            // length check above has already refused this.
+            (Frontend::Flow, WindowFlow::None) => Err(err!(Model, "window has no flow")),
+            (Frontend::Logmel, _) => {
                 let (m, s) = self.mel;
                 for (o, &v) in out.iter_mut().zip(&window.logmel[range]) {
                     *o = (v - m) / s;

@@ -2,7 +2,8 @@
 //! frames on one timeline, and every hop emits a [`Window`] whose audio covers the
 //! same span as its video, with the measured audio-video skew. Memory is bounded.
 
-use super::{AudioChunk, Nanos, VideoFrame, NANOS_PER_SEC};
+use super::{Window, WindowFlow};
+use crate::clock::{AudioChunk, Nanos, VideoFrame, NANOS_PER_SEC};
 use crate::frontend::flow::{self, FlowEncoding, FlowEstimator, FlowField, FlowSettings};
 use crate::frontend::image::{ImageNormalize, Preprocess, PreprocessConfig};
 use crate::frontend::logmel::{FbankConfig, LogMel};
@@ -41,47 +42,6 @@ pub struct WindowConfig {
     pub mel_history: usize,
     /// Windows that may wait for audio at once; beyond it the oldest is dropped.
     pub max_pending: usize,
-}
-
-/// One window of model inputs, before normalisation.
-#[derive(Debug, Clone)]
-pub struct Window {
-    /// Sequence number (0, 1, ...), counting dropped windows too.
-    pub index: u64,
-    /// Time of the first frame.
-    pub t_start: Nanos,
-    /// End of the video span: last frame time plus one frame period.
-    pub t_end: Nanos,
-    /// Time of the last frame (its capture time for live sources).
-    pub t_last_frame: Nanos,
-    /// `T * H * W * 3` packed RGB bytes, oldest frame first.
-    pub frames: Vec<u8>,
-    /// `(T-1) * 3 * H * W` MOV-encoded flow (planar per field), empty unless the model
-    /// takes MOV-encoded flow.
-    pub flow: Vec<u8>,
-    /// `(T-1) * 2 * H * W` displacements in pixels (planar u, v per field), empty unless the
-    /// model takes float flow.
-    pub flow_uv: Vec<f32>,
-    /// `A * bins` log-mel values, empty without audio input.
-    pub logmel: Vec<f32>,
-    /// Time the window's log-mel grid starts at (first slot), if any audio was available.
-    pub audio_start: Option<Nanos>,
-    /// Measured skew: `audio_start - t_start` (ns), `None` without audio.
-    pub skew_ns: Option<Nanos>,
-    /// Log-mel frames that had no audio and hold silence instead.
-    pub audio_missing: usize,
-    /// Stream number of the window's first frame (0 for the first frame of the stream):
-    /// frame `k` of the window is frame `first_frame + k`, and flow field `k` (between
-    /// frames `k` and `k + 1`) belongs to frame `first_frame + k + 1`. Staged models cache
-    /// per-frame work by these numbers.
-    pub first_frame: u64,
-    /// Which log-mel slots of the window hold real audio (the rest hold silence).
-    pub audio_slots: std::ops::Range<usize>,
-    /// Stream number of the mel frame in slot `audio_slots.start` (mel frames are
-    /// numbered from 0 as the filterbank makes them).
-    pub audio_index: u64,
-    /// When the window's video part was complete (for latency).
-    pub video_complete_at: Instant,
 }
 
 /// Counters of the scheduler.
@@ -134,8 +94,21 @@ pub struct WindowScheduler {
     stats: WindowStats,
 }
 
+impl std::fmt::Debug for WindowScheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowScheduler")
+            .field("pending", &self.pending())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
 impl WindowScheduler {
     /// Checks the configuration and allocates every ring.
+    ///
+    /// # Errors
+    /// [`Config`](crate::ErrorKind::Config) for fewer than 2 frames, a zero hop or rate,
+    /// frames under 16x16, or invalid flow, log-mel or resize settings.
     pub fn new(cfg: WindowConfig) -> Result<WindowScheduler> {
         if cfg.frames < 2
             || cfg.hop_frames == 0
@@ -221,6 +194,11 @@ impl WindowScheduler {
     /// Adds a frame (at the window's size, or any size with `preprocess`): stores it at
     /// the window's size, computes its flow from the previous frame, and queues a window
     /// when a hop is complete.
+    ///
+    /// # Errors
+    /// [`Video`](crate::ErrorKind::Video) when the frame does not fit the window (wrong
+    /// size without `preprocess`, or a size `preprocess` cannot resize); a failure of the
+    /// flow estimator.
     pub fn push_frame(&mut self, frame: &VideoFrame) -> Result<()> {
         let slot = self.next_slot;
         let stored = &mut self.frames[slot * self.frame_bytes..(slot + 1) * self.frame_bytes];
@@ -309,8 +287,11 @@ impl WindowScheduler {
             }
             out
         }
-        let flow = fields(&self.flows, t, oldest);
-        let flow_uv = fields(&self.flows_uv, t, oldest);
+        let flow = match (&self.estimator, self.encoding) {
+            (None, _) => WindowFlow::None,
+            (Some(_), FlowEncoding::Mov { .. }) => WindowFlow::Mov(fields(&self.flows, t, oldest)),
+            (Some(_), FlowEncoding::Float) => WindowFlow::Float(fields(&self.flows_uv, t, oldest)),
+        };
         let t_start = self.frame_times[oldest];
         let t_last = self.frame_times[(oldest + t - 1) % t];
         let window = Window {
@@ -320,7 +301,6 @@ impl WindowScheduler {
             t_last_frame: t_last,
             frames,
             flow,
-            flow_uv,
             logmel: Vec::new(),
             audio_start: None,
             skew_ns: None,

@@ -8,10 +8,10 @@
 //! frame's number the same audio. Log-mel segments that hold silence in place of
 //! missing audio are computed but never cached, since the real audio may come later.
 
-use super::{open, Backend, BackendOptions, BackendStatus, Tensor};
-use crate::clock::Window;
-use crate::frontend::tensors::InputAssembler;
+use super::InputAssembler;
+use crate::backend::{open, Backend, BackendOptions, BackendStatus, Tensor};
 use crate::model::{Bundle, EncoderGraph, Frontend};
+use crate::window::Window;
 use crate::{err, Result};
 use std::sync::Arc;
 
@@ -35,8 +35,12 @@ impl std::fmt::Debug for ModelRunner {
 }
 
 impl ModelRunner {
-    /// Opens every graph the bundle runs (see [`open`](super::open) for how the backend is
+    /// Opens every graph the bundle runs (see [`open`](crate::backend::open) for how the backend is
     /// chosen); the status returned is the head's (or the single graph's).
+    ///
+    /// # Errors
+    /// As [`crate::backend::open`] for each graph; [`Model`](crate::ErrorKind::Model) when
+    /// a stage names an input the manifest lacks.
     pub fn open(
         bundle: &Bundle,
         opts: &BackendOptions,
@@ -76,6 +80,10 @@ impl ModelRunner {
     /// Runs the model on `window`, normalised by `assembler`: the whole window for a
     /// single graph, only the frames, fields and segments not in the rings for a staged
     /// model.
+    ///
+    /// # Errors
+    /// As [`InputAssembler::fill`] and [`crate::backend::Backend::run`];
+    /// [`Backend`](crate::ErrorKind::Backend) when an encoder's token has the wrong size.
     pub fn run(&mut self, window: &Window, assembler: &mut InputAssembler) -> Result<Tensor> {
         match self {
             ModelRunner::Single(b) => b.run(assembler.fill(window)?),

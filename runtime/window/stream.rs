@@ -1,0 +1,102 @@
+//! The window stream: reads [`CaptureEvent`]s from a capture channel into a
+//! [`WindowScheduler`] and hands out each window as soon as it is complete. One loop for
+//! every reader of windows: the runtime's window thread and `avaction features`.
+
+use super::{Window, WindowScheduler, WindowStats};
+use crate::capture::CaptureEvent;
+use crate::clock::Nanos;
+use crate::Result;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// What [`WindowStream::next`] found.
+#[derive(Debug)]
+pub enum WindowStreamStep {
+    /// A complete window (or one whose audio is no longer awaited).
+    Window(Window),
+    /// No window yet: no capture event arrived within the wait, or the one that did
+    /// completed none. Call again (after checking whether to stop).
+    Pending,
+    /// The source ended and every window has been handed out.
+    Ended,
+}
+
+/// Capture events in, windows out; see the module docs.
+#[derive(Debug)]
+pub struct WindowStream {
+    scheduler: WindowScheduler,
+    rx: Receiver<CaptureEvent>,
+    ended: bool,
+    frontend_time: Duration,
+}
+
+impl WindowStream {
+    /// A stream that feeds `scheduler` from the capture channel `rx`. The stream ends
+    /// when the source sends [`CaptureEvent::EndOfStream`] or every sender is gone.
+    pub fn new(scheduler: WindowScheduler, rx: Receiver<CaptureEvent>) -> WindowStream {
+        WindowStream {
+            scheduler,
+            rx,
+            ended: false,
+            frontend_time: Duration::ZERO,
+        }
+    }
+
+    /// The next window. A window already complete is returned at once; otherwise the
+    /// stream waits up to `wait` for one capture event, runs the frontends on it (flow
+    /// for a frame, log-mel for audio) and returns the window it completed, if any.
+    ///
+    /// `now` gives the timeline's current time for live sources: a window whose audio
+    /// has not come within the scheduler's `audio_wait_ns` of its end is then emitted
+    /// with the missing part marked (see [`WindowScheduler::poll`]). Files pass `None`
+    /// and wait for their audio.
+    ///
+    /// # Errors
+    /// The error of a failed source ([`CaptureEvent::Failed`]), or of a frame that does
+    /// not fit the window ([`WindowScheduler::push_frame`]).
+    pub fn next(
+        &mut self,
+        wait: Duration,
+        now: &dyn Fn() -> Option<Nanos>,
+    ) -> Result<WindowStreamStep> {
+        if let Some(w) = self.scheduler.poll(now(), self.ended) {
+            return Ok(WindowStreamStep::Window(w));
+        }
+        if self.ended && self.scheduler.pending() == 0 {
+            return Ok(WindowStreamStep::Ended);
+        }
+        match self.rx.recv_timeout(wait) {
+            Ok(CaptureEvent::Frame(frame)) => {
+                let t0 = Instant::now();
+                let pushed = self.scheduler.push_frame(&frame);
+                self.frontend_time += t0.elapsed();
+                pushed?;
+            }
+            Ok(CaptureEvent::Audio(chunk)) => {
+                let t0 = Instant::now();
+                self.scheduler.push_audio(&chunk);
+                self.frontend_time += t0.elapsed();
+            }
+            Ok(CaptureEvent::EndOfStream) | Err(RecvTimeoutError::Disconnected) => {
+                self.ended = true
+            }
+            Ok(CaptureEvent::Failed(e)) => return Err(e),
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        Ok(match self.scheduler.poll(now(), self.ended) {
+            Some(w) => WindowStreamStep::Window(w),
+            None if self.ended && self.scheduler.pending() == 0 => WindowStreamStep::Ended,
+            None => WindowStreamStep::Pending,
+        })
+    }
+
+    /// The scheduler's counters so far.
+    pub fn stats(&self) -> WindowStats {
+        self.scheduler.stats()
+    }
+
+    /// Time spent in the frontends (flow, log-mel, resizing) since the last call.
+    pub fn take_frontend_time(&mut self) -> Duration {
+        std::mem::take(&mut self.frontend_time)
+    }
+}
