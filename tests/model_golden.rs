@@ -1,7 +1,7 @@
 //! The shipped model under tract against PyTorch's golden outputs
-//! (`models/cavnet-small/golden/`, written by `models/train/train.py`): the
-//! normalised inputs give the same logits, and the runtime's own normalisation of
-//! the raw window gives the same inputs.
+//! (`models/cavnet-small/golden/`, written by models/train's trainer,
+//! `python -m avaction_train.train --arch cavnet-small`): the normalised inputs give the
+//! same logits, and the runtime's own normalisation of the raw window gives the same inputs.
 
 mod common;
 

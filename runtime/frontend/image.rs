@@ -2,7 +2,8 @@
 //! the model size into normalised planar CHW floats, `(px / 255 - mean) / std` per channel;
 //! [`Preprocess`] takes a frame of any size through resize, crop and normalisation in one
 //! fused pass (torchvision `Resize(antialias=True)` + `CenterCrop` + `Normalize`, or OpenCV
-//! `INTER_AREA`), the Python reference being `models/train/preprocess.py`.
+//! `INTER_AREA`), the Python reference being
+//! `models/train/avaction_train/preprocess.py`.
 
 use wide::{f32x4, i16x8, i32x8, u8x16};
 

@@ -2,7 +2,7 @@
 //! text space the open-vocabulary models score their window embeddings against.
 //!
 //! [`TextEncoder`] reads a folder written by `scripts/setup-minilm.sh`
-//! (`models/train/export_minilm.py`): `model.onnx` (BERT encoder, mean pooling and L2
+//! (`models/train/avaction_train/export_minilm.py`): `model.onnx` (BERT encoder, mean pooling and L2
 //! normalisation in one graph, input `input_ids` int64 `[1, L]`, output `embedding`
 //! `[1, 384]`) and `tokenizer.json` (the model's WordPiece tokenizer, run in pure Rust by the
 //! `tokenizers` crate). Each sentence is tokenised to `[CLS] ... [SEP]`, truncated to

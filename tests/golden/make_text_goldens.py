@@ -1,7 +1,7 @@
 """Makes the sentence-embedding goldens in tests/data/text/ (tests/text_encoder.rs).
 
 Reference: all-MiniLM-L6-v2 the way sentence-transformers computes it, by an implementation
-independent of models/train/export_minilm.py and of the Rust `tokenizers` crate:
+independent of models/train/avaction_train/export_minilm.py and of the Rust `tokenizers` crate:
 - tokens: transformers' pure-Python `BertTokenizer` (vocab.txt, lower case), truncated to
   256 tokens like sentence-transformers' `max_seq_length`;
 - encoder: transformers' PyTorch `BertModel` with the package's safetensors weights, all

@@ -14,7 +14,8 @@ Without padding every token is attended to and pooled, so the graph needs neithe
 mask nor token type ids (type 0 is folded into the position table).
 
 Run from the repository root (scripts/setup-minilm.sh does it in a small venv):
-    python models/train/export_minilm.py --out models/minilm
+    python models/train/avaction_train/export_minilm.py --out models/minilm
+(or `python -m avaction_train.export_minilm` with the package installed; it needs no torch)
 
 Writes into --out: model.onnx, tokenizer.json (copied from the package), README.md (source,
 licence, graph), stamp.json (what it was built from; the run is skipped when it matches).
@@ -151,14 +152,14 @@ def build_graph(weights):
         [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [1, HIDDEN])],
         inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="avaction models/train/export_minilm.py")
+                              producer_name="avaction models/train/avaction_train/export_minilm.py")
     model.ir_version = 8
     return model
 
 
 README = """# models/minilm: all-MiniLM-L6-v2 sentence encoder (generated, not committed)
 
-Written by `models/train/export_minilm.py` (run by `scripts/setup-minilm.sh`, `make minilm`).
+Written by `models/train/avaction_train/export_minilm.py` (run by `scripts/setup-minilm.sh`, `make minilm`).
 
 - `model.onnx`: BERT encoder of sentence-transformers/all-MiniLM-L6-v2 with mean pooling and
   L2 normalisation, opset {opset}. Input `input_ids` int64 [1, L] (one sentence,

@@ -1,4 +1,4 @@
-"""Issue-5 fusion models in small widths: MOV (paper 001), CAV-Net (002) and AVT (003).
+"""The compositional-task fusion models in small widths: MOV (paper 001), CAV-Net (002) and AVT (003).
 
 Every model follows the staged contract:
   encode_video(image [B,3,64,64]) -> [B,d]    one RGB frame
@@ -33,16 +33,13 @@ AVBottleneck block, after Nagrani et al.); attributes = W LN [CLS_v ; CLS_a].
 
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from blocks import (  # noqa: E402
+from .blocks import (
     FlowEncoder,
     GatedPooling,
     ImageEncoder,

@@ -1,29 +1,44 @@
-"""Write a small stand-in training dump in the exact format the Rust runtime dumps.
+"""Writes a small synthetic stand-in for a training dump, in the dump format v2 that
+`avaction features` writes (runtime/cli/features.rs), for developing and checking the training
+pipeline without rendering scenes through the runtime. Each window is its own crude but learnable
+scene (numpy drawing, no GStreamer, no Rust frontends), with the confusions of the real tasks.
 
-Until the runtime's real dump exists, this lets the pipeline (train -> export -> verify) run end
-to end. The scenes are crude but learnable, and keep the confusions of the real task:
+--task basic (default): the 6 labels of the basic task
   background     static square, ambient noise
   slide_left     square moving left,  broadband whoosh          (differs from slide_right only in motion)
   slide_right    square moving right, broadband whoosh
   drop_click     square falling, short high-band click at impact (differs from drop_thud only in sound)
   drop_thud      square falling, longer low-band thud at impact
   collide_thud   two squares meeting, low-band thud at contact   (differs from drop_thud only in motion)
+--task compositional: 33 labels, "nothing happens" + {square, disc} x {slides to the left/right,
+  falls, two ... collide} x {click, thud, whoosh, scream-like tone}; 6 novel combinations
+  (FAKE_NOVEL_PARTS) that `--classes seen` scenes never draw (see scene_compositional). Same
+  structure as the runtime's task (runtime/synth/compositional.rs), not the same lists: the
+  runtime's sentences end in "a scream" instead of "a scream-like tone", and its novel set
+  differs, so a model trained on fake dumps does not fit the runtime's vocabulary.
+Labels cycle through the chosen classes (window i has class pool[i % len(pool)]).
 
-Output directory:
-  frames.npy  uint8   [N, 16, 64, 64, 3]  RGB, 25 fps
-  flow.npy    uint8   [N, 15, 3, 64, 64]  MOV encoding: u, v clipped to +-20 px -> 0..255, third channel 0
-  logmel.npy  float32 [N, 64, 128]        log-mel, 10 ms hop (4 mel frames per video frame)
-  labels.npy  int64   [N]
-  meta.json   {"labels": [...], "scene_seeds": [...], "fake": true, ...}
+Output directory (N = --n windows):
+  frames.npy      uint8   [N, 16, 64, 64, 3]  RGB, 25 fps
+  flow.npy        uint8   [N, 15, 3, 64, 64]  MOV encoding: u, v clipped to +-20 px -> 0..255, third channel 0
+  logmel.npy      float32 [N, 64, 128]        log-mel, 10 ms hop (4 mel frames per video frame)
+  labels.npy      int64   [N]                 index into meta.json "labels"
+  attributes.npy  uint8   [N, 6]              multi-hot over meta.json "attributes" (impact, fast_motion,
+                                              falling_object, scream_like, crowd_noise, out_of_sync);
+                                              the basic task sets only impact (falls, collisions),
+                                              falling_object (falls) and fast_motion (> 3 px/frame)
+  times.npy       float64 [N, 3]              window start 0.0, end 0.64 (s) and the scene seed
+  meta.json       "task", "labels", "attributes", "scene_seeds", "flow_estimator" ("fake"),
+                  "windows"; compositional adds "class_parts", "novel", "classes"; and, unlike a
+                  runtime dump, "fake": true, "generator", "seed", "fps", "window_frames",
+                  "mel_hop_ms" (no "duration_s", "hop_frames" or "manifest": there is no scene
+                  timeline or bundle)
 
-Usage: python models/train/fake_dump.py --out models/train/data/fake_train --n 240 --seed 1
-
---v2 writes dump format v2 instead (the compositional task; see scene_v2 and V2_NOVEL):
-  python models/train/fake_dump.py --v2 --classes seen  --out models/train/data/v2_train --n 540 --seed 1
-  python models/train/fake_dump.py --v2 --classes seen  --out models/train/data/v2_val   --n 162 --seed 100
-  python models/train/fake_dump.py --v2 --classes novel --out models/train/data/v2_novel --n 120 --seed 200
-adding attributes.npy uint8 [N, A] and meta.json "task", "attributes", "class_parts", "novel",
-"classes".
+  python -m avaction_train.fake_dump --out models/train/data/fake_train --n 240 --seed 1
+  D=models/train/data
+  python -m avaction_train.fake_dump --task compositional --classes seen  --out $D/comp_train --n 810 --seed 1
+  python -m avaction_train.fake_dump --task compositional --classes seen  --out $D/comp_val   --n 162 --seed 100
+  python -m avaction_train.fake_dump --task compositional --classes novel --out $D/comp_novel --n 120 --seed 200
 """
 
 from __future__ import annotations
@@ -34,10 +49,12 @@ from pathlib import Path
 
 import numpy as np
 
-LABELS = ["background", "slide_left", "slide_right", "drop_click", "drop_thud", "collide_thud"]
+BASIC_LABELS = ["background", "slide_left", "slide_right", "drop_click", "drop_thud", "collide_thud"]
 T, H, W = 16, 64, 64
 MEL_T, MEL_F = 64, 128
 FLOW_CLIP = 20.0
+# runtime/synth/compositional.rs ATTRIBUTES (the same list for both tasks)
+ATTRIBUTES = ["impact", "fast_motion", "falling_object", "scream_like", "crowd_noise", "out_of_sync"]
 
 
 def encode_flow(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -58,7 +75,8 @@ def add_event(mel: np.ndarray, t0: float, dur: float, lo: int, hi: int, level: f
     mel[:] = np.log(np.exp(mel) + energy)
 
 
-def scene(label: int, seed: int):
+def scene_basic(label: int, seed: int):
+    """One basic-task scene: (frames, flow, logmel, attributes multi-hot over ATTRIBUTES)."""
     rng = np.random.default_rng(seed)
     bg = rng.uniform(0, 120, 3)
     base = np.empty((H, W, 3))
@@ -74,7 +92,7 @@ def scene(label: int, seed: int):
     # per object: list of (x, y) over T frames and a colour
     objs = []
     impact = None
-    name = LABELS[label]
+    name = BASIC_LABELS[label]
     if name == "background":
         x, y = rng.uniform(4, W - size - 4), rng.uniform(4, H - size - 4)
         objs.append(np.tile([x, y], (T, 1)))
@@ -131,18 +149,21 @@ def scene(label: int, seed: int):
         v += rng.normal(0, 0.15, (H, W))
         flows[t] = encode_flow(u, v)
     frames = np.clip(frames + rng.normal(0, 3, frames.shape), 0, 255).astype(np.uint8)
-    return frames, flows, mel.astype(np.float32)
+    attrs = dict.fromkeys(ATTRIBUTES, 0)
+    attrs["impact"] = int(impact is not None)
+    attrs["falling_object"] = int(name in ("drop_click", "drop_thud"))
+    attrs["fast_motion"] = int(max(float(np.abs(np.diff(p, axis=0)).max()) for p in objs) > 3.0)
+    return frames, flows, mel.astype(np.float32), np.array([attrs[a] for a in ATTRIBUTES], np.uint8)
 
 
-# ----------------------------------------------------------------------------- v2 (compositional)
-V2_OBJECTS = ["square", "disc"]
-V2_MOTIONS = ["slide_left", "slide_right", "fall", "collide"]
-V2_SOUNDS = ["click", "thud", "whoosh", "scream"]
-V2_ATTRIBUTES = ["impact", "fast_motion", "falling_object", "scream_like", "crowd_noise", "out_of_sync"]
+# ----------------------------------------------------------------------------- compositional task
+OBJECTS = ["square", "disc"]
+MOTIONS = ["slide_left", "slide_right", "fall", "collide"]
+SOUNDS = ["click", "thud", "whoosh", "scream"]
 _MOTION_TEXT = {"slide_left": "slides to the left", "slide_right": "slides to the right", "fall": "falls"}
 _SOUND_TEXT = {"click": "a click", "thud": "a thud", "whoosh": "a whoosh", "scream": "a scream-like tone"}
 # held out of `seen` scenes; every object, motion and sound value still occurs in other seen classes
-V2_NOVEL_PARTS = [
+FAKE_NOVEL_PARTS = [
     ("disc", "fall", "whoosh"),
     ("square", "collide", "click"),
     ("square", "slide_left", "scream"),
@@ -152,7 +173,7 @@ V2_NOVEL_PARTS = [
 ]
 
 
-def v2_sentence(obj: str | None, motion: str | None, sound: str | None) -> str:
+def sentence(obj: str | None, motion: str | None, sound: str | None) -> str:
     if obj is None:
         return "nothing happens"
     if motion == "collide":
@@ -160,15 +181,15 @@ def v2_sentence(obj: str | None, motion: str | None, sound: str | None) -> str:
     return f"a {obj} {_MOTION_TEXT[motion]} with {_SOUND_TEXT[sound]}"
 
 
-def v2_classes() -> tuple[list[str], list[dict], list[int]]:
+def compositional_classes() -> tuple[list[str], list[dict], list[int]]:
     """Labels (background first, then object x motion x sound), their parts, novel indices."""
     parts = [{"object": None, "motion": None, "sound": None}]
-    for o in V2_OBJECTS:
-        for m in V2_MOTIONS:
-            for s in V2_SOUNDS:
+    for o in OBJECTS:
+        for m in MOTIONS:
+            for s in SOUNDS:
                 parts.append({"object": o, "motion": m, "sound": s})
-    labels = [v2_sentence(p["object"], p["motion"], p["sound"]) for p in parts]
-    novel = [i for i, p in enumerate(parts) if (p["object"], p["motion"], p["sound"]) in V2_NOVEL_PARTS]
+    labels = [sentence(p["object"], p["motion"], p["sound"]) for p in parts]
+    novel = [i for i, p in enumerate(parts) if (p["object"], p["motion"], p["sound"]) in FAKE_NOVEL_PARTS]
     return labels, parts, novel
 
 
@@ -196,8 +217,8 @@ def _add_sound(mel: np.ndarray, sound: str, t0: float, rng) -> None:
             add_event(mel, t0, dur, lo, lo + 2, level / h, rng)
 
 
-def scene_v2(parts: dict, seed: int):
-    """One compositional scene: (frames, flow, logmel, attributes multi-hot over V2_ATTRIBUTES).
+def scene_compositional(parts: dict, seed: int):
+    """One compositional scene: (frames, flow, logmel, attributes multi-hot over ATTRIBUTES).
 
     object shape (square / disc) is visible in frames (and the flow's support), motion in frames and
     flow, the sound type only in the log-mel. Sound at the impact frame (fall, collide) or while the
@@ -209,7 +230,7 @@ def scene_v2(parts: dict, seed: int):
     base[:] = rng.uniform(0, 120, 3)
     base += rng.normal(0, 6, (H, W, 3))
     mel = rng.normal(-6.0, 0.6, (MEL_T, MEL_F)) - np.linspace(0, 2, MEL_F)[None, :]
-    attrs = dict.fromkeys(V2_ATTRIBUTES, 0)
+    attrs = dict.fromkeys(ATTRIBUTES, 0)
     if rng.random() < 0.3:
         attrs["crowd_noise"] = 1
         for _ in range(int(rng.integers(10, 16))):
@@ -276,7 +297,7 @@ def scene_v2(parts: dict, seed: int):
         v += rng.normal(0, 0.15, (H, W))
         flows[t] = encode_flow(u, v)
     frames = np.clip(frames + rng.normal(0, 3, frames.shape), 0, 255).astype(np.uint8)
-    attr_vec = np.array([attrs[a] for a in V2_ATTRIBUTES], np.uint8)
+    attr_vec = np.array([attrs[a] for a in ATTRIBUTES], np.uint8)
     return frames, flows, mel.astype(np.float32), attr_vec
 
 
@@ -285,10 +306,12 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--n", type=int, default=240, help="windows (spread evenly over the classes)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--v2", action="store_true", help="dump format v2, compositional task")
-    ap.add_argument("--classes", choices=["seen", "novel", "all"], default="seen",
-                    help="(--v2) which classes the scenes draw from")
+    ap.add_argument("--task", choices=["basic", "compositional"], default="basic")
+    ap.add_argument("--classes", choices=["seen", "novel", "all"],
+                    help="(compositional) which classes the scenes draw from (default seen)")
     args = ap.parse_args()
+    if args.classes is not None and args.task != "compositional":
+        ap.error("--classes only applies to --task compositional")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -296,48 +319,49 @@ def main() -> None:
     frames = np.empty((n, T, H, W, 3), np.uint8)
     flow = np.empty((n, T - 1, 3, H, W), np.uint8)
     logmel = np.empty((n, MEL_T, MEL_F), np.float32)
+    attributes = np.empty((n, len(ATTRIBUTES)), np.uint8)
     rng = np.random.default_rng(args.seed)
     seeds = rng.integers(0, 2**31 - 1, n).tolist()
-    meta = {
-        "scene_seeds": seeds,
-        "fake": True,
-        "generator": "models/train/fake_dump.py",
-        "seed": args.seed,
-        "fps": 25,
-        "window_frames": T,
-        "mel_hop_ms": 10,
-    }
-    if args.v2:
-        names, parts, novel = v2_classes()
+    meta = {"task": args.task}
+    if args.task == "compositional":
+        classes = args.classes or "seen"
+        names, parts, novel = compositional_classes()
         pool = {
             "seen": [i for i in range(len(names)) if i not in novel],
             "novel": novel,
             "all": list(range(len(names))),
-        }[args.classes]
+        }[classes]
         labels = np.array([pool[i % len(pool)] for i in range(n)], np.int64)
-        attributes = np.empty((n, len(V2_ATTRIBUTES)), np.uint8)
         for i in range(n):
-            frames[i], flow[i], logmel[i], attributes[i] = scene_v2(parts[labels[i]], seeds[i])
-        np.save(out / "attributes.npy", attributes)
-        meta.update({
-            "format": 2,
-            "task": "compositional",
-            "labels": names,
-            "attributes": V2_ATTRIBUTES,
-            "class_parts": parts,
-            "novel": novel,
-            "classes": args.classes,
-            "flow_estimator": "fake",
-        })
+            frames[i], flow[i], logmel[i], attributes[i] = scene_compositional(parts[labels[i]], seeds[i])
+        extra = {"class_parts": parts, "novel": novel, "classes": classes}
     else:
-        labels = np.arange(n, dtype=np.int64) % len(LABELS)
+        names = BASIC_LABELS
+        labels = np.arange(n, dtype=np.int64) % len(BASIC_LABELS)
         for i in range(n):
-            frames[i], flow[i], logmel[i] = scene(int(labels[i]), seeds[i])
-        meta["labels"] = LABELS
+            frames[i], flow[i], logmel[i], attributes[i] = scene_basic(int(labels[i]), seeds[i])
+        extra = {}
+    meta.update({
+        "labels": names,
+        "attributes": ATTRIBUTES,
+        "scene_seeds": seeds,
+        "flow_estimator": "fake",
+        "windows": n,
+        **extra,
+        "fake": True,
+        "generator": "avaction_train.fake_dump",
+        "seed": args.seed,
+        "fps": 25,
+        "window_frames": T,
+        "mel_hop_ms": 10,
+    })
+    times = np.array([[0.0, T / 25, s] for s in seeds], np.float64).reshape(n, 3)
     np.save(out / "frames.npy", frames)
     np.save(out / "flow.npy", flow)
     np.save(out / "logmel.npy", logmel)
     np.save(out / "labels.npy", labels)
+    np.save(out / "attributes.npy", attributes)
+    np.save(out / "times.npy", times)
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
     print(f"wrote {n} windows to {out}")
 

@@ -16,9 +16,9 @@ N_d = sqrt(head dim), inside a pre-LayerNorm residual block with an MLP (standar
 The gate r is a small MLP giving one score per token, normalised with a softmax over the tokens
 (the paper uses a sigmoid; the softmax keeps z on the scale of one token whatever the token count).
 
-The image encoder, attention block and gated pooling live in blocks.py (shared with the issue-5
-models in fusion_models.py); the audio encoder here mixes neighbouring 40 ms segments (3x3 convs
-over time), so this model's head takes the log-mel, not per-segment tokens.
+The image encoder, attention block and gated pooling live in blocks.py (shared with the
+compositional-task models in fusion_models.py); the audio encoder here mixes neighbouring 40 ms
+segments (3x3 convs over time), so this model's head takes the log-mel, not per-segment tokens.
 
 Only ops that tract runs on CPU are produced: Conv, Relu, Flatten, Gemm, Slice, Reshape, Transpose,
 MatMul, Add, Mul, Div, Softmax, LayerNormalization, Erf (exact GELU), ReduceSum. Shapes are fixed (batch 1 at export).
@@ -26,15 +26,12 @@ MatMul, Add, Mul, Div, Softmax, LayerNormalization, Erf (exact GELU), ReduceSum.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from blocks import Block, GatedPooling, ImageEncoder, conv_relu, count_params  # noqa: E402,F401
+from .blocks import Block, GatedPooling, ImageEncoder, conv_relu, count_params  # noqa: F401
 
 MODALITIES = ("video", "flow", "audio")
 

@@ -1,20 +1,14 @@
-"""Train the issue-5 fusion models (MOV, CAV-Net, AVT) on v2 dumps, evaluate, export staged ONNX.
-
-  python models/train/train5.py --arch mov --data TRAIN --val VAL --novel NOVEL \
-      --text-embeddings TEXT.npy --out models/train/runs/mov --epochs 30 --seed 0 [--loss diccae]
-  python models/train/train5.py --arch avt --data TRAIN --val VAL --out models/train/runs/avt
-
-Reuses train.py's dump loading, normalisation, augmentation and JSON helpers; adds the v2 dump
-fields (attributes, class_parts, novel), the open-vocabulary scoring of MOV / CAV-Net against
-label-text embeddings, AVT's multi-label attribute head, DICCAE (diccae.py), the staged export
-(video/flow/audio encoders + head) and the evaluation table. See README.md for the outputs.
+"""The compositional task's models, MOV, CAV-Net (open vocabulary) and AVT (attributes)
+(fusion_models.py): training (cross-entropy against label-text embeddings, optionally with DICCAE,
+diccae.py; AVT: BCE + audio-video contrastive loss), evaluation (seen / novel classes, confusable
+pairs, single modalities, attribute AP), staged ONNX export (video/flow/audio encoders + head)
+with onnxruntime checks, goldens and metrics. Run through the trainer:
+`python -m avaction_train.train --arch mov|cavnet|avt ...` (train.py). See README.md for the
+outputs.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 from pathlib import Path
 
@@ -22,15 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from diccae import confusion_degree, confusion_loss  # noqa: E402
-from fusion_models import ARCHS, MODALITIES, FusionConfig, build, count_params  # noqa: E402
-from train import (  # noqa: E402
+from .common import (
     ORT_TOLERANCE,
-    Dump,
-    Normaliser,
-    augment,
-    compute_norm,
     confusion,
     deterministic,
     onnx_ops,
@@ -40,50 +27,21 @@ from train import (  # noqa: E402
     training_setup,
     write_json,
 )
+from .data import DumpSubset, CompositionalDump, Normaliser, augment, compute_norm
+from .diccae import confusion_degree, confusion_loss
+from .fusion_models import MODALITIES, FusionConfig, build, count_params
 
 PARTS = ("object", "motion", "sound")
 
 
 # ----------------------------------------------------------------------------- data
-class DumpV2(Dump):
-    """A v2 dump (or several with the same label list): v1 arrays + attributes + task metadata."""
-
-    def __init__(self, dirs: list[str]):
-        super().__init__(dirs)
-        attrs, self.meta = [], None
-        for d in dirs:
-            meta = json.loads((Path(d) / "meta.json").read_text())
-            for key in ("attributes", "class_parts", "novel"):
-                if key not in meta:
-                    raise SystemExit(f"{Path(d) / 'meta.json'}: no {key!r} (not a v2 dump?)")
-            if len(meta["class_parts"]) != len(meta["labels"]):
-                raise SystemExit(f"{Path(d) / 'meta.json'}: class_parts has {len(meta['class_parts'])} entries, "
-                                 f"labels {len(meta['labels'])}")
-            if self.meta is None:
-                self.meta = meta
-            else:
-                for key in ("attributes", "class_parts", "novel"):
-                    if meta[key] != self.meta[key]:
-                        raise SystemExit(f"{Path(d) / 'meta.json'}: {key} differs from {dirs[0]}")
-            a = np.load(Path(d) / "attributes.npy")
-            n = len(np.load(Path(d) / "labels.npy", mmap_mode="r"))
-            if a.dtype != np.uint8 or a.shape != (n, len(meta["attributes"])):
-                raise SystemExit(f"{Path(d) / 'attributes.npy'}: expected uint8 [{n}, {len(meta['attributes'])}], "
-                                 f"got {a.dtype} {list(a.shape)}")
-            attrs.append(a)
-        self.attributes = np.concatenate(attrs)
-        self.attribute_names = list(self.meta["attributes"])
-        self.class_parts = list(self.meta["class_parts"])
-        self.novel = sorted(int(i) for i in self.meta["novel"])
-
-
 def zero_modalities(batch, keep: set[str]):
     f, fl, m = batch
     return (f if "video" in keep else f * 0.0, fl if "flow" in keep else fl * 0.0, m if "audio" in keep else m * 0.0)
 
 
 @torch.no_grad()
-def run_model(model, ds: DumpV2, norm: Normaliser, keep=frozenset(MODALITIES), bs: int = 64) -> dict:
+def run_model(model, ds: CompositionalDump, norm: Normaliser, keep=frozenset(MODALITIES), bs: int = 64) -> dict:
     model.eval()
     outs = {n: [] for n in model.OUTPUTS}
     for s in range(0, len(ds), bs):
@@ -278,7 +236,7 @@ def export_all(model, cfg: FusionConfig, out: Path, samples: list[tuple]) -> dic
     }
 
 
-def write_golden(out: Path, model, ds: DumpV2, norm: Normaliser, i: int) -> dict:
+def write_golden(out: Path, model, ds: CompositionalDump, norm: Normaliser, i: int) -> dict:
     """One held-out window: normalised inputs, per-stage outputs (tokens), final outputs, raw values."""
     f, fl, m = norm.batch(ds, np.array([i]))
     model.eval()
@@ -323,52 +281,18 @@ def write_golden(out: Path, model, ds: DumpV2, norm: Normaliser, i: int) -> dict
     return entries
 
 
-# ----------------------------------------------------------------------------- main
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arch", choices=ARCHS, required=True)
-    ap.add_argument("--loss", choices=["ce", "diccae"], default="ce", help="diccae: + DICCAE confusion loss (mov, cavnet)")
-    ap.add_argument("--data", action="append", required=True, help="training v2 dump (repeatable; seen classes)")
-    ap.add_argument("--val", action="append", required=True, help="held-out v2 dump, seen classes (repeatable)")
-    ap.add_argument("--novel", action="append", default=[], help="held-out v2 dump of novel classes (repeatable)")
-    ap.add_argument("--extra-val", action="append", default=[], metavar="NAME=DUMP",
-                    help="also report seen-label accuracy on this held-out dump (e.g. the same scenes with "
-                         "another flow estimator); repeatable")
-    ap.add_argument("--text-embeddings", help="float32 .npy [C,384]: label text embeddings (mov, cavnet)")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--weight-decay", type=float, default=0.05)
-    ap.add_argument("--modality-dropout", type=float, default=0.3, help="p of zeroing each modality per window")
-    ap.add_argument("--no-augment", action="store_true")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--dim", type=int, default=64)
-    ap.add_argument("--depth", type=int, default=1)
-    ap.add_argument("--cross-depth", type=int, default=1)
-    ap.add_argument("--avt-layers", type=int, default=2)
-    ap.add_argument("--bottlenecks", type=int, default=4)
-    ap.add_argument("--tau", type=float, default=0.01, help="training temperature / tau_f")
-    ap.add_argument("--tau-video", type=float, default=0.003, help="MOV tau_v for P_v at inference")
-    ap.add_argument("--beta-base", type=float, default=1.0, help="MOV beta for base (seen) labels")
-    ap.add_argument("--beta-novel", type=float, default=0.25, help="MOV beta for novel labels")
-    ap.add_argument("--mov-alpha", type=float, default=0.5, help="MOV loss weight of fused vs video output")
-    ap.add_argument("--avc-weight", type=float, default=0.1, help="AVT audio-video contrastive loss weight")
-    ap.add_argument("--avc-tau", type=float, default=0.07)
-    ap.add_argument("--diccae-weight", type=float, default=0.5)
-    ap.add_argument("--diccae-pca", type=int, default=2, help="PCA dims before circle fitting (0: none)")
-    ap.add_argument("--diccae-update", type=int, default=256, help="update-set windows (from the training set)")
-    args = ap.parse_args()
-
+# ----------------------------------------------------------------------------- run
+def run(args, command: str) -> None:
+    """Trains --arch mov, cavnet or avt with the options of train.py (all filled in); `command` is
+    the training command recorded in metrics.json."""
     t_start = time.time()
     deterministic(args.seed, args.threads)
     ov = args.arch in ("mov", "cavnet")
     if args.loss == "diccae" and not ov:
         raise SystemExit("--loss diccae needs a classifier (--arch mov or cavnet)")
 
-    train, val = DumpV2(args.data), DumpV2(args.val)
-    novel_ds = DumpV2(args.novel) if args.novel else None
+    train, val = CompositionalDump(args.data), CompositionalDump(args.val)
+    novel_ds = CompositionalDump(args.novel) if args.novel else None
     for name, ds in (("val", val), ("novel", novel_ds)):
         if ds is not None and (ds.labels_names != train.labels_names or ds.novel != train.novel
                                or ds.attribute_names != train.attribute_names):
@@ -384,7 +308,7 @@ def main() -> None:
     text = None
     if ov:
         if not args.text_embeddings:
-            raise SystemExit(f"--arch {args.arch} needs --text-embeddings (models/train/text_embed.py)")
+            raise SystemExit(f"--arch {args.arch} needs --text-embeddings (python -m avaction_train.text_embed)")
         text = np.load(args.text_embeddings).astype(np.float32)
         if text.shape != (k, 384):
             raise SystemExit(f"{args.text_embeddings}: expected [{k}, 384] (one row per label), got {list(text.shape)}")
@@ -529,7 +453,7 @@ def main() -> None:
         metrics["extra_val"] = {}
         for spec in args.extra_val:
             name, _, path = spec.partition("=")
-            ds = DumpV2([path])
+            ds = CompositionalDump([path])
             if ds.labels_names != names:
                 raise SystemExit(f"--extra-val {spec}: labels differ from the training dump")
             pe = ov_scores(run_model(model, ds, norm), text, seen, beta_seen, args.tau, args.tau_video)
@@ -590,26 +514,13 @@ def main() -> None:
     gi = int(np.nonzero(val.labels != 0)[0][0]) if np.any(val.labels != 0) else 0
     golden = write_golden(out, model, val, norm, gi)
 
-    cmd = ["python", "models/train/train5.py", "--arch", args.arch]
-    for key, vals in (("--data", args.data), ("--val", args.val), ("--novel", args.novel)):
-        for d in vals:
-            cmd += [key, rel(d)]
-    if args.text_embeddings:
-        cmd += ["--text-embeddings", rel(args.text_embeddings)]
-    cmd += ["--out", rel(args.out), "--epochs", str(args.epochs), "--seed", str(args.seed)]
-    defaults = ap.parse_args(["--arch", args.arch, "--data", "x", "--val", "x", "--out", "x"])
-    skip = {"arch", "data", "val", "novel", "text_embeddings", "out", "epochs", "seed"}
-    for key, v in vars(args).items():
-        if key not in skip and v != getattr(defaults, key):
-            flag = "--" + key.replace("_", "-")
-            cmd += [flag] if v is True else [flag, str(v)]
     metrics.update({
         "params": n_params,
         "params_exported": n_export,
         "head_ms_ort_1_thread": onnx_report["ort_ms_median_1_thread"]["head"],
         "onnx": onnx_report,
         "golden": {"window_index": golden["window_index"], "label": golden["label_text"]},
-        "training_command": " ".join(cmd),
+        "training_command": command,
         "seed": args.seed,
         "epochs": args.epochs,
         "train_data": [rel(d) for d in args.data],
@@ -625,17 +536,3 @@ def main() -> None:
     write_json(out / "metrics.json", metrics)
     print(f"wrote {out} in {time.time() - t_start:.0f} s")
 
-
-class DumpSubset:
-    """A view of some windows of a dump (for the DICCAE update set)."""
-
-    def __init__(self, ds: DumpV2, idx: np.ndarray):
-        self.frames, self.flow, self.logmel = ds.frames[idx], ds.flow[idx], ds.logmel[idx]
-        self.labels = ds.labels[idx]
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-if __name__ == "__main__":
-    main()

@@ -2,7 +2,7 @@
 
 This is the transform a model trained with torchvision sees, and the semantics the Rust runtime's
 `Preprocess` (runtime/frontend/image.rs) reproduces; tests/golden/make_image_goldens.py runs it to
-make the goldens of tests/frontend_image.rs. Training in this folder does not resize: train.py
+make the goldens of tests/frontend_image.rs. Training in this package does not resize: the trainer
 reads frames the runtime already dumped at the model size (`avaction features`), and only the
 normalisation below (`normalize`) is applied to them. The resize and crop matter for models that
 ask the runtime to capture larger frames (manifest `[video]`, e.g. capture 640x480, short side 256,

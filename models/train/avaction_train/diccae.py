@@ -1,6 +1,6 @@
 """DICCAE (paper 004, "Dynamic Inter-Class Confusion-Aware Encoder"): inter-class confusion degree
 and the dynamically weighted confusion loss, usable with any classifier that has a window
-embedding (train5.py --loss diccae; MOV and CAV-Net use their `fused` output).
+embedding (`python -m avaction_train.train --loss diccae`; MOV and CAV-Net use their `fused` output).
 
 Confusion degree (paper 2.1.2), computed after every epoch on an update set:
   features -> (optionally) PCA to `pca` dims (the paper fits circles after PCA; pca=2)

@@ -1,10 +1,11 @@
-"""Writes a bundle's README.md from the metrics of its training run (and of comparison
-runs): what it is, how it was trained, the issue-5 table, per-class and novel-class
-results. Numbers are copied from metrics.json files, never typed by hand.
+"""Writes a compositional-task bundle's README.md from the metrics of its training run (and of
+comparison runs): what it is (--about), the results table (single modalities, fusion, confusable
+pairs, novel classes, params, head time), per-class and novel-class results, streaming results
+(--streaming) and how it was made. Numbers are copied from metrics.json files, never typed by hand.
 
-  python models/train/bundle_readme.py models/mov-small --run models/train/runs/c5/mov \
+  python -m avaction_train.bundle_readme models/mov-small --run models/train/runs/c5/mov \
       --compare "DICCAE loss=models/train/runs/c5/mov_diccae" --head-ms 0.41 \
-      --streaming streaming.md --about about.md
+      --streaming streaming.md --about models/train/about/mov-small.md
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def main() -> None:
     if a.streaming:
         out += [a.streaming.read_text().rstrip(), ""]
     out += ["## How it was made", "",
-            f"`models/train/build_issue5.sh` (data, all runs, install). This run: `{m['training_command']}` "
+            f"`models/train/build_compositional.sh` (data, all runs, install). This run: `{m['training_command']}` "
             f"(seed {m['seed']}, {m['epochs']} epochs, {m['train_windows']} training windows, "
             f"{m['train_seconds']:.0f} s on 1 CPU thread, torch {m['torch_version']}). "
             "Flow and log-mel come from the runtime's own frontends (`avaction features`), so training "
