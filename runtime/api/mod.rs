@@ -11,15 +11,13 @@ use crate::backend::engine_cache::{EngineCache, Precision};
 use crate::backend::{BackendChoice, BackendOptions, ModelRunner};
 use crate::capture::audio::Microphone;
 use crate::capture::video::VideoCapture;
-use crate::capture::{AudioSource, CaptureEvent, CaptureStats, VideoSource};
+use crate::capture::{AudioSource, CaptureEvent, CaptureStats, LabelOverlay, VideoSource};
 use crate::clock::{Nanos, Timeline, Window, WindowConfig, WindowScheduler};
 use crate::decode::vocabulary::{LabelScorer, LabelSet};
 use crate::decode::{Decoder, Event, Prediction};
 use crate::frontend::tensors::InputAssembler;
 use crate::model::Bundle;
 use crate::{err, Error, Result};
-use gstreamer as gst;
-use gstreamer::prelude::*;
 use mailbox::Mailbox;
 use serde::Serialize;
 use stats::Shared;
@@ -364,7 +362,7 @@ pub struct Runtime {
     threads: Vec<JoinHandle<()>>,
     bundle: Bundle,
     labels: Vec<String>,
-    overlay: Option<gst::Element>,
+    overlay: Option<LabelOverlay>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -410,7 +408,7 @@ impl Runtime {
 
     /// The text the display currently draws on the frames (`None` without a display).
     pub fn overlay_text(&self) -> Option<String> {
-        self.overlay.as_ref().map(|o| o.property::<String>("text"))
+        self.overlay.as_ref().map(LabelOverlay::text)
     }
 
     /// The error that ended the run, if one did.
@@ -548,7 +546,7 @@ struct InferenceContext {
     out: Sink,
     timeline: Timeline,
     live: bool,
-    overlay: Option<gst::Element>,
+    overlay: Option<LabelOverlay>,
 }
 
 fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: &Shared) {
@@ -606,7 +604,7 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
         );
         last_end = Some(window.t_end);
         if let (Some(overlay), Some(best)) = (&ctx.overlay, prediction.top.first()) {
-            overlay.set_property("text", format!("{} {:.2}", best.label, best.score));
+            overlay.set_text(&format!("{} {:.2}", best.label, best.score));
         }
         if !ctx.out.emit(Output::Prediction(prediction), shared) {
             break;
