@@ -11,7 +11,7 @@ use crate::backend::engine_cache::{EngineCache, Precision};
 use crate::backend::{BackendChoice, BackendOptions};
 use crate::capture::audio::Microphone;
 use crate::capture::video::VideoCapture;
-use crate::capture::{AudioSource, CaptureEvent, CaptureStats, VideoSource};
+use crate::capture::{AudioSource, CaptureEvent, CaptureStats, LabelOverlay, VideoSource};
 use crate::clock::{Nanos, Timeline};
 use crate::decode::vocabulary::LabelScorer;
 use crate::decode::{Decoder, Event, Prediction, WindowScores};
@@ -19,8 +19,6 @@ use crate::infer::{decoder_labels, plan, InputAssembler, ModelRunner};
 use crate::model::Bundle;
 use crate::window::{Window, WindowConfig, WindowScheduler, WindowStream, WindowStreamStep};
 use crate::{err, Error, Result};
-use gstreamer as gst;
-use gstreamer::prelude::*;
 use mailbox::Mailbox;
 use serde::Serialize;
 use stats::Shared;
@@ -363,7 +361,7 @@ pub struct Runtime {
     threads: Vec<JoinHandle<()>>,
     bundle: Bundle,
     labels: Vec<String>,
-    overlay: Option<gst::Element>,
+    overlay: Option<LabelOverlay>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -413,7 +411,7 @@ impl Runtime {
 
     /// The text the display currently draws on the frames (`None` without a display).
     pub fn overlay_text(&self) -> Option<String> {
-        self.overlay.as_ref().map(|o| o.property::<String>("text"))
+        self.overlay.as_ref().map(LabelOverlay::text)
     }
 
     /// The error that ended the run, if one did.
@@ -540,7 +538,7 @@ struct InferenceContext {
     out: Sink,
     timeline: Timeline,
     live: bool,
-    overlay: Option<gst::Element>,
+    overlay: Option<LabelOverlay>,
 }
 
 fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: &Shared) {
@@ -598,7 +596,7 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
         let prediction = ctx.decoder.push(&scores, &mut events);
         last_end = Some(window.t_end);
         if let (Some(overlay), Some(best)) = (&ctx.overlay, prediction.top.first()) {
-            overlay.set_property("text", format!("{} {:.2}", best.label, best.score));
+            overlay.set_text(&format!("{} {:.2}", best.label, best.score));
         }
         if !ctx.out.emit(Output::Prediction(prediction), shared) {
             break;

@@ -6,6 +6,8 @@
 pub mod audio;
 pub mod video;
 
+pub use video::LabelOverlay;
+
 use crate::clock::{AudioChunk, VideoFrame};
 use crate::Error;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,0 +1,246 @@
+//! The GStreamer elements of a capture and how they are linked: the video branch to the
+//! model's size in RGB, the optional display branch, a file's audio branch, plugin hints.
+//!
+//! ```text
+//!  {uridecodebin | camera source | videotestsrc}
+//!        | video (decoder pads are routed in `pads`)
+//!        v
+//!  {videorate "avaction-video-in"}
+//!        |
+//!        |  with a display sink only:
+//!        |  {tee} -+- {queue} ---------------------------------------------------+
+//!        |         |                                                              |
+//!        |         +- {queue leaky=downstream} - {videoconvert}                   |
+//!        |              - {textoverlay "avaction-overlay"} - {videoconvert}       |
+//!        |              - {display sink, sync=false}                              |
+//!        v                                                                        |
+//!  {videoconvert} - {videoscale} - {videoconvert} <-------------------------------+
+//!        - {capsfilter RGB WxH PAR 1/1 fps} - {appsink}  ==> video puller
+//!
+//!  uridecodebin, first audio pad (when audio is asked for):
+//!  {audioconvert} - {audioresample} - {capsfilter F32LE mono rate} - {appsink}
+//!                                                          ==> audio puller
+//!  uridecodebin, any other pad: {fakesink}
+//! ```
+
+use super::overlay::OVERLAY_NAME;
+use super::VideoConfig;
+use crate::{err, Result};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+/// Appsink queue length for files (back-pressure, no drops).
+const FILE_MAX_BUFFERS: u32 = 4;
+
+/// Which Debian/Ubuntu package ships a GStreamer element, for error messages.
+pub(super) fn plugin_package(factory: &str) -> &'static str {
+    match factory {
+        "v4l2src" => "gstreamer1.0-plugins-good",
+        "autovideosrc" => "gstreamer1.0-plugins-good",
+        _ => "gstreamer1.0-plugins-base",
+    }
+}
+
+pub(super) fn make_element(factory: &str) -> Result<gst::Element> {
+    gst::ElementFactory::make(factory).build().map_err(|_| {
+        err!(
+            Video,
+            "GStreamer element '{factory}' is missing (install {})",
+            plugin_package(factory)
+        )
+    })
+}
+
+/// Sets an enum property from its nick, name or number, with a clear error listing the
+/// allowed values (GStreamer's own string setter panics on a bad value).
+pub(super) fn set_enum_property(element: &gst::Element, property: &str, value: &str) -> Result<()> {
+    let pspec = element
+        .find_property(property)
+        .ok_or_else(|| err!(Video, "element has no property '{property}'"))?;
+    let enum_spec = pspec
+        .downcast_ref::<gst::glib::ParamSpecEnum>()
+        .ok_or_else(|| err!(Video, "property '{property}' is not an enum"))?;
+    let class = enum_spec.enum_class();
+    let found = class
+        .value_by_nick(value)
+        .or_else(|| class.value_by_name(value))
+        .or_else(|| value.parse::<i32>().ok().and_then(|n| class.value(n)));
+    match found {
+        Some(v) => {
+            let gvalue = class
+                .to_value(v.value())
+                .ok_or_else(|| err!(Video, "internal: enum value {value} not convertible"))?;
+            element.set_property_from_value(property, &gvalue);
+            Ok(())
+        }
+        None => {
+            let allowed: Vec<&str> = class.values().iter().map(|v| v.nick()).collect();
+            Err(err!(
+                Config,
+                "unknown {property} '{value}' (one of: {})",
+                allowed.join(", ")
+            ))
+        }
+    }
+}
+
+pub(super) fn add_and_link_source(
+    pipeline: &gst::Pipeline,
+    src: &gst::Element,
+    entry: &gst::Element,
+) -> Result<()> {
+    pipeline
+        .add(src)
+        .map_err(|e| err!(Video, "cannot add the source element: {e}"))?;
+    src.link(entry)
+        .map_err(|e| err!(Video, "cannot link the source to the video branch: {e}"))
+}
+
+/// `videorate ! videoconvert ! videoscale ! videoconvert ! capsfilter ! appsink`; the
+/// first element is named `avaction-video-in`.
+pub(super) fn build_video_branch(
+    pipeline: &gst::Pipeline,
+    cfg: &VideoConfig,
+    live: bool,
+    live_delivery: bool,
+) -> Result<gst_app::AppSink> {
+    let rate = make_element("videorate")?;
+    rate.set_property("name", "avaction-video-in");
+    let convert_in = make_element("videoconvert")?;
+    let scale = make_element("videoscale")?;
+    scale.set_property("add-borders", false);
+    let convert_out = make_element("videoconvert")?;
+    let caps = gst::Caps::builder("video/x-raw")
+        .field("format", "RGB")
+        .field("width", cfg.width as i32)
+        .field("height", cfg.height as i32)
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+        .field("framerate", gst::Fraction::new(cfg.fps as i32, 1))
+        .build();
+    let filter = make_element("capsfilter")?;
+    filter.set_property("caps", &caps);
+    let max_buffers = if live_delivery {
+        cfg.live_max_buffers.max(1)
+    } else {
+        FILE_MAX_BUFFERS
+    };
+    let sink = gst_app::AppSink::builder()
+        .caps(&caps)
+        .max_buffers(max_buffers)
+        .drop(live_delivery)
+        // Live sources deliver as soon as captured; files play at real time only on request.
+        .sync(!live && cfg.realtime)
+        .enable_last_sample(false)
+        .build();
+    let sink_element: &gst::Element = sink.upcast_ref();
+    let model_path = [&convert_in, &scale, &convert_out, &filter, sink_element];
+    pipeline
+        .add_many([&rate])
+        .and_then(|_| pipeline.add_many(model_path))
+        .map_err(|e| err!(Video, "cannot assemble the video branch: {e}"))?;
+    match &cfg.display_sink {
+        None => gst::Element::link_many([&rate, &convert_in])
+            .map_err(|e| err!(Video, "cannot link the video branch: {e}"))?,
+        Some(display) => add_display_branch(pipeline, &rate, &convert_in, display)?,
+    }
+    gst::Element::link_many(model_path)
+        .map_err(|e| err!(Video, "cannot link the video branch: {e}"))?;
+    Ok(sink)
+}
+
+/// `rate ! tee`, one side `queue ! <model path>`, the other a leaky
+/// `queue ! videoconvert ! textoverlay ! videoconvert ! <display sink>`: the display
+/// shows the full-size frames with the current label and never holds the model back.
+fn add_display_branch(
+    pipeline: &gst::Pipeline,
+    rate: &gst::Element,
+    model_in: &gst::Element,
+    display: &str,
+) -> Result<()> {
+    let tee = make_element("tee")?;
+    let model_queue = make_element("queue")?;
+    let show_queue = make_element("queue")?;
+    set_enum_property(&show_queue, "leaky", "downstream")?;
+    show_queue.set_property("max-size-buffers", 2u32);
+    show_queue.set_property("max-size-time", 0u64);
+    show_queue.set_property("max-size-bytes", 0u32);
+    let convert_a = make_element("videoconvert")?;
+    let overlay = make_element("textoverlay")?;
+    overlay.set_property("name", OVERLAY_NAME);
+    overlay.set_property("font-desc", "Sans 18");
+    set_enum_property(&overlay, "valignment", "top")?;
+    set_enum_property(&overlay, "halignment", "left")?;
+    let convert_b = make_element("videoconvert")?;
+    let sink = make_element(display)?;
+    if sink.find_property("sync").is_some() {
+        sink.set_property("sync", false);
+    }
+    let show = [&show_queue, &convert_a, &overlay, &convert_b, &sink];
+    pipeline
+        .add_many([&tee, &model_queue])
+        .and_then(|_| pipeline.add_many(show))
+        .map_err(|e| err!(Video, "cannot assemble the display branch: {e}"))?;
+    gst::Element::link_many([rate, &tee, &model_queue, model_in])
+        .and_then(|_| tee.link(&show_queue))
+        .and_then(|_| gst::Element::link_many(show))
+        .map_err(|e| err!(Video, "cannot link the display branch ({display}): {e}"))?;
+    Ok(())
+}
+
+/// `audioconvert ! audioresample ! capsfilter(F32LE mono rate) ! appsink`, added while
+/// the pipeline runs; returns the branch's entry element and its appsink.
+pub(super) fn build_audio_branch(
+    pipeline: &gst::Pipeline,
+    rate: u32,
+    realtime: bool,
+) -> Result<(gst::Element, gst_app::AppSink)> {
+    let convert = make_element("audioconvert")?;
+    let resample = make_element("audioresample")?;
+    let caps = gst::Caps::builder("audio/x-raw")
+        .field("format", "F32LE")
+        .field("channels", 1i32)
+        .field("rate", rate as i32)
+        .field("layout", "interleaved")
+        .build();
+    let filter = make_element("capsfilter")?;
+    filter.set_property("caps", &caps);
+    let sink = gst_app::AppSink::builder()
+        .caps(&caps)
+        .max_buffers(FILE_MAX_BUFFERS * 4)
+        .drop(false)
+        .sync(realtime)
+        .enable_last_sample(false)
+        .build();
+    let sink_element: &gst::Element = sink.upcast_ref();
+    let elements = [&convert, &resample, &filter, sink_element];
+    pipeline
+        .add_many(elements)
+        .map_err(|e| err!(Audio, "cannot assemble the audio branch: {e}"))?;
+    gst::Element::link_many(elements)
+        .map_err(|e| err!(Audio, "cannot link the audio branch: {e}"))?;
+    for e in elements {
+        e.sync_state_with_parent()
+            .map_err(|e| err!(Audio, "cannot start the audio branch: {e}"))?;
+    }
+    Ok((convert, sink))
+}
+
+/// A sink for decoded streams nobody asked for (extra video/audio tracks, subtitles), so
+/// that unlinked pads do not stop the decoder.
+pub(super) fn attach_discard_sink(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<()> {
+    let sink = make_element("fakesink")?;
+    sink.set_property("sync", false);
+    sink.set_property("async", false);
+    pipeline
+        .add(&sink)
+        .map_err(|e| err!(Video, "cannot add a fakesink: {e}"))?;
+    sink.sync_state_with_parent()
+        .map_err(|e| err!(Video, "cannot start a fakesink: {e}"))?;
+    let sink_pad = sink
+        .static_pad("sink")
+        .ok_or_else(|| err!(Video, "internal: fakesink without a sink pad"))?;
+    pad.link(&sink_pad)
+        .map(|_| ())
+        .map_err(|e| err!(Video, "cannot link an unused stream: {e:?}"))
+}
