@@ -8,6 +8,7 @@
 //! dependencies are optimised in both)
 
 use avaction::backend::{tract::TractBackend, Backend, BackendChoice, BackendOptions, Tensor};
+use avaction::clock::Nanos;
 use avaction::infer::{InputAssembler, ModelRunner};
 use avaction::model::{Bundle, Frontend};
 use avaction::window::{Window, WindowFlow};
@@ -32,14 +33,14 @@ fn window(b: &Bundle, k: u64) -> Window {
     let byte = |i: usize| ((i as u64 * 2654435761 + k) % 251) as u8;
     Window {
         index: k,
-        t_start: 0,
-        t_end: 0,
-        t_last_frame: 0,
+        t_start: Nanos::from_nanos(0),
+        t_end: Nanos::from_nanos(0),
+        t_last_frame: Nanos::from_nanos(0),
         frames: (0..t * px * 3).map(byte).collect(),
         flow: WindowFlow::Mov((0..(t - 1) * px * 3).map(byte).collect()),
         logmel: (0..mel).map(|i| byte(i) as f32 / -20.0).collect(),
-        audio_start: Some(0),
-        skew_ns: Some(0),
+        audio_start: Some(Nanos::ZERO),
+        skew_ns: Some(Nanos::ZERO),
         audio_missing: 0,
         first_frame: k * hop,
         audio_slots: 0..mel_frames,

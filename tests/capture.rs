@@ -4,7 +4,10 @@
 use avaction::capture::audio::{list_microphones, Microphone};
 use avaction::capture::video::{VideoCapture, VideoConfig};
 use avaction::capture::{AudioSource, CaptureEvent, CaptureStats, VideoSource};
-use avaction::clock::{Nanos, Timeline};
+use avaction::clock::Timeline;
+
+/// Times in these checks: plain nanoseconds on the timeline.
+type Nanos = i64;
 use avaction::ErrorKind;
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -138,8 +141,10 @@ fn collect(rx: &Receiver<CaptureEvent>, limit: Duration) -> Collected {
                     c.events_after_end += 1;
                 }
                 match ev {
-                    CaptureEvent::Frame(f) => c.frames.push((f.t_ns, f.width, f.height, f.rgb)),
-                    CaptureEvent::Audio(a) => c.audio.push((a.t_ns, a.rate, a.samples)),
+                    CaptureEvent::Frame(f) => {
+                        c.frames.push((f.t_ns.as_nanos(), f.width, f.height, f.rgb))
+                    }
+                    CaptureEvent::Audio(a) => c.audio.push((a.t_ns.as_nanos(), a.rate, a.samples)),
                     CaptureEvent::EndOfStream => {
                         c.eos += 1;
                         ended = true;
@@ -205,7 +210,7 @@ fn live_test_pattern_delivers_model_size_frames_at_fps() {
         let mut frames = Vec::new();
         while started.elapsed() < Duration::from_millis(2000) {
             match rx.recv_timeout(Duration::from_millis(500)) {
-                Ok(CaptureEvent::Frame(f)) => frames.push((f, timeline.now())),
+                Ok(CaptureEvent::Frame(f)) => frames.push((f, timeline.now().as_nanos())),
                 Ok(other) => panic!("unexpected event {other:?}"),
                 Err(_) => panic!("no frame within 500 ms"),
             }
@@ -217,14 +222,14 @@ fn live_test_pattern_delivers_model_size_frames_at_fps() {
         for (f, received) in &frames {
             assert_eq!((f.width, f.height, f.rgb.len()), (64, 48, 64 * 48 * 3));
             // Stamped on the runtime timeline: at or before reception, and not long before.
-            let lag = received - f.t_ns;
+            let lag = received - f.t_ns.as_nanos();
             assert!(
                 (0..200_000_000).contains(&lag),
                 "frame at {} received at {received}",
-                f.t_ns
+                f.t_ns.as_nanos()
             );
         }
-        let times: Vec<Nanos> = frames.iter().map(|(f, _)| f.t_ns).collect();
+        let times: Vec<Nanos> = frames.iter().map(|(f, _)| f.t_ns.as_nanos()).collect();
         assert!(
             times.windows(2).all(|w| w[1] > w[0]),
             "timestamps not increasing"
@@ -374,7 +379,9 @@ fn realtime_playback_takes_real_time_and_stamps_on_the_timeline() {
         let mut eos = false;
         while let Ok(ev) = rx.recv_timeout(Duration::from_secs(5)) {
             match ev {
-                CaptureEvent::Frame(f) => frames.push((f.t_ns, timeline.now())),
+                CaptureEvent::Frame(f) => {
+                    frames.push((f.t_ns.as_nanos(), timeline.now().as_nanos()))
+                }
                 CaptureEvent::Audio(a) => audio_samples += a.samples.len(),
                 CaptureEvent::EndOfStream => {
                     eos = true;
@@ -764,7 +771,7 @@ fn virtual_microphone_captures_a_tone_in_real_time() {
                 assert!(Instant::now() < deadline, "no steady audio within 15 s");
                 match rx.recv_timeout(Duration::from_secs(4)) {
                     Ok(CaptureEvent::Audio(a)) => {
-                        let received = timeline.now();
+                        let received = timeline.now().as_nanos();
                         if steady_from.is_none() && chunks.is_empty() {
                             println!("first chunk after {:.2} s", received as f64 / 1e9);
                         }
@@ -778,7 +785,7 @@ fn virtual_microphone_captures_a_tone_in_real_time() {
                     Err(_) => panic!("no audio for 4 s"),
                 }
             }
-            let steady_start = timeline.now() - 4_000_000_000;
+            let steady_start = timeline.now().as_nanos() - 4_000_000_000;
             mic.stop();
             mic.stop();
             for (c, received) in &chunks {
@@ -788,15 +795,17 @@ fn virtual_microphone_captures_a_tone_in_real_time() {
                     "chunk of {} samples",
                     c.samples.len()
                 );
-                let lag = received - c.t_ns;
+                let lag = received - c.t_ns.as_nanos();
                 assert!(
                     (0..1_000_000_000).contains(&lag),
                     "chunk at {} received at {received}",
-                    c.t_ns
+                    c.t_ns.as_nanos()
                 );
             }
             assert!(
-                chunks.windows(2).all(|w| w[1].0.t_ns > w[0].0.t_ns),
+                chunks
+                    .windows(2)
+                    .all(|w| w[1].0.t_ns.as_nanos() > w[0].0.t_ns.as_nanos()),
                 "timestamps not increasing"
             );
             let steady: Vec<_> = chunks.iter().filter(|c| c.1 >= steady_start).collect();
@@ -817,7 +826,7 @@ fn virtual_microphone_captures_a_tone_in_real_time() {
                 .iter()
                 .map(|c| c.0.samples.len())
                 .sum();
-            let span = (last.t_ns - first.t_ns) as f64 / 1e9;
+            let span = (last.t_ns.as_nanos() - first.t_ns.as_nanos()) as f64 / 1e9;
             let by_count = samples_between as f64 / 16_000.0;
             println!("timestamps span {span:.3} s, samples {by_count:.3} s");
             assert!(

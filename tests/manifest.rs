@@ -135,7 +135,7 @@ fn float_flow_needs_two_channels_and_no_bound() {
 /// away from the borders.
 #[test]
 fn float_flow_reaches_the_model_input_in_pixels() {
-    use avaction::clock::VideoFrame;
+    use avaction::clock::{Nanos, VideoFrame};
     use avaction::infer::InputAssembler;
     use avaction::window::{WindowFlow, WindowScheduler};
 
@@ -154,7 +154,7 @@ fn float_flow_reaches_the_model_input_in_pixels() {
             rgb.extend_from_slice(&[v, v, v]);
         }
         let frame = VideoFrame {
-            t_ns: k * 40_000_000,
+            t_ns: Nanos::from_nanos(k * 40_000_000),
             width: 64,
             height: 64,
             rgb,
@@ -365,5 +365,38 @@ fn stage_files_and_label_embeddings_are_checked_at_load() {
     std::fs::write(dir.join("text_embeddings.f32"), &bytes[..bytes.len() - 4]).unwrap();
     let e = Bundle::load(&dir).expect_err("truncated embeddings");
     assert!(e.to_string().contains("text_embeddings.f32"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Errors keep their cause: a labels file that cannot be read gives an `Io` error whose
+/// `source()` is the `io::Error` itself, and an ONNX file tract cannot read gives a
+/// `Backend` error whose source is tract's error.
+#[test]
+fn errors_keep_their_cause() {
+    use std::error::Error as _;
+    let dir = std::env::temp_dir().join(format!("avaction-cause-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(&dir).unwrap();
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/models/cavnet-small");
+    for f in ["model.toml", "model.onnx"] {
+        std::fs::copy(format!("{shipped}/{f}"), dir.join(f)).unwrap();
+    }
+    let e = Bundle::load(&dir).expect_err("labels.txt is missing");
+    assert_eq!(e.kind(), ErrorKind::Io);
+    let io = e
+        .source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .expect("the io::Error is the source");
+    assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    assert!(e.to_string().contains("labels.txt"), "{e}");
+
+    std::fs::copy(format!("{shipped}/labels.txt"), dir.join("labels.txt")).unwrap();
+    std::fs::write(dir.join("model.onnx"), b"not an onnx file").unwrap();
+    let bundle = Bundle::load(&dir).expect("the manifest and labels are fine");
+    let e = avaction::backend::tract::TractBackend::load(&bundle.graph(), 1)
+        .expect_err("corrupt ONNX");
+    assert_eq!(e.kind(), ErrorKind::Backend);
+    assert!(e.source().is_some(), "tract's error is kept: {e}");
+    assert!(e.to_string().contains("model.onnx"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }

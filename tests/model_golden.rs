@@ -8,6 +8,7 @@ mod common;
 use common::{max_abs_diff, read_f32};
 
 use avaction::backend::{tract::TractBackend, Backend, Tensor};
+use avaction::clock::Nanos;
 use avaction::infer::InputAssembler;
 use avaction::model::Bundle;
 use avaction::window::{Window, WindowFlow};
@@ -70,14 +71,14 @@ fn tract_matches_pytorch_goldens() {
     let (_, raw_mel) = entry(&golden, "raw", "logmel", &dir);
     let window = Window {
         index: 0,
-        t_start: 0,
-        t_end: 640_000_000,
-        t_last_frame: 600_000_000,
+        t_start: Nanos::from_nanos(0),
+        t_end: Nanos::from_nanos(640_000_000),
+        t_last_frame: Nanos::from_nanos(600_000_000),
         frames: std::fs::read(raw_frames).unwrap(),
         flow: WindowFlow::Mov(std::fs::read(raw_flow).unwrap()),
         logmel: read_f32(&raw_mel),
-        audio_start: Some(0),
-        skew_ns: Some(0),
+        audio_start: Some(Nanos::ZERO),
+        skew_ns: Some(Nanos::ZERO),
         audio_missing: 0,
         first_frame: 0,
         audio_slots: 0..64,

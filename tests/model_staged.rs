@@ -8,6 +8,7 @@ mod common;
 use common::{max_abs_diff, read_f32};
 
 use avaction::backend::{tract::TractBackend, Backend, BackendOptions, Tensor};
+use avaction::clock::Nanos;
 use avaction::infer::{InputAssembler, ModelRunner};
 use avaction::model::{Bundle, Frontend};
 use avaction::window::{Window, WindowFlow};
@@ -136,15 +137,15 @@ fn raw_window(g: &Value, dir: &Path) -> Window {
     let mel = tensor(g, "raw", "logmel", dir);
     Window {
         index: 0,
-        t_start: 0,
-        t_end: 640_000_000,
-        t_last_frame: 600_000_000,
+        t_start: Nanos::from_nanos(0),
+        t_end: Nanos::from_nanos(640_000_000),
+        t_last_frame: Nanos::from_nanos(600_000_000),
         frames: bytes(tensor(g, "raw", "frames", dir)),
         flow: WindowFlow::Mov(bytes(tensor(g, "raw", "flow", dir))),
         audio_slots: 0..mel.shape[0],
         logmel: mel.data,
-        audio_start: Some(0),
-        skew_ns: Some(0),
+        audio_start: Some(Nanos::ZERO),
+        skew_ns: Some(Nanos::ZERO),
         audio_missing: 0,
         first_frame: 100,
         audio_index: 400,

@@ -1,7 +1,7 @@
 //! Frames captured larger than the model (manifest `[video]`) come out of the window
 //! scheduler and the whole runtime at the model's size, resized and cropped in Rust.
 
-use avaction::clock::VideoFrame;
+use avaction::clock::{Nanos, VideoFrame};
 use avaction::frontend::image::{ImageNormalize, Preprocess};
 use avaction::infer::plan;
 use avaction::model::Manifest;
@@ -31,7 +31,7 @@ fn frame(k: usize, width: usize, height: usize) -> VideoFrame {
         }
     }
     VideoFrame {
-        t_ns: k as i64 * 40_000_000,
+        t_ns: Nanos::from_nanos(k as i64 * 40_000_000),
         width: width as u32,
         height: height as u32,
         rgb,

@@ -301,7 +301,7 @@ impl RuntimeBuilder {
         let wcfg = WindowConfig {
             hop_frames: self.hop_frames.unwrap_or(m.window.hop_frames).max(1),
             expect_audio,
-            audio_wait_ns: live.then_some(self.audio_wait.as_nanos() as Nanos),
+            audio_wait_ns: live.then_some(Nanos::from(self.audio_wait)),
             max_pending: if live { 8 } else { defaults.max_pending },
             ..defaults
         };
@@ -578,7 +578,7 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
         shared.add_inference(t0.elapsed());
         shared.set_tokens(ctx.backend.token_counts());
         let latency_ms = if ctx.live {
-            (ctx.timeline.now() - window.t_last_frame) as f64 / 1e6
+            (ctx.timeline.now() - window.t_last_frame).as_millis_f64()
         } else {
             window.video_complete_at.elapsed().as_secs_f64() * 1e3
         };
@@ -586,8 +586,7 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
         events.clear();
         let scores = WindowScores {
             window: window.index,
-            t_start: window.t_start,
-            t_end: window.t_end,
+            span: window.span(),
             logits,
             latency_ms,
             skew_ns: window.skew_ns,

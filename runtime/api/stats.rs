@@ -174,7 +174,7 @@ impl Shared {
         let mut r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         push_bounded(&mut r.latency_ms, latency_ms);
         if let Some(s) = skew_ns {
-            push_bounded(&mut r.skew_ms, s as f64 / 1e6);
+            push_bounded(&mut r.skew_ms, s.as_millis_f64());
         }
     }
 

@@ -114,7 +114,9 @@ impl Switching {
                 // The receiver is gone when the runtime stopped first: nothing to do.
                 let _ = tx.send(result);
             })
-            .map_err(|e| crate::err!(Backend, "cannot start the engine build thread").caused_by(e))?;
+            .map_err(|e| {
+                crate::err!(Backend, "cannot start the engine build thread").caused_by(e)
+            })?;
         status.set_pending(Some(format!(
             "{upcoming}: preparing in the background; {} serves meanwhile",
             current.name()

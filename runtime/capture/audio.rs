@@ -2,7 +2,7 @@
 //! into a lock-free ring, and a pump thread that downmixes, resamples and stamps chunks.
 
 use super::{AudioSource, CaptureEvent, CaptureStats};
-use crate::clock::{AudioChunk, Nanos, Timeline, NANOS_PER_SEC};
+use crate::clock::{AudioChunk, Nanos, Timeline};
 use crate::{err, Result};
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
@@ -310,7 +310,7 @@ impl RingWriter {
         let now = self.timeline.now();
         let stamp = info.timestamp();
         let latency = stamp.callback.duration_since(stamp.capture);
-        let captured = now - latency.as_nanos().min(i64::MAX as u128) as Nanos;
+        let captured = now - Nanos::from(latency);
         let frames = data.len() / self.channels;
         let fit = frames.min(self.samples.vacant_len() / self.channels);
         if fit > 0 {
@@ -484,13 +484,14 @@ impl Converter {
         let t = match self.anchors.front() {
             Some(a) => {
                 a.t_ns
-                    + ((frame - a.frame as f64) * NANOS_PER_SEC as f64 / self.in_rate as f64)
-                        as Nanos
+                    + Nanos::from_nanos(
+                        ((frame - a.frame as f64) * 1e9 / self.in_rate as f64) as i64,
+                    )
             }
-            None => (frame * NANOS_PER_SEC as f64 / self.in_rate as f64) as Nanos,
+            None => Nanos::from_nanos((frame * 1e9 / self.in_rate as f64) as i64),
         };
         let t = match self.last_t {
-            Some(last) if t <= last => last + 1,
+            Some(last) if t <= last => last + Nanos::from_nanos(1),
             _ => t,
         };
         self.last_t = Some(t);
@@ -577,7 +578,7 @@ mod tests {
         while frame < 48_000 * 2 {
             c.add_anchor(Anchor {
                 frame: frame as u64,
-                t_ns: 1_000_000_000 + (frame as i64 * 1_000_000_000 / 48_000),
+                t_ns: Nanos::SECOND + Nanos::from_count(frame as i64, 48_000),
             });
             c.push(&sine(48_000, 937.0, 441, 2, frame), &mut chunks)
                 .expect("push");
@@ -592,14 +593,14 @@ mod tests {
         assert!(chunks
             .iter()
             .all(|c| c.samples.len() <= 320 && c.rate == 16_000));
-        let mut expected = 1_000_000_000i64;
+        let mut expected = Nanos::SECOND;
         for ch in &chunks {
             assert!(
-                (ch.t_ns - expected).abs() < 100_000,
+                (ch.t_ns - expected).abs() < Nanos::from_nanos(100_000),
                 "chunk at {} expected {expected}",
                 ch.t_ns
             );
-            expected = ch.t_ns + ch.samples.len() as i64 * 1_000_000_000 / 16_000;
+            expected = ch.t_ns + Nanos::from_count(ch.samples.len() as i64, 16_000);
         }
         let all: Vec<f32> = chunks
             .iter()
@@ -638,18 +639,18 @@ mod tests {
         // Anchors that jitter backwards must not make chunk times go backwards.
         c.add_anchor(Anchor {
             frame: 0,
-            t_ns: 500,
+            t_ns: Nanos::from_nanos(500),
         });
         c.push(&[0.25; 160], &mut chunks).expect("push");
         c.add_anchor(Anchor {
             frame: 160,
-            t_ns: 300,
+            t_ns: Nanos::from_nanos(300),
         });
         c.push(&[0.25; 700], &mut chunks).expect("push");
         let total: usize = chunks.iter().map(|c| c.samples.len()).sum();
         assert_eq!(total, 860);
         assert!(chunks.iter().all(|c| c.samples.iter().all(|&v| v == 0.25)));
         assert!(chunks.windows(2).all(|w| w[1].t_ns > w[0].t_ns));
-        assert_eq!(chunks[0].t_ns, 500);
+        assert_eq!(chunks[0].t_ns, Nanos::from_nanos(500));
     }
 }

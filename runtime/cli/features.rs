@@ -12,7 +12,7 @@
 use crate::npy::NpyWriter;
 use avaction::capture::video::VideoCapture;
 use avaction::capture::{CaptureStats, VideoSource};
-use avaction::clock::{Timeline, NANOS_PER_SEC};
+use avaction::clock::Timeline;
 use avaction::frontend::flow::{FlowEncoding, ESTIMATOR_NAMES};
 use avaction::infer::plan;
 use avaction::model::{Frontend, Manifest};
@@ -171,10 +171,7 @@ pub fn dump(
                 }
             };
             last_window = Instant::now();
-            let (s, e) = (
-                win.t_start as f64 / NANOS_PER_SEC as f64,
-                win.t_end as f64 / NANOS_PER_SEC as f64,
-            );
+            let (s, e) = (win.t_start.as_secs_f64(), win.t_end.as_secs_f64());
             if win.audio_missing > 0 {
                 log::warn!(
                     "seed {seed}: window at {s:.2}s lacks {} mel frames; skipped",

@@ -289,8 +289,8 @@ fn run(args: RunArgs) -> Result<()> {
     };
     let mut labels = args.labels.clone();
     for file in &args.label_file {
-        let text =
-            std::fs::read_to_string(file).map_err(|e| err!(Io, "{}", file.display()).caused_by(e))?;
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| err!(Io, "{}", file.display()).caused_by(e))?;
         labels.extend(
             text.lines()
                 .map(str::trim)

@@ -7,7 +7,7 @@ pub mod vocabulary;
 
 pub use config::{DecoderConfig, DecoderKind};
 
-use crate::clock::{Nanos, NANOS_PER_SEC};
+use crate::clock::{Nanos, TimeSpan};
 use serde::Serialize;
 
 /// One window's raw model scores with the facts a [`Prediction`] reports about it:
@@ -16,10 +16,8 @@ use serde::Serialize;
 pub struct WindowScores<'a> {
     /// Window sequence number.
     pub window: u64,
-    /// Start of the window's video span on the timeline.
-    pub t_start: Nanos,
-    /// End of the window's video span.
-    pub t_end: Nanos,
+    /// The window's video span on the timeline.
+    pub span: TimeSpan,
     /// Raw scores (logits), one per label in label order.
     pub logits: &'a [f32],
     /// Latency of the window in milliseconds (see [`Prediction::latency_ms`]).
@@ -138,8 +136,7 @@ impl Decoder {
     pub fn push(&mut self, scores: &WindowScores<'_>, events: &mut Vec<Event>) -> Prediction {
         let WindowScores {
             window,
-            t_start,
-            t_end,
+            span,
             logits,
             latency_ms,
             skew_ns,
@@ -181,7 +178,8 @@ impl Decoder {
         let k = 1.0 / self.filled as f32;
         self.smoothed.iter_mut().for_each(|s| *s *= k);
 
-        let t_mid = (t_start + t_end) as f64 / 2.0 / NANOS_PER_SEC as f64;
+        let (t_start, t_end) = (span.start, span.end);
+        let t_mid = (t_start.as_secs_f64() + t_end.as_secs_f64()) / 2.0;
         self.update_events(t_mid, events);
 
         let smoothed = &self.smoothed;
@@ -198,11 +196,11 @@ impl Decoder {
             .collect();
         Prediction {
             window,
-            start_s: t_start as f64 / NANOS_PER_SEC as f64,
-            end_s: t_end as f64 / NANOS_PER_SEC as f64,
+            start_s: t_start.as_secs_f64(),
+            end_s: t_end.as_secs_f64(),
             top,
             latency_ms,
-            skew_ms: skew_ns.map(|s| s as f64 / 1e6),
+            skew_ms: skew_ns.map(Nanos::as_millis_f64),
             audio_missing,
         }
     }
@@ -263,7 +261,7 @@ impl Decoder {
 
     /// Ends every active event at `t` (end of stream).
     pub fn finish(&mut self, t: Nanos, events: &mut Vec<Event>) {
-        let t = t as f64 / NANOS_PER_SEC as f64;
+        let t = t.as_secs_f64();
         for i in 0..self.labels.len() {
             if let LabelState::Active(since) = self.states[i] {
                 events.push(self.offset(i, since, t));
@@ -297,8 +295,7 @@ mod tests {
     fn scores(window: u64, t_start: Nanos, t_end: Nanos, logits: &[f32]) -> WindowScores<'_> {
         WindowScores {
             window,
-            t_start,
-            t_end,
+            span: TimeSpan::new(t_start, t_end),
             logits,
             latency_ms: 0.0,
             skew_ns: None,
@@ -309,10 +306,10 @@ mod tests {
     fn run(d: &mut Decoder, seq: &[[f32; 3]]) -> Vec<Event> {
         let mut events = Vec::new();
         for (i, l) in seq.iter().enumerate() {
-            let t = i as Nanos * NANOS_PER_SEC / 10;
+            let t = Nanos::SECOND / 10 * i as i64;
             let s = WindowScores {
                 latency_ms: 1.0,
-                ..scores(i as u64, t, t + NANOS_PER_SEC / 10, l)
+                ..scores(i as u64, t, t + Nanos::SECOND / 10, l)
             };
             d.push(&s, &mut events);
         }
@@ -324,8 +321,13 @@ mod tests {
         let mut d = Decoder::new(&cfg(DecoderKind::Softmax, 1, 0.0), &labels());
         let mut ev = Vec::new();
         let s = WindowScores {
-            skew_ns: Some(1_000_000),
-            ..scores(0, 0, 1, &[0.0, 2.0, 1.0])
+            skew_ns: Some(Nanos::MILLISECOND),
+            ..scores(
+                0,
+                Nanos::from_nanos(0),
+                Nanos::from_nanos(1),
+                &[0.0, 2.0, 1.0],
+            )
         };
         let p = d.push(&s, &mut ev);
         assert_eq!(p.top.len(), 2);
@@ -383,7 +385,7 @@ mod tests {
             "onset is back-dated to the first crossing"
         );
         let mut end = Vec::new();
-        d.finish(NANOS_PER_SEC, &mut end);
+        d.finish(Nanos::SECOND, &mut end);
         assert_eq!(end.len(), 1);
         assert_eq!(end[0].kind, EventKind::Offset);
     }
@@ -392,8 +394,24 @@ mod tests {
     fn smoothing_averages_windows() {
         let mut d = Decoder::new(&cfg(DecoderKind::Sigmoid, 2, 0.0), &labels());
         let mut ev = Vec::new();
-        d.push(&scores(0, 0, 1, &[0.0, 100.0, -100.0]), &mut ev);
-        d.push(&scores(1, 1, 2, &[0.0, -100.0, -100.0]), &mut ev);
+        d.push(
+            &scores(
+                0,
+                Nanos::from_nanos(0),
+                Nanos::from_nanos(1),
+                &[0.0, 100.0, -100.0],
+            ),
+            &mut ev,
+        );
+        d.push(
+            &scores(
+                1,
+                Nanos::from_nanos(1),
+                Nanos::from_nanos(2),
+                &[0.0, -100.0, -100.0],
+            ),
+            &mut ev,
+        );
         assert!((d.smoothed()[1] - 0.5).abs() < 1e-6);
     }
 
@@ -401,7 +419,15 @@ mod tests {
     fn nan_logits_do_not_panic() {
         let mut d = Decoder::new(&cfg(DecoderKind::Softmax, 3, 0.0), &labels());
         let mut ev = Vec::new();
-        let p = d.push(&scores(0, 0, 1, &[f32::NAN, f32::INFINITY, 1.0]), &mut ev);
+        let p = d.push(
+            &scores(
+                0,
+                Nanos::from_nanos(0),
+                Nanos::from_nanos(1),
+                &[f32::NAN, f32::INFINITY, 1.0],
+            ),
+            &mut ev,
+        );
         assert_eq!(p.top.len(), 2);
     }
 }

@@ -384,7 +384,8 @@ fn write_media_inner(scene: &Scene, path: &Path, file_opened: &mut bool) -> crat
     let location = path
         .to_str()
         .ok_or_else(|| crate::err!(Config, "{}: the path is not valid UTF-8", path.display()))?;
-    gst::init().map_err(|e| crate::err!(Unavailable, "cannot initialise GStreamer").caused_by(e))?;
+    gst::init()
+        .map_err(|e| crate::err!(Unavailable, "cannot initialise GStreamer").caused_by(e))?;
     let cfg = scene.config();
     let width = cfg.width as usize;
     let height = cfg.height as usize;

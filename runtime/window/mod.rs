@@ -9,7 +9,7 @@ mod stream;
 pub use scheduler::{WindowConfig, WindowScheduler, WindowStats};
 pub use stream::{WindowStream, WindowStreamStep};
 
-use crate::clock::Nanos;
+use crate::clock::{Nanos, TimeSpan};
 use std::time::Instant;
 
 /// One window of model inputs, before normalisation.
@@ -47,6 +47,13 @@ pub struct Window {
     pub audio_index: u64,
     /// When the window's video part was complete (for latency).
     pub video_complete_at: Instant,
+}
+
+impl Window {
+    /// The video span `t_start..t_end`.
+    pub fn span(&self) -> TimeSpan {
+        TimeSpan::new(self.t_start, self.t_end)
+    }
 }
 
 /// The optical flow of a window: `T - 1` fields, field `k` between frames `k` and

@@ -3,7 +3,7 @@
 //! same span as its video, with the measured audio-video skew. Memory is bounded.
 
 use super::{Window, WindowFlow};
-use crate::clock::{AudioChunk, Nanos, VideoFrame, NANOS_PER_SEC};
+use crate::clock::{AudioChunk, Nanos, VideoFrame};
 use crate::frontend::flow::{self, FlowEncoding, FlowEstimator, FlowField, FlowSettings};
 use crate::frontend::image::{ImageNormalize, Preprocess, PreprocessConfig};
 use crate::frontend::logmel::{FbankConfig, LogMel};
@@ -153,12 +153,12 @@ impl WindowScheduler {
             frame_bytes,
             preprocess,
             frames: vec![0; frame_bytes * cfg.frames],
-            frame_times: vec![0; cfg.frames],
+            frame_times: vec![Nanos::ZERO; cfg.frames],
             flows: vec![0; mov_slot * cfg.frames],
             flows_uv: vec![0.0; uv_slot * cfg.frames],
             next_slot: 0,
             frames_seen: 0,
-            period_ns: NANOS_PER_SEC / cfg.fps as Nanos,
+            period_ns: Nanos::SECOND / i64::from(cfg.fps),
             estimator,
             gray_prev: vec![0.0; pixels],
             gray_next: vec![0.0; pixels],
@@ -380,8 +380,8 @@ impl WindowScheduler {
             .cfg
             .logmel
             .as_ref()
-            .map_or(16_000, |(f, _)| f.sample_rate.max(1)) as Nanos;
-        self.shift as Nanos * NANOS_PER_SEC / rate
+            .map_or(16_000, |(f, _)| f.sample_rate.max(1));
+        Nanos::from_count(self.shift as i64, u64::from(rate))
     }
 
     fn fill_audio(&mut self, w: &mut Window) {
@@ -396,7 +396,7 @@ impl WindowScheduler {
             let t0 = self.mel[first].0;
             // audio that starts late (warm-up, a gap) goes where its time says, after
             // silence; the residual misalignment is the window's skew.
-            let period = self.mel_period().max(1);
+            let period = self.mel_period().max(Nanos::from_nanos(1));
             let k0 = ((t0 - w.t_start + half) / period).max(0) as usize;
             if k0 < a {
                 for (k, (_, v)) in self.mel.iter().skip(first).take(a - k0).enumerate() {
@@ -406,7 +406,7 @@ impl WindowScheduler {
                 }
                 w.audio_slots = k0..k0 + used;
                 w.audio_index = self.mel_out - self.mel.len() as u64 + first as u64;
-                let start = t0 - k0 as Nanos * period;
+                let start = t0 - period * k0 as i64;
                 w.audio_start = Some(start);
                 w.skew_ns = Some(start - w.t_start);
             }
@@ -441,8 +441,8 @@ fn sample_time(anchors: &VecDeque<(u64, Nanos, u32)>, index: u64) -> Nanos {
         .or(anchors.front());
     match anchor {
         Some(&(start, t, rate)) => {
-            t + ((index as i128 - start as i128) * NANOS_PER_SEC as i128 / rate as i128) as Nanos
+            t + Nanos::from_count(index as i64 - start as i64, u64::from(rate))
         }
-        None => 0,
+        None => Nanos::ZERO,
     }
 }

@@ -18,7 +18,7 @@ pub use overlay::LabelOverlay;
 pub(crate) use devices::camera_source;
 
 use super::{CaptureEvent, CaptureStats, VideoSource};
-use crate::clock::{Nanos, Timeline};
+use crate::clock::Timeline;
 use crate::{err, Result};
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -111,6 +111,15 @@ impl VideoCapture {
     /// prerolled and playing (files), or a clear [`Error`](crate::Error) within a bounded
     /// time (missing file, unreadable or corrupt media, no video stream, missing plugin,
     /// no camera).
+    ///
+    /// # Errors
+    /// [`Config`](crate::ErrorKind::Config) for invalid settings or URIs;
+    /// [`Io`](crate::ErrorKind::Io) for a file that is missing or unreadable;
+    /// [`Unavailable`](crate::ErrorKind::Unavailable) for a missing GStreamer plugin (the
+    /// message names the Debian package); [`Video`](crate::ErrorKind::Video) for media with
+    /// no video stream, corrupt media, no camera, or a pipeline that does not start within
+    /// 10 s; [`Audio`](crate::ErrorKind::Audio) when the audio branch cannot be built. The
+    /// GStreamer error is the source where there is one.
     pub fn start(
         source: &VideoSource,
         cfg: &VideoConfig,
@@ -120,7 +129,7 @@ impl VideoCapture {
     ) -> Result<VideoCapture> {
         validate_config(cfg)?;
         let plan = SourcePlan::resolve(source)?;
-        gst::init().map_err(|e| err!(Video, "GStreamer could not be initialised: {e}"))?;
+        gst::init().map_err(|e| err!(Video, "GStreamer could not be initialised").caused_by(e))?;
 
         let live = plan.is_live();
         let live_delivery = live || cfg.realtime;
@@ -137,7 +146,7 @@ impl VideoCapture {
                 decoder.set_property("uri", uri);
                 pipeline
                     .add(&decoder)
-                    .map_err(|e| err!(Video, "cannot add uridecodebin: {e}"))?;
+                    .map_err(|e| err!(Video, "cannot add uridecodebin").caused_by(e))?;
                 connect_decoder_pads(
                     &decoder,
                     &pipeline,
@@ -191,7 +200,7 @@ impl VideoCapture {
                 .ok_or_else(|| err!(Video, "{source_name}: the pipeline has no clock"))?;
             let base_time = pipeline
                 .base_time()
-                .map(|t| t.nseconds() as Nanos)
+                .map(|t| pull::gst_nanos(t.nseconds()))
                 .ok_or_else(|| err!(Video, "{source_name}: the pipeline has no base time"))?;
             Stamping::Clock {
                 base_time,
@@ -205,7 +214,7 @@ impl VideoCapture {
         } else {
             pipeline
                 .query_duration::<gst::ClockTime>()
-                .map(|d| d.nseconds() as Nanos)
+                .map(|d| pull::gst_nanos(d.nseconds()))
         };
 
         let ctx = PullContext {

@@ -206,7 +206,7 @@ pub(super) fn wait_until_playing(
             target = gst::State::Playing;
             pipeline
                 .set_state(target)
-                .map_err(|e| err!(Video, "{source_name} cannot play: {e}"))?;
+                .map_err(|e| err!(Video, "{source_name} cannot play").caused_by(e))?;
         }
         if Instant::now() >= deadline {
             return Err(err!(

@@ -92,9 +92,9 @@ pub(super) fn add_and_link_source(
 ) -> Result<()> {
     pipeline
         .add(src)
-        .map_err(|e| err!(Video, "cannot add the source element: {e}"))?;
+        .map_err(|e| err!(Video, "cannot add the source element").caused_by(e))?;
     src.link(entry)
-        .map_err(|e| err!(Video, "cannot link the source to the video branch: {e}"))
+        .map_err(|e| err!(Video, "cannot link the source to the video branch").caused_by(e))
 }
 
 /// `videorate ! videoconvert ! videoscale ! videoconvert ! capsfilter ! appsink`; the
@@ -138,14 +138,14 @@ pub(super) fn build_video_branch(
     pipeline
         .add_many([&rate])
         .and_then(|_| pipeline.add_many(model_path))
-        .map_err(|e| err!(Video, "cannot assemble the video branch: {e}"))?;
+        .map_err(|e| err!(Video, "cannot assemble the video branch").caused_by(e))?;
     match &cfg.display_sink {
         None => gst::Element::link_many([&rate, &convert_in])
-            .map_err(|e| err!(Video, "cannot link the video branch: {e}"))?,
+            .map_err(|e| err!(Video, "cannot link the video branch").caused_by(e))?,
         Some(display) => add_display_branch(pipeline, &rate, &convert_in, display)?,
     }
     gst::Element::link_many(model_path)
-        .map_err(|e| err!(Video, "cannot link the video branch: {e}"))?;
+        .map_err(|e| err!(Video, "cannot link the video branch").caused_by(e))?;
     Ok(sink)
 }
 
@@ -180,11 +180,11 @@ fn add_display_branch(
     pipeline
         .add_many([&tee, &model_queue])
         .and_then(|_| pipeline.add_many(show))
-        .map_err(|e| err!(Video, "cannot assemble the display branch: {e}"))?;
+        .map_err(|e| err!(Video, "cannot assemble the display branch").caused_by(e))?;
     gst::Element::link_many([rate, &tee, &model_queue, model_in])
         .and_then(|_| tee.link(&show_queue))
         .and_then(|_| gst::Element::link_many(show))
-        .map_err(|e| err!(Video, "cannot link the display branch ({display}): {e}"))?;
+        .map_err(|e| err!(Video, "cannot link the display branch ({display})").caused_by(e))?;
     Ok(())
 }
 
@@ -216,12 +216,12 @@ pub(super) fn build_audio_branch(
     let elements = [&convert, &resample, &filter, sink_element];
     pipeline
         .add_many(elements)
-        .map_err(|e| err!(Audio, "cannot assemble the audio branch: {e}"))?;
+        .map_err(|e| err!(Audio, "cannot assemble the audio branch").caused_by(e))?;
     gst::Element::link_many(elements)
-        .map_err(|e| err!(Audio, "cannot link the audio branch: {e}"))?;
+        .map_err(|e| err!(Audio, "cannot link the audio branch").caused_by(e))?;
     for e in elements {
         e.sync_state_with_parent()
-            .map_err(|e| err!(Audio, "cannot start the audio branch: {e}"))?;
+            .map_err(|e| err!(Audio, "cannot start the audio branch").caused_by(e))?;
     }
     Ok((convert, sink))
 }
@@ -234,9 +234,9 @@ pub(super) fn attach_discard_sink(pipeline: &gst::Pipeline, pad: &gst::Pad) -> R
     sink.set_property("async", false);
     pipeline
         .add(&sink)
-        .map_err(|e| err!(Video, "cannot add a fakesink: {e}"))?;
+        .map_err(|e| err!(Video, "cannot add a fakesink").caused_by(e))?;
     sink.sync_state_with_parent()
-        .map_err(|e| err!(Video, "cannot start a fakesink: {e}"))?;
+        .map_err(|e| err!(Video, "cannot start a fakesink").caused_by(e))?;
     let sink_pad = sink
         .static_pad("sink")
         .ok_or_else(|| err!(Video, "internal: fakesink without a sink pad"))?;

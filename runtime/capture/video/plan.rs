@@ -130,20 +130,20 @@ fn resolve_uri(text: &str) -> Result<SourcePlan> {
     let path: PathBuf = if is_uri {
         gst::glib::filename_from_uri(text)
             .map(|(p, _host)| p)
-            .map_err(|e| err!(Config, "invalid file URI {text}: {e}"))?
+            .map_err(|e| err!(Config, "invalid file URI {text}").caused_by(e))?
     } else {
         PathBuf::from(text)
     };
     let path = std::path::absolute(&path).map_err(|e| Error::io(&path, e))?;
     let meta = std::fs::metadata(&path)
-        .map_err(|e| err!(Io, "video file {} cannot be opened: {e}", path.display()))?;
+        .map_err(|e| err!(Io, "video file {} cannot be opened", path.display()).caused_by(e))?;
     if !meta.is_file() {
         return Err(err!(Io, "video path {} is not a file", path.display()));
     }
     std::fs::File::open(&path)
-        .map_err(|e| err!(Io, "video file {} cannot be read: {e}", path.display()))?;
+        .map_err(|e| err!(Io, "video file {} cannot be read", path.display()).caused_by(e))?;
     let uri = gst::glib::filename_to_uri(&path, None)
-        .map_err(|e| err!(Io, "video file {} has no URI form: {e}", path.display()))?;
+        .map_err(|e| err!(Io, "video file {} has no URI form", path.display()).caused_by(e))?;
     Ok(SourcePlan::Uri {
         uri: uri.to_string(),
         shown: format!("file {}", path.display()),

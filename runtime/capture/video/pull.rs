@@ -3,7 +3,7 @@
 
 use super::pads::describe_gst_error;
 use crate::capture::{CaptureEvent, CaptureStats};
-use crate::clock::{AudioChunk, Nanos, Timeline, VideoFrame, NANOS_PER_SEC};
+use crate::clock::{AudioChunk, Nanos, Timeline, VideoFrame};
 use crate::{err, Error, Result};
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -37,7 +37,7 @@ pub(super) struct Flags {
 /// Files read as fast as possible: how far audio may run ahead of video. Without
 /// this bound, decodebin's multiqueue lets the cheaper stream race ahead by tens of
 /// seconds while frontends work on video, and the window's audio is gone.
-const MAX_AUDIO_LEAD_NS: Nanos = NANOS_PER_SEC;
+const MAX_AUDIO_LEAD_NS: Nanos = Nanos::SECOND;
 
 /// Where timestamps come from, decided at start.
 #[derive(Debug, Clone, Copy)]
@@ -62,12 +62,17 @@ pub(super) struct PullContext {
     pub(super) duration: Option<Nanos>,
 }
 
+/// A GStreamer clock or running time (unsigned nanoseconds) on our signed timeline.
+pub(super) fn gst_nanos(ns: u64) -> Nanos {
+    Nanos::from_nanos(i64::try_from(ns).unwrap_or(i64::MAX))
+}
+
 /// The offset `clock time - timeline time`, measured with the tightest of a few brackets.
 pub(super) fn measure_clock_offset(clock: &gst::Clock, timeline: &Timeline) -> Nanos {
     let mut best: Option<(Nanos, Nanos)> = None; // (bracket width, offset)
     for _ in 0..5 {
         let before = timeline.now();
-        let clock_now = clock.time().nseconds() as Nanos;
+        let clock_now = gst_nanos(clock.time().nseconds());
         let after = timeline.now();
         let width = after - before;
         let offset = clock_now - (before + width / 2);
@@ -75,14 +80,14 @@ pub(super) fn measure_clock_offset(clock: &gst::Clock, timeline: &Timeline) -> N
             best = Some((width, offset));
         }
     }
-    best.map_or(0, |(_, offset)| offset)
+    best.map_or(Nanos::ZERO, |(_, offset)| offset)
 }
 
 pub(super) fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(name.to_string())
         .spawn(f)
-        .map_err(|e| err!(Video, "cannot start thread {name}: {e}"))
+        .map_err(|e| err!(Video, "cannot start thread {name}").caused_by(e))
 }
 
 /// Watches the bus: errors become one `Failed` event (and halt delivery); warnings are logged.
@@ -161,7 +166,7 @@ fn buffer_time(sample: &gst::Sample, buffer: &gst::BufferRef, stamping: Stamping
         Some(segment) => segment.to_running_time(pts)?,
         None => pts,
     };
-    let running = running.nseconds() as Nanos;
+    let running = gst_nanos(running.nseconds());
     Some(match stamping {
         Stamping::RunningTime => running,
         Stamping::Clock { base_time, offset } => base_time + running - offset,
@@ -198,7 +203,7 @@ fn copy_rgb(
 
 /// Pulls frames from the video appsink until end of stream, failure or stop.
 pub(super) fn video_loop(sink: gst_app::AppSink, ctx: PullContext, fps: u32, size: (u32, u32)) {
-    let period = NANOS_PER_SEC as f64 / fps as f64;
+    let period = 1e9 / fps as f64;
     let mut info: Option<(gst::Caps, gst_video::VideoInfo)> = None;
     let mut previous: Option<Nanos> = None;
     let mut last_end: Option<Nanos> = None;
@@ -244,14 +249,14 @@ pub(super) fn video_loop(sink: gst_app::AppSink, ctx: PullContext, fps: u32, siz
         };
         if ctx.live_delivery {
             if let Some(prev) = previous {
-                let periods = ((t_ns - prev) as f64 / period).round() as i64;
+                let periods = ((t_ns - prev).as_nanos() as f64 / period).round() as i64;
                 if periods > 1 {
                     CaptureStats::add(&ctx.stats.frames_dropped, (periods - 1) as u64);
                 }
             }
         }
         previous = Some(t_ns);
-        last_end = Some(t_ns + period as Nanos);
+        last_end = Some(t_ns + Nanos::from_nanos(period as i64));
         let rgb = match copy_rgb(&sample, vinfo) {
             Ok(rgb) => rgb,
             Err(e) => {
@@ -268,7 +273,7 @@ pub(super) fn video_loop(sink: gst_app::AppSink, ctx: PullContext, fps: u32, siz
         if deliver(&ctx, CaptureEvent::Frame(frame), ctx.live_delivery, false) {
             ctx.flags
                 .video_progress
-                .store(t_ns.saturating_add(1), Ordering::SeqCst);
+                .store(t_ns.as_nanos().saturating_add(1), Ordering::SeqCst);
             CaptureStats::add(&ctx.stats.frames, 1);
         } else if ctx.live_delivery && !ctx.flags.halted.load(Ordering::SeqCst) {
             CaptureStats::add(&ctx.stats.frames_dropped, 1);
@@ -336,8 +341,9 @@ pub(super) fn audio_loop(sink: gst_app::AppSink, ctx: PullContext, rate: u32) {
 fn wait_for_video(ctx: &PullContext, t_ns: Nanos) {
     let f = &ctx.flags;
     loop {
+        // the last video frame's time plus one ns, 0 before the first frame
         let progress = f.video_progress.load(Ordering::SeqCst);
-        let caught_up = progress > 0 && t_ns <= progress - 1 + MAX_AUDIO_LEAD_NS;
+        let caught_up = progress > 0 && t_ns <= Nanos::from_nanos(progress - 1) + MAX_AUDIO_LEAD_NS;
         let first = progress == 0 && t_ns <= MAX_AUDIO_LEAD_NS;
         if caught_up
             || first
@@ -365,12 +371,12 @@ fn warn_if_truncated(ctx: &PullContext, last_end: Option<Nanos>) {
     if let (Some(duration), Some(end)) = (ctx.duration, last_end) {
         if matches!(ctx.stamping, Stamping::RunningTime) {
             let missing = duration - end;
-            if missing > NANOS_PER_SEC / 2 && missing > duration / 10 {
+            if missing > Nanos::SECOND / 2 && missing > duration / 10 {
                 log::warn!(
                     "{}: video ended at {:.2} s but the container declares {:.2} s; the file may be truncated",
                     ctx.source_name,
-                    end as f64 / 1e9,
-                    duration as f64 / 1e9
+                    end.as_secs_f64(),
+                    duration.as_secs_f64()
                 );
             }
         }
