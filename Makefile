@@ -24,6 +24,7 @@ check:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --features tensorrt -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 
 # Compiles and links the TensorRT shim against an SDK folder (headers + libraries),
 # e.g. TENSORRT_ROOT=/opt/tensorrt; see README "Running on a Jetson".

@@ -393,8 +393,8 @@ fn errors_keep_their_cause() {
     std::fs::copy(format!("{shipped}/labels.txt"), dir.join("labels.txt")).unwrap();
     std::fs::write(dir.join("model.onnx"), b"not an onnx file").unwrap();
     let bundle = Bundle::load(&dir).expect("the manifest and labels are fine");
-    let e = avaction::backend::tract::TractBackend::load(&bundle.graph(), 1)
-        .expect_err("corrupt ONNX");
+    let e =
+        avaction::backend::tract::TractBackend::load(&bundle.graph(), 1).expect_err("corrupt ONNX");
     assert_eq!(e.kind(), ErrorKind::Backend);
     assert!(e.source().is_some(), "tract's error is kept: {e}");
     assert!(e.to_string().contains("model.onnx"), "{e}");

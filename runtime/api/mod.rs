@@ -13,7 +13,6 @@ use crate::capture::audio::Microphone;
 use crate::capture::video::VideoCapture;
 use crate::capture::{AudioSource, CaptureEvent, CaptureStats, LabelOverlay, VideoSource};
 use crate::clock::{Nanos, Timeline};
-use crate::decode::vocabulary::LabelScorer;
 use crate::decode::{Decoder, Event, Prediction, WindowScores};
 use crate::infer::{decoder_labels, plan, InputAssembler, ModelRunner};
 use crate::model::Bundle;
@@ -321,9 +320,11 @@ impl RuntimeBuilder {
             let shared = shared.clone();
             let ctx = InferenceContext {
                 assembler: InputAssembler::new(m),
-                decoder: Decoder::new(&m.decoder, &labels),
+                decoder: match scorer {
+                    Some(scorer) => Decoder::new(&m.decoder, &labels).with_scorer(scorer),
+                    None => Decoder::new(&m.decoder, &labels),
+                },
                 backend,
-                scorer,
                 out: Sink {
                     tx: out_tx,
                     callback: self.callback,
@@ -534,7 +535,6 @@ struct InferenceContext {
     assembler: InputAssembler,
     decoder: Decoder,
     backend: ModelRunner,
-    scorer: Option<LabelScorer>,
     out: Sink,
     timeline: Timeline,
     live: bool,
@@ -543,7 +543,6 @@ struct InferenceContext {
 
 fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: &Shared) {
     let mut events: Vec<Event> = Vec::with_capacity(16);
-    let mut scores: Vec<f32> = Vec::new();
     let mut last_end = None;
     loop {
         let window = match mailbox.take(Duration::from_millis(50)) {
@@ -553,27 +552,12 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
             Ok(Some(w)) => w,
         };
         let t0 = Instant::now();
-        let out = ctx
-            .backend
-            .run(&window, &mut ctx.assembler)
-            .and_then(|out| {
-                if let Some(scorer) = ctx.scorer.as_mut() {
-                    scorer.logits(&out.data, &mut scores)?;
-                }
-                Ok(out)
-            });
-        let out = match out {
+        let out = match ctx.backend.run(&window, &mut ctx.assembler) {
             Ok(out) => out,
             Err(e) => {
                 shared.fail(e);
                 break;
             }
-        };
-        // open vocabulary: label scores from the embeddings; else the model's own scores
-        let logits = if ctx.scorer.is_some() {
-            &scores
-        } else {
-            &out.data
         };
         shared.add_inference(t0.elapsed());
         shared.set_tokens(ctx.backend.token_counts());
@@ -587,12 +571,18 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
         let scores = WindowScores {
             window: window.index,
             span: window.span(),
-            logits,
+            output: &out.data,
             latency_ms,
             skew_ns: window.skew_ns,
             audio_missing: window.audio_missing,
         };
-        let prediction = ctx.decoder.push(&scores, &mut events);
+        let prediction = match ctx.decoder.push(&scores, &mut events) {
+            Ok(p) => p,
+            Err(e) => {
+                shared.fail(e);
+                break;
+            }
+        };
         last_end = Some(window.t_end);
         if let (Some(overlay), Some(best)) = (&ctx.overlay, prediction.top.first()) {
             overlay.set_text(&format!("{} {:.2}", best.label, best.score));

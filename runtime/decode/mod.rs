@@ -18,8 +18,10 @@ pub struct WindowScores<'a> {
     pub window: u64,
     /// The window's video span on the timeline.
     pub span: TimeSpan,
-    /// Raw scores (logits), one per label in label order.
-    pub logits: &'a [f32],
+    /// The model's output for the window: raw scores (logits), one per label in label
+    /// order; or, for a decoder with a [`LabelScorer`](vocabulary::LabelScorer) (an
+    /// open-vocabulary model), the window embeddings it matches to the labels.
+    pub output: &'a [f32],
     /// Latency of the window in milliseconds (see [`Prediction::latency_ms`]).
     pub latency_ms: f64,
     /// Measured audio-video skew, if the window has audio.
@@ -104,6 +106,10 @@ pub struct Decoder {
     probs: Vec<f32>,
     order: Vec<usize>,
     states: Vec<LabelState>,
+    /// Open vocabulary: turns the model's embeddings into label scores.
+    scorer: Option<vocabulary::LabelScorer>,
+    /// The scorer's label scores (allocated once).
+    scored: Vec<f32>,
 }
 
 impl Decoder {
@@ -124,7 +130,16 @@ impl Decoder {
             states: vec![LabelState::Idle; n],
             labels: labels.to_vec(),
             cfg: cfg.clone(),
+            scorer: None,
+            scored: Vec::with_capacity(n),
         }
+    }
+
+    /// The same decoder for an open-vocabulary model: `scorer` turns each window's
+    /// embeddings into one score per label (its labels must be this decoder's, in order).
+    pub fn with_scorer(mut self, scorer: vocabulary::LabelScorer) -> Decoder {
+        self.scorer = Some(scorer);
+        self
     }
 
     /// Current smoothed scores, in label order.
@@ -132,17 +147,33 @@ impl Decoder {
         &self.smoothed
     }
 
-    /// Decodes one window's raw scores (logits). Events are appended to `events`.
-    pub fn push(&mut self, scores: &WindowScores<'_>, events: &mut Vec<Event>) -> Prediction {
+    /// Decodes one window's output (see [`WindowScores::output`]). Events are appended
+    /// to `events`.
+    ///
+    /// # Errors
+    /// [`Model`](crate::ErrorKind::Model) when an open-vocabulary model's output is not
+    /// one embedding per branch ([`LabelScorer::logits`](vocabulary::LabelScorer::logits)).
+    pub fn push(
+        &mut self,
+        scores: &WindowScores<'_>,
+        events: &mut Vec<Event>,
+    ) -> crate::Result<Prediction> {
         let WindowScores {
             window,
             span,
-            logits,
+            output,
             latency_ms,
             skew_ns,
             audio_missing,
         } = *scores;
         let n = self.labels.len();
+        let logits = match self.scorer.as_mut() {
+            Some(scorer) => {
+                scorer.logits(output, &mut self.scored)?;
+                &self.scored[..]
+            }
+            None => output,
+        };
         let logits = &logits[..logits.len().min(n)];
         match self.cfg.kind {
             DecoderKind::Softmax => {
@@ -194,7 +225,7 @@ impl Decoder {
                 score: self.smoothed[i],
             })
             .collect();
-        Prediction {
+        Ok(Prediction {
             window,
             start_s: t_start.as_secs_f64(),
             end_s: t_end.as_secs_f64(),
@@ -202,7 +233,7 @@ impl Decoder {
             latency_ms,
             skew_ms: skew_ns.map(Nanos::as_millis_f64),
             audio_missing,
-        }
+        })
     }
 
     fn update_events(&mut self, t: f64, events: &mut Vec<Event>) {
@@ -292,11 +323,11 @@ mod tests {
     }
 
     /// Scores of window `window` spanning `t_start..t_end` with no skew or latency.
-    fn scores(window: u64, t_start: Nanos, t_end: Nanos, logits: &[f32]) -> WindowScores<'_> {
+    fn scores(window: u64, t_start: Nanos, t_end: Nanos, output: &[f32]) -> WindowScores<'_> {
         WindowScores {
             window,
             span: TimeSpan::new(t_start, t_end),
-            logits,
+            output,
             latency_ms: 0.0,
             skew_ns: None,
             audio_missing: 0,
@@ -311,7 +342,7 @@ mod tests {
                 latency_ms: 1.0,
                 ..scores(i as u64, t, t + Nanos::SECOND / 10, l)
             };
-            d.push(&s, &mut events);
+            d.push(&s, &mut events).expect("decoded");
         }
         events
     }
@@ -329,7 +360,7 @@ mod tests {
                 &[0.0, 2.0, 1.0],
             )
         };
-        let p = d.push(&s, &mut ev);
+        let p = d.push(&s, &mut ev).expect("decoded");
         assert_eq!(p.top.len(), 2);
         assert_eq!(p.top[0].label, "a");
         assert_eq!(p.top[1].label, "b");
@@ -402,7 +433,8 @@ mod tests {
                 &[0.0, 100.0, -100.0],
             ),
             &mut ev,
-        );
+        )
+        .expect("decoded");
         d.push(
             &scores(
                 1,
@@ -411,7 +443,8 @@ mod tests {
                 &[0.0, -100.0, -100.0],
             ),
             &mut ev,
-        );
+        )
+        .expect("decoded");
         assert!((d.smoothed()[1] - 0.5).abs() < 1e-6);
     }
 
@@ -419,15 +452,17 @@ mod tests {
     fn nan_logits_do_not_panic() {
         let mut d = Decoder::new(&cfg(DecoderKind::Softmax, 3, 0.0), &labels());
         let mut ev = Vec::new();
-        let p = d.push(
-            &scores(
-                0,
-                Nanos::from_nanos(0),
-                Nanos::from_nanos(1),
-                &[f32::NAN, f32::INFINITY, 1.0],
-            ),
-            &mut ev,
-        );
+        let p = d
+            .push(
+                &scores(
+                    0,
+                    Nanos::from_nanos(0),
+                    Nanos::from_nanos(1),
+                    &[f32::NAN, f32::INFINITY, 1.0],
+                ),
+                &mut ev,
+            )
+            .expect("decoded");
         assert_eq!(p.top.len(), 2);
     }
 }

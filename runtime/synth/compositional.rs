@@ -29,7 +29,7 @@
 //! Each (motion, sound) pair is held out for one object only, so every attribute value,
 //! and every pair of attribute values, still occurs among the seen classes.
 //!
-//! Per-window moderation attributes are [`ATTRIBUTES`]; [`Scene::attributes_in`]
+//! Per-window moderation attributes are [`ATTRIBUTES`]; [`Scene::attributes_in`](super::Scene::attributes_in)
 //! (super::Scene::attributes_in) documents how each is read off the plan.
 
 use serde::{Deserialize, Serialize};
@@ -230,7 +230,7 @@ pub const NOVEL: [Parts; 6] = [
 ];
 
 /// Names of the per-window moderation attributes, in the order of
-/// [`Scene::attributes_in`](super::Scene::attributes_in).
+/// [`Scene::attributes_in`](super::Scene::attributes_in)(super::Scene::attributes_in).
 pub const ATTRIBUTES: [&str; 6] = [
     "impact",
     "fast_motion",
