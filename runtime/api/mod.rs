@@ -2,9 +2,14 @@
 //! backend and the decoder into threads, and hands out [`Output`]s through a bounded
 //! channel (or a callback), with [`Stats`] on request and clean shutdown on drop.
 
+mod checks;
 mod mailbox;
 mod stats;
 
+pub use checks::{
+    check_sentences, MAX_AUDIO_WAIT, MAX_HOP_FRAMES, MAX_LABELS, MAX_LABEL_BYTES,
+    MAX_OUTPUT_CAPACITY, MAX_THREADS,
+};
 pub use stats::Stats;
 
 use crate::backend::engine_cache::{EngineCache, Precision};
@@ -120,10 +125,11 @@ impl RuntimeBuilder {
         self.backend.engine.cache = EngineCache::new(dir);
         self
     }
-    /// Threads tract may use for one inference (default 1). The frontends and capture
-    /// have their own threads whatever this is.
+    /// Threads tract may use for one inference (default 1, at most [`MAX_THREADS`];
+    /// [`build`](Self::build) refuses 0). The frontends and capture have their own
+    /// threads whatever this is.
     pub fn threads(mut self, threads: usize) -> Self {
-        self.backend.threads = threads.max(1);
+        self.backend.threads = threads;
         self
     }
     /// Files: play at real time (true) or process as fast as possible with no drops
@@ -165,18 +171,20 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Frames between windows (default: the manifest's `hop_frames`).
+    /// Frames between windows (default: the manifest's `hop_frames`; 1 to
+    /// [`MAX_HOP_FRAMES`]).
     pub fn hop_frames(mut self, hop: usize) -> Self {
         self.hop_frames = Some(hop);
         self
     }
     /// Capacity of the output channel (default 256). When a live run's reader falls
-    /// behind, outputs beyond it are dropped and counted.
+    /// behind, outputs beyond it are dropped and counted. 1 to [`MAX_OUTPUT_CAPACITY`].
     pub fn output_capacity(mut self, capacity: usize) -> Self {
-        self.capacity = capacity.max(1);
+        self.capacity = capacity;
         self
     }
-    /// Live runs: how long a window may wait for its audio (default 300 ms).
+    /// Live runs: how long a window may wait for its audio (default 300 ms, at most
+    /// [`MAX_AUDIO_WAIT`]).
     pub fn audio_wait(mut self, wait: Duration) -> Self {
         self.audio_wait = wait;
         self
@@ -198,13 +206,16 @@ impl RuntimeBuilder {
     /// Loads the model, opens the sources and starts the threads.
     ///
     /// # Errors
-    /// [`Config`](crate::ErrorKind::Config) without a model or video source; the bundle's
+    /// [`Config`](crate::ErrorKind::Config) for a setting out of range (threads, hop,
+    /// output capacity, audio wait, an empty or overlong label sentence), without a model
+    /// or without a video source; the bundle's
     /// errors ([`Bundle::load`]); the backend's ([`crate::backend::open`]);
     /// [`Video`](crate::ErrorKind::Video) or [`Audio`](crate::ErrorKind::Audio) when a
     /// source cannot be opened (a missing audio source is only an error for a model that
     /// needs audio); [`Unavailable`](crate::ErrorKind::Unavailable) for added labels
     /// without the text model.
     pub fn build(self) -> Result<Runtime> {
+        self.check()?;
         let model_dir = self
             .model
             .clone()
@@ -298,7 +309,7 @@ impl RuntimeBuilder {
             }
         }
         let wcfg = WindowConfig {
-            hop_frames: self.hop_frames.unwrap_or(m.window.hop_frames).max(1),
+            hop_frames: self.hop_frames.unwrap_or(m.window.hop_frames),
             expect_audio,
             audio_wait_ns: live.then_some(Nanos::from(self.audio_wait)),
             max_pending: if live { 8 } else { defaults.max_pending },

@@ -8,6 +8,7 @@ macro_rules! err {
     };
 }
 
+mod args;
 mod features;
 mod npy;
 
@@ -60,7 +61,7 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Duration in seconds.
-        #[arg(long, default_value_t = 30.0)]
+        #[arg(long, default_value_t = 30.0, value_parser = args::seconds)]
         duration: f64,
         /// Also write the audio as a 48 kHz stereo WAV next to it.
         #[arg(long)]
@@ -88,10 +89,10 @@ enum Command {
         #[arg(long)]
         seeds: String,
         /// Seconds per scene.
-        #[arg(long, default_value_t = 60.0)]
+        #[arg(long, default_value_t = 60.0, value_parser = args::seconds)]
         duration: f64,
         /// Frames between dumped windows.
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 4, value_parser = args::hop)]
         hop: usize,
         /// Task: `basic` (the six classes of cavnet-small) or `compositional`
         /// (object-motion-sound sentences, with moderation attributes).
@@ -155,7 +156,7 @@ struct RunArgs {
     #[arg(long)]
     precision: Option<String>,
     /// Threads tract may use per inference (default: the target's, else 1).
-    #[arg(long)]
+    #[arg(long, value_parser = args::threads)]
     threads: Option<usize>,
     /// TensorRT engine cache folder (default: $AVACTION_CACHE_DIR, else the user cache).
     #[arg(long)]
@@ -170,10 +171,10 @@ struct RunArgs {
     #[arg(long)]
     events_only: bool,
     /// Frames between windows (default: the model's).
-    #[arg(long)]
+    #[arg(long, value_parser = args::hop)]
     hop: Option<usize>,
-    /// Stop after this many seconds.
-    #[arg(long)]
+    /// Stop after this many seconds (finite, above 0).
+    #[arg(long, value_parser = args::seconds)]
     duration: Option<f64>,
     /// Show the frames with the current label in a window (GStreamer sink, default
     /// autovideosink; needs a display).
@@ -185,7 +186,7 @@ struct RunArgs {
     /// Open-vocabulary models: add a label sentence (repeatable), e.g.
     /// --labels "a disc falls with a thud". Sentences without a precomputed embedding
     /// in the bundle are embedded on this device (needs scripts/setup-minilm.sh).
-    #[arg(long, value_name = "SENTENCE")]
+    #[arg(long, value_name = "SENTENCE", value_parser = args::sentence)]
     labels: Vec<String>,
     /// Open-vocabulary models: add the label sentences of a file, one per line.
     #[arg(long, value_name = "FILE")]
@@ -253,31 +254,12 @@ fn features_cmd(
     out: &std::path::Path,
 ) -> Result<()> {
     let task = features::parse_task(task, classes)?;
-    let seeds = parse_seeds(seeds)?;
+    let seeds = args::seeds(seeds)?;
     let mut manifest = Manifest::load(manifest)?;
     if let Some(name) = flow_estimator {
         features::override_flow_estimator(&mut manifest, name)?;
     }
     features::dump(&manifest, &seeds, duration, hop, task, out)
-}
-
-fn parse_seeds(s: &str) -> Result<Vec<u64>> {
-    let mut seeds = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let parse = |x: &str| {
-            x.trim()
-                .parse::<u64>()
-                .map_err(|_| err!(Config, "--seeds: {x:?} is not a number"))
-        };
-        match part.split_once('-') {
-            Some((a, b)) => seeds.extend(parse(a)?..=parse(b)?),
-            None => seeds.push(parse(part)?),
-        }
-    }
-    if seeds.is_empty() {
-        return Err(err!(Config, "--seeds: no seeds given"));
-    }
-    Ok(seeds)
 }
 
 fn run(args: RunArgs) -> Result<()> {
@@ -289,14 +271,7 @@ fn run(args: RunArgs) -> Result<()> {
     };
     let mut labels = args.labels.clone();
     for file in &args.label_file {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| err!(Io, "{}", file.display()).caused_by(e))?;
-        labels.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(String::from),
-        );
+        labels.extend(args::label_file(file)?);
     }
     let mut builder = Runtime::builder()
         .model(&args.model)
@@ -329,9 +304,7 @@ fn run(args: RunArgs) -> Result<()> {
     }
     let mut runtime = builder.build()?;
     let started = Instant::now();
-    let deadline = args
-        .duration
-        .map(|d| started + Duration::from_secs_f64(d.max(0.0)));
+    let deadline = args.duration.map(|d| started + Duration::from_secs_f64(d));
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     loop {
