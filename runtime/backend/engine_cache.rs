@@ -3,11 +3,24 @@
 //! differ.
 //!
 //! Each engine is one file, `<dir>/<key digest>.engine`, holding a header (a magic line,
-//! the full key in text, the payload length and its SHA-256) and the engine bytes. A file
+//! the full key in text, the payload length and a MAC) and the engine bytes. A file
 //! whose embedded key differs from the one asked for (stale) or whose payload does not
-//! match its length or checksum (corrupt, truncated) is deleted and reported, never
+//! match its length or MAC (corrupt, truncated, planted) is deleted and reported, never
 //! returned. Files are written to a temporary name and renamed, so a crash mid-write
 //! leaves no half engine under the real name.
+//!
+//! # Trust
+//! A TensorRT engine is code-like: deserialising one runs what it contains, so only
+//! engines this user built are loaded (NVIDIA's advice: deserialize only trusted
+//! engines). The cache folder is created with mode 0700 and refused, with the reason and
+//! the fix, when it is owned by another user or writable by group or others. Every
+//! engine carries an HMAC-SHA256 over its key and bytes under a 32-byte random key kept
+//! in `<dir>/mac.key` (mode 0600, made on the first store): an engine planted by anyone
+//! without that key (another user, a copy from another machine) fails the check and is
+//! deleted and rebuilt. Files are opened without following symlinks and temporary files
+//! are created exclusively (`O_EXCL | O_NOFOLLOW`, mode 0600). There is no shared
+//! fallback folder: without `AVACTION_CACHE_DIR`, `XDG_CACHE_HOME` and `HOME` the cache
+//! is off and says so.
 //!
 //! ```
 //! use avaction::backend::engine_cache::{EngineCache, EngineKey, Lookup, Precision};
@@ -21,15 +34,22 @@
 //! # Ok::<(), avaction::Error>(())
 //! ```
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::{Error, Result};
+use crate::{err, Error, Result};
 
-/// First line of every cache file (the format version).
-const MAGIC: &[u8] = b"avaction-engine 1\n";
+/// First line of every cache file (the format version; 2: keyed MAC).
+const MAGIC: &[u8] = b"avaction-engine 2\n";
+/// The MAC key's file name inside the cache folder.
+const KEY_FILE: &str = "mac.key";
+/// Bytes of the MAC key.
+const KEY_LEN: usize = 32;
+/// Temporary files older than this are left over from a crash and swept on store.
+const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Numeric precision an engine was built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,19 +173,23 @@ impl EngineCache {
     }
 
     /// `$AVACTION_CACHE_DIR`, else `$XDG_CACHE_HOME/avaction/engines`, else
-    /// `$HOME/.cache/avaction/engines`, else `avaction-engines` in the temp directory.
-    pub fn default_dir() -> PathBuf {
+    /// `$HOME/.cache/avaction/engines`; `None` where none is set (no shared fallback:
+    /// a folder in /tmp could be prepared by another user).
+    pub fn default_dir() -> Option<PathBuf> {
         let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
         if let Some(dir) = var("AVACTION_CACHE_DIR") {
-            return PathBuf::from(dir);
+            return Some(PathBuf::from(dir));
         }
         if let Some(xdg) = var("XDG_CACHE_HOME") {
-            return Path::new(&xdg).join("avaction/engines");
+            return Some(Path::new(&xdg).join("avaction/engines"));
         }
-        if let Some(home) = var("HOME") {
-            return Path::new(&home).join(".cache/avaction/engines");
-        }
-        std::env::temp_dir().join("avaction-engines")
+        var("HOME").map(|home| Path::new(&home).join(".cache/avaction/engines"))
+    }
+
+    /// The cache in [`default_dir`](Self::default_dir); where there is none, a cache
+    /// whose every load and store fails and says which variable to set.
+    pub fn user_default() -> EngineCache {
+        EngineCache::new(EngineCache::default_dir().unwrap_or_default())
     }
 
     /// The directory.
@@ -185,13 +209,30 @@ impl EngineCache {
     /// # Errors
     /// [`Io`](crate::ErrorKind::Io) when an engine file exists but cannot be read.
     pub fn load(&self, key: &EngineKey) -> Result<Lookup> {
+        if !self.folder()?.exists() {
+            return Ok(Lookup::Miss);
+        }
+        check_private_dir(&self.dir)?;
         let path = self.path(key);
-        let bytes = match std::fs::read(&path) {
+        let bytes = match read_nofollow(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lookup::Miss),
+            // ELOOP: a symlink in place of an engine is never followed
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                let _ = std::fs::remove_file(&path);
+                return Ok(Lookup::Discarded(format!(
+                    "{}: a symbolic link, not an engine file; deleted, the engine will be rebuilt",
+                    path.display()
+                )));
+            }
             Err(e) => return Err(Error::io(&path, e)),
         };
-        match parse(&bytes, key) {
+        // an engine but no key: nothing this cache stored, so it cannot be trusted
+        let checked = match read_mac_key(&self.dir)? {
+            Some(mac_key) => parse(&bytes, key, &mac_key),
+            None => Err("no MAC key in the cache folder, so the engine was not stored here".into()),
+        };
+        match checked {
             Ok(engine) => Ok(Lookup::Hit(engine.to_vec())),
             Err(why) => {
                 let reason = format!(
@@ -217,19 +258,33 @@ impl EngineCache {
     /// [`Io`](crate::ErrorKind::Io) when the cache folder or the engine file cannot be
     /// written.
     pub fn store(&self, key: &EngineKey, engine: &[u8]) -> Result<PathBuf> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        let dir = self.folder()?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(dir, e))?;
+        check_private_dir(dir)?;
+        let mac_key = mac_key(dir)?;
+        sweep_stale_tmp(dir);
         let path = self.path(key);
-        let tmp = self
-            .dir
-            .join(format!(".{}.{}.tmp", key.digest(), std::process::id()));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let tmp = dir.join(format!(
+            ".{}.{}.{nanos}.tmp",
+            key.digest(),
+            std::process::id()
+        ));
         let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(MAGIC)?;
+            let mut f = create_private(&tmp)?;
             let canonical = key.canonical();
+            let len = (engine.len() as u64).to_le_bytes();
+            f.write_all(MAGIC)?;
             f.write_all(&(canonical.len() as u64).to_le_bytes())?;
             f.write_all(canonical.as_bytes())?;
-            f.write_all(&(engine.len() as u64).to_le_bytes())?;
-            f.write_all(&Sha256::digest(engine))?;
+            f.write_all(&len)?;
+            f.write_all(&mac(&mac_key, canonical.as_bytes(), &len, engine))?;
             f.write_all(engine)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &path)
@@ -242,8 +297,178 @@ impl EngineCache {
     }
 }
 
+impl EngineCache {
+    /// The folder, or why there is none.
+    fn folder(&self) -> Result<&Path> {
+        if self.dir.as_os_str().is_empty() {
+            return Err(err!(
+                Config,
+                "engine cache: no folder (none of AVACTION_CACHE_DIR, XDG_CACHE_HOME, HOME is \
+                 set); set AVACTION_CACHE_DIR to a folder of your own"
+            ));
+        }
+        Ok(&self.dir)
+    }
+}
+
+/// The effective user id of this process.
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Refuses a cache folder another user owns or can write to: they could plant engines.
+fn check_private_dir(dir: &Path) -> Result<()> {
+    let meta = std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
+    if !meta.is_dir() {
+        return Err(err!(Config, "engine cache {}: not a folder", dir.display()));
+    }
+    let me = euid();
+    if meta.uid() != me {
+        return Err(err!(
+            Config,
+            "engine cache {}: owned by uid {}, not by this user (uid {me}); another user \
+             could plant engines there: use a folder of your own (AVACTION_CACHE_DIR)",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(err!(
+            Config,
+            "engine cache {}: writable by group or others (mode {mode:03o}); run `chmod 700 {}` \
+             or use another folder (AVACTION_CACHE_DIR)",
+            dir.display(),
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a file without following a symlink in its last component.
+fn read_nofollow(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Creates a new file (never an existing one, never through a symlink), mode 0600.
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// The MAC key of the cache in `dir`, if there is one; refused when another user owns
+/// it or others can read it.
+fn read_mac_key(dir: &Path) -> Result<Option<[u8; KEY_LEN]>> {
+    let path = dir.join(KEY_FILE);
+    let bytes = match read_nofollow(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
+    if meta.uid() != euid() || meta.mode() & 0o077 != 0 {
+        return Err(err!(
+            Config,
+            "engine cache key {}: must belong to this user with mode 0600 (it has uid {}, mode \
+             {:03o}); delete it (cached engines are then rebuilt)",
+            path.display(),
+            meta.uid(),
+            meta.mode() & 0o777
+        ));
+    }
+    let key: [u8; KEY_LEN] = bytes.as_slice().try_into().map_err(|_| {
+        err!(
+            Config,
+            "engine cache key {}: {} bytes, expected {KEY_LEN}; delete it (cached engines are \
+             then rebuilt)",
+            path.display(),
+            bytes.len()
+        )
+    })?;
+    Ok(Some(key))
+}
+
+/// The MAC key of the cache in `dir`, made (32 random bytes, mode 0600) if missing.
+fn mac_key(dir: &Path) -> Result<[u8; KEY_LEN]> {
+    if let Some(key) = read_mac_key(dir)? {
+        return Ok(key);
+    }
+    let path = dir.join(KEY_FILE);
+    let mut key = [0u8; KEY_LEN];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut r| r.read_exact(&mut key))
+        .map_err(|e| err!(Io, "/dev/urandom").caused_by(e))?;
+    match create_private(&path).and_then(|mut f| {
+        f.write_all(&key)?;
+        f.sync_all()
+    }) {
+        Ok(()) => Ok(key),
+        // another process made it first: use theirs
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_mac_key(dir)?
+            .ok_or_else(|| err!(Io, "{}: vanished while being created", path.display())),
+        Err(e) => Err(Error::io(&path, e)),
+    }
+}
+
+/// Deletes this process's or others' temporary files left by a crash (older than an hour).
+fn sweep_stale_tmp(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with('.') && name.ends_with(".tmp")) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_TMP);
+        if old && std::fs::remove_file(entry.path()).is_ok() {
+            log::info!("engine cache: removed stale {}", entry.path().display());
+        }
+    }
+}
+
+/// HMAC-SHA256 (RFC 2104) of the key text, the payload length and the payload.
+fn mac(key: &[u8; KEY_LEN], canonical: &[u8], len: &[u8], engine: &[u8]) -> [u8; 32] {
+    const BLOCK: usize = 64;
+    let mut padded = [0u8; BLOCK];
+    padded[..KEY_LEN].copy_from_slice(key);
+    let pad = |byte: u8| padded.map(|b| b ^ byte);
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(canonical)
+        .chain_update(len)
+        .chain_update(engine)
+        .finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
 /// Checks a cache file against `key`; returns the engine bytes or what is wrong.
-fn parse<'a>(bytes: &'a [u8], key: &EngineKey) -> std::result::Result<&'a [u8], String> {
+fn parse<'a>(
+    bytes: &'a [u8],
+    key: &EngineKey,
+    mac_key: &[u8; KEY_LEN],
+) -> std::result::Result<&'a [u8], String> {
     let rest = bytes
         .strip_prefix(MAGIC)
         .ok_or("not an avaction engine file (bad magic line)")?;
@@ -270,15 +495,25 @@ fn parse<'a>(bytes: &'a [u8], key: &EngineKey) -> std::result::Result<&'a [u8], 
     if rest.len() < 32 {
         return Err("truncated header".into());
     }
-    let (checksum, engine) = rest.split_at(32);
+    let (tag, engine) = rest.split_at(32);
     if engine.len() as u64 != len {
         return Err(format!(
             "corrupt engine ({} payload bytes, header says {len})",
             engine.len()
         ));
     }
-    if Sha256::digest(engine).as_slice() != checksum {
-        return Err("corrupt engine (checksum mismatch)".into());
+    let expected = mac(mac_key, stored_key, &len.to_le_bytes(), engine);
+    // constant time: a timing oracle on the tag is not worth giving anyone
+    let differs = expected
+        .iter()
+        .zip(tag)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    if differs != 0 {
+        return Err(
+            "engine not signed by this cache's key (corrupt, or planted / copied from another \
+             cache)"
+                .into(),
+        );
     }
     Ok(engine)
 }
@@ -407,11 +642,12 @@ mod tests {
             cache.load(&key()).expect("load"),
             Lookup::Hit(b"plan bytes".to_vec())
         );
-        // no temporary file is left behind
+        // no temporary file is left behind (the engine and the cache's MAC key only)
         let names: Vec<_> = std::fs::read_dir(cache.dir())
             .expect("dir")
             .filter_map(|e| e.ok())
             .map(|e| e.file_name())
+            .filter(|n| n != KEY_FILE)
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
         std::fs::remove_dir_all(cache.dir()).ok();
@@ -465,6 +701,103 @@ mod tests {
         }
         cache.store(&key(), &payload).expect("rebuilt");
         assert_eq!(cache.load(&key()).expect("load"), Lookup::Hit(payload));
+        std::fs::remove_dir_all(cache.dir()).ok();
+    }
+
+    #[test]
+    fn the_folder_is_private_and_a_shared_one_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let cache = cache("private");
+        cache.store(&key(), b"plan").expect("store");
+        let mode = std::fs::metadata(cache.dir()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "created private");
+        let key_mode = std::fs::metadata(cache.dir().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(key_mode, 0o600);
+        std::fs::set_permissions(cache.dir(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        for e in [
+            cache.load(&key()).expect_err("world-writable"),
+            cache.store(&key(), b"plan").expect_err("world-writable"),
+        ] {
+            assert!(e.to_string().contains("chmod 700"), "{e}");
+        }
+        std::fs::set_permissions(cache.dir(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(
+            cache.load(&key()).expect("private again"),
+            Lookup::Hit(b"plan".to_vec())
+        );
+        // owned by someone else (only root can make that here)
+        if euid() == 0 {
+            std::os::unix::fs::chown(cache.dir(), Some(65534), None).unwrap();
+            let e = cache.load(&key()).expect_err("owned by nobody");
+            assert!(e.to_string().contains("owned by uid 65534"), "{e}");
+            std::os::unix::fs::chown(cache.dir(), Some(0), None).unwrap();
+        }
+        std::fs::remove_dir_all(cache.dir()).ok();
+    }
+
+    #[test]
+    fn a_planted_engine_is_refused_and_rebuilt() {
+        // an engine made by another cache (another user, another machine): right key,
+        // right checksum of the old format, but not this cache's MAC
+        let ours = cache("planted-ours");
+        let theirs = cache("planted-theirs");
+        ours.store(&key(), b"genuine").expect("store");
+        let planted = theirs.store(&key(), b"evil plan").expect("store");
+        std::fs::copy(&planted, ours.path(&key())).unwrap();
+        match ours.load(&key()).expect("load") {
+            Lookup::Discarded(why) => assert!(why.contains("not signed"), "{why}"),
+            other => panic!("planted engine returned: {other:?}"),
+        }
+        // a symlink in place of the engine is never followed
+        std::os::unix::fs::symlink(&planted, ours.path(&key())).unwrap();
+        match ours.load(&key()).expect("load") {
+            Lookup::Discarded(why) => assert!(why.contains("symbolic link"), "{why}"),
+            other => panic!("symlink followed: {other:?}"),
+        }
+        assert!(planted.exists(), "the link's target is left alone");
+        // a key file others can read is refused
+        ours.store(&key(), b"genuine").expect("store");
+        use std::os::unix::fs::PermissionsExt;
+        let key_file = ours.dir().join(KEY_FILE);
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = ours.load(&key()).expect_err("readable key");
+        assert!(e.to_string().contains("0600"), "{e}");
+        for c in [ours, theirs] {
+            std::fs::remove_dir_all(c.dir()).ok();
+        }
+    }
+
+    #[test]
+    fn without_a_folder_the_cache_is_off_and_says_why() {
+        let off = EngineCache::new("");
+        let e = off.store(&key(), b"plan").expect_err("no folder");
+        assert!(e.to_string().contains("AVACTION_CACHE_DIR"), "{e}");
+        assert!(off.load(&key()).is_err());
+    }
+
+    #[test]
+    fn stale_temporary_files_are_swept() {
+        let cache = cache("sweep");
+        cache.store(&key(), b"plan").expect("store");
+        let stale = cache.dir().join(".abc.1.2.tmp");
+        let fresh = cache.dir().join(".abc.1.3.tmp");
+        for p in [&stale, &fresh] {
+            std::fs::write(p, b"half").unwrap();
+        }
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        std::fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        cache.store(&key(), b"plan").expect("store");
+        assert!(!stale.exists(), "an hour-old temporary file is swept");
+        assert!(fresh.exists(), "a fresh one may belong to a running build");
         std::fs::remove_dir_all(cache.dir()).ok();
     }
 }

@@ -430,7 +430,10 @@ fn devices() -> Result<()> {
         ),
         Err(reason) => outln!("  tensorrt: unavailable: {reason}"),
     }
-    outln!("engine cache: {}", EngineCache::default_dir().display());
+    match EngineCache::default_dir() {
+        Some(dir) => outln!("engine cache: {}", dir.display()),
+        None => outln!("engine cache: off (set AVACTION_CACHE_DIR, XDG_CACHE_HOME or HOME)"),
+    }
     Ok(())
 }
 

@@ -95,7 +95,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             precision: Precision::Fp16,
-            cache: EngineCache::new(EngineCache::default_dir()),
+            cache: EngineCache::user_default(),
         }
     }
 }
