@@ -226,7 +226,7 @@ pub fn parse_lines(bytes: &[u8], origin: &str, max_lines: usize) -> Result<Vec<S
 /// [`Model`](crate::ErrorKind::Model): a length that is not a multiple of 4, or a NaN or
 /// infinite value (its index is named).
 pub fn parse_f32(bytes: &[u8], origin: &str) -> Result<Vec<f32>> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(err!(
             Model,
             "{origin}: {} bytes is not a whole number of float32 values",
