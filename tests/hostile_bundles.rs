@@ -330,7 +330,11 @@ fn non_finite_embeddings_are_refused() {
     bytes[8..12].copy_from_slice(&f32::NAN.to_le_bytes());
     std::fs::write(dir.join("text_embeddings.f32"), bytes).unwrap();
     let e = load_within(&dir).expect_err("NaN embedding");
-    assert!(e.to_string().contains("value 2 is not finite"), "{e}");
+    assert!(
+        e.to_string().contains("value 2 is not finite")
+            && e.to_string().contains("`vocabulary.embeddings`"),
+        "{e}"
+    );
 }
 
 /// Protobuf bytes of an ONNX model whose one initializer `w` keeps its data in an

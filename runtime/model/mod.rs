@@ -143,18 +143,24 @@ impl Bundle {
             }
         }
         let labels_path = bundle_file("labels", &manifest.labels, FileKind::Text)?;
-        let labels = read_lines(&labels_path, limits)?;
+        let in_key = |key: &'static str| {
+            let origin = &origin;
+            move |e: Error| e.context(format_args!("{origin}: key `{key}`"))
+        };
+        let labels = read_lines(&labels_path, limits).map_err(in_key("labels"))?;
         let vocabulary = match &manifest.vocabulary {
             Some(v) => {
                 let dim = VocabularySpec::dim(&manifest.output);
                 let sentences_path =
                     bundle_file("vocabulary.sentences", &v.sentences, FileKind::Text)?;
-                let sentences = read_lines(&sentences_path, limits)?;
+                let sentences =
+                    read_lines(&sentences_path, limits).map_err(in_key("vocabulary.sentences"))?;
                 let path =
                     bundle_file("vocabulary.embeddings", &v.embeddings, FileKind::Embeddings)?;
                 let expected = sentences.len().checked_mul(dim);
-                let bytes = files::read_bounded(&path, FileKind::Embeddings, limits)?;
-                let embeddings = files::parse_f32(&bytes, &path.display().to_string())?;
+                let embeddings = files::read_bounded(&path, FileKind::Embeddings, limits)
+                    .and_then(|bytes| files::parse_f32(&bytes, &path.display().to_string()))
+                    .map_err(in_key("vocabulary.embeddings"))?;
                 if Some(embeddings.len()) != expected {
                     return Err(err!(
                         Model,
