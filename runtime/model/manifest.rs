@@ -2,12 +2,16 @@
 //! checked for consistency (shapes agree with the window, frontends have their
 //! settings).
 
+use super::limits::{
+    elements, Limits, MAX_BRANCHES, MAX_CAPTURE_SIDE, MAX_FLOW_BOUND, MAX_FPS, MAX_MEL_FRAMES,
+    MAX_MIN_DURATION_S, MAX_NORM, MAX_RANK, MAX_TEMPERATURE, MIN_STD,
+};
 pub use crate::decode::vocabulary::BranchSpec;
 pub use crate::decode::{DecoderConfig, DecoderKind};
 use crate::frontend::flow::{FlowEncoding, TvL1Params, MOV_FLOW_BOUND};
 use crate::frontend::image::{Crop, ImageNormalize, PreprocessConfig, ResizeFilter, ResizeTo};
 use crate::frontend::logmel::FbankConfig;
-use crate::{err, Error, Result};
+use crate::{err, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -256,41 +260,72 @@ pub struct OutputSpec {
 }
 
 impl Manifest {
-    /// Reads and validates a manifest file.
+    /// Reads and validates a manifest file: a regular file of at most
+    /// [`MAX_MANIFEST_BYTES`](super::limits::MAX_MANIFEST_BYTES), read bounded.
     ///
     /// # Errors
-    /// [`Io`](crate::ErrorKind::Io) when the file cannot be read; otherwise as
-    /// [`Manifest::parse`], with the file named.
+    /// [`Io`](crate::ErrorKind::Io) when the file cannot be read;
+    /// [`Model`](crate::ErrorKind::Model) when it is not a regular file, is over the cap
+    /// or is not UTF-8; otherwise as [`Manifest::parse`], with the file named.
     pub fn load(path: &Path) -> Result<Manifest> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Manifest::parse(&text).map_err(|e| e.context(path.display()))
+        let limits = Limits::DEFAULT;
+        let bytes = super::files::read_bounded(path, super::FileKind::Manifest, &limits)?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| err!(Model, "{}: not UTF-8 text", path.display()))?;
+        Manifest::parse_with(text, &limits).map_err(|e| e.context(path.display()))
     }
 
-    /// Parses and validates manifest text.
+    /// Parses and validates manifest text under the default [`Limits`].
     ///
     /// # Errors
     /// [`Model`](crate::ErrorKind::Model): invalid TOML, an unknown key, or a check of
     /// [`Manifest::validate`] that fails.
     pub fn parse(text: &str) -> Result<Manifest> {
+        Manifest::parse_with(text, &Limits::DEFAULT)
+    }
+
+    /// [`Manifest::parse`] under `limits`.
+    ///
+    /// # Errors
+    /// As [`Manifest::parse`], with [`Manifest::validate_with`]'s checks.
+    pub fn parse_with(text: &str, limits: &Limits) -> Result<Manifest> {
         let m: Manifest =
             toml::from_str(text).map_err(|e| err!(Model, "invalid manifest").caused_by(e))?;
-        m.validate()?;
+        m.validate_with(limits)?;
         Ok(m)
     }
 
-    /// Checks that shapes, window and frontend settings agree.
+    /// [`Manifest::validate_with`] under the default [`Limits`].
+    ///
+    /// # Errors
+    /// As [`Manifest::validate_with`].
+    pub fn validate(&self) -> Result<()> {
+        self.validate_with(&Limits::DEFAULT)
+    }
+
+    /// Checks that shapes, window and frontend settings agree and stay within `limits`
+    /// (the caps of [`limits`](super::limits)): every shape's product is computed with
+    /// overflow checks and bounded, every float is finite and in range.
     ///
     /// # Errors
     /// [`Model`](crate::ErrorKind::Model), naming the key and what was expected, when
-    /// shapes disagree with the window, a frontend lacks its settings, or `[stages]`,
-    /// `[vocabulary]` or `[decoder]` are inconsistent.
-    pub fn validate(&self) -> Result<()> {
+    /// shapes disagree with the window, a frontend lacks its settings, a value is out of
+    /// range or over a cap, or `[stages]`, `[vocabulary]` or `[decoder]` are
+    /// inconsistent.
+    pub fn validate_with(&self, limits: &Limits) -> Result<()> {
         let w = &self.window;
         if w.frames < 2 || w.fps == 0 || w.hop_frames == 0 {
             return Err(err!(
                 Model,
                 "window: frames must be >= 2, fps and hop_frames >= 1 (got frames={}, fps={}, hop_frames={})",
                 w.frames, w.fps, w.hop_frames
+            ));
+        }
+        if w.frames > limits.window_frames || w.hop_frames > w.frames || w.fps > MAX_FPS {
+            return Err(err!(
+                Model,
+                "window: need frames <= {}, hop_frames <= frames, fps <= {MAX_FPS} (got frames={}, fps={}, hop_frames={})",
+                limits.window_frames, w.frames, w.fps, w.hop_frames
             ));
         }
         if self.inputs.is_empty() {
@@ -300,7 +335,7 @@ impl Manifest {
             if self.inputs[..i].iter().any(|o| o.name == input.name) {
                 return Err(err!(Model, "inputs: name `{}` appears twice", input.name));
             }
-            input.validate(w)?;
+            input.validate(w, limits)?;
         }
         for frontend in [Frontend::Image, Frontend::Flow, Frontend::Logmel] {
             if self
@@ -348,13 +383,44 @@ impl Manifest {
                     ));
                 }
             }
-            Some(labels) => labels.validate(&self.output)?,
+            Some(labels) => labels.validate(&self.output, limits)?,
+        }
+        if self.output.shape.len() > MAX_RANK
+            || elements(&self.output.shape, limits.tensor_elements).is_none()
+        {
+            return Err(err!(
+                Model,
+                "output `{}`: shape {:?} is over the cap of {MAX_RANK} dims and {} elements",
+                self.output.name,
+                self.output.shape,
+                limits.tensor_elements
+            ));
+        }
+        if self.vocabulary.is_none() && self.output.shape[1] > limits.labels {
+            return Err(err!(
+                Model,
+                "output `{}`: {} classes, over the cap of {}",
+                self.output.name,
+                self.output.shape[1],
+                limits.labels
+            ));
         }
         if let Some(stages) = &self.stages {
-            stages.validate(self)?;
+            stages.validate(self, limits)?;
         }
         if let Some(video) = &self.video {
             let [w, h] = video.capture;
+            if w > MAX_CAPTURE_SIDE
+                || h > MAX_CAPTURE_SIDE
+                || elements(&[w as usize, h as usize, 3], limits.tensor_elements).is_none()
+            {
+                return Err(err!(
+                    Model,
+                    "video: capture {w} x {h} is over the cap of {MAX_CAPTURE_SIDE} pixels a \
+                     side and {} values (x 3 channels) a frame",
+                    limits.tensor_elements
+                ));
+            }
             let (out_w, out_h) = self.frame_size();
             video
                 .preprocess()
@@ -380,6 +446,24 @@ impl Manifest {
             return Err(err!(
                 Model,
                 "decoder: smoothing and top_k must be >= 1, min_duration_s >= 0"
+            ));
+        }
+        if d.smoothing > limits.smoothing || d.top_k > limits.top_k {
+            return Err(err!(
+                Model,
+                "decoder: smoothing must be <= {} and top_k <= {} (got smoothing={}, top_k={})",
+                limits.smoothing,
+                limits.top_k,
+                d.smoothing,
+                d.top_k
+            ));
+        }
+        if !(d.min_duration_s.is_finite() && d.min_duration_s <= MAX_MIN_DURATION_S) {
+            return Err(err!(
+                Model,
+                "decoder: min_duration_s must be a finite number in 0..={MAX_MIN_DURATION_S} \
+                 seconds (got {})",
+                d.min_duration_s
             ));
         }
         Ok(())
@@ -452,8 +536,23 @@ impl VocabularySpec {
         output.shape.last().copied().unwrap_or(0)
     }
 
-    fn validate(&self, output: &OutputSpec) -> Result<()> {
+    fn validate(&self, output: &OutputSpec, limits: &Limits) -> Result<()> {
         let n = self.branches.len();
+        if n > MAX_BRANCHES {
+            return Err(err!(
+                Model,
+                "vocabulary.branches: {n} branches, over the cap of {MAX_BRANCHES}"
+            ));
+        }
+        let dim = VocabularySpec::dim(output);
+        if dim > limits.dim {
+            return Err(err!(
+                Model,
+                "output `{}`: embedding dim {dim} (the last dimension) is over the cap of {}",
+                output.name,
+                limits.dim
+            ));
+        }
         let shape_ok = match output.shape.as_slice() {
             [1, d] => n == 1 && *d > 0,
             [1, b, d] => *b == n && *d > 0,
@@ -469,10 +568,13 @@ impl VocabularySpec {
             ));
         }
         for b in &self.branches {
-            if !(b.temperature.is_finite() && b.temperature > 0.0) {
+            if !(b.temperature.is_finite()
+                && b.temperature > 0.0
+                && b.temperature <= MAX_TEMPERATURE)
+            {
                 return Err(err!(
                     Model,
-                    "vocabulary.branches `{}`: temperature must be > 0 (got {})",
+                    "vocabulary.branches `{}`: temperature must be > 0 and <= {MAX_TEMPERATURE} (got {})",
                     b.name,
                     b.temperature
                 ));
@@ -514,7 +616,7 @@ impl StagesSpec {
         }
     }
 
-    fn validate(&self, m: &Manifest) -> Result<()> {
+    fn validate(&self, m: &Manifest, limits: &Limits) -> Result<()> {
         let bad = |what: String| Err(err!(Model, "stages: {what}"));
         for input in &m.inputs {
             let n = self
@@ -539,6 +641,12 @@ impl StagesSpec {
             if e.dim == 0 {
                 return bad(format!("encoder for `{}`: dim must be >= 1", e.input));
             }
+            if e.dim > limits.dim {
+                return bad(format!(
+                    "encoder for `{}`: dim {} is over the cap of {}",
+                    e.input, e.dim, limits.dim
+                ));
+            }
             if self.encoders[..k].iter().any(|o| o.tokens == e.tokens) {
                 return bad(format!(
                     "head input `{}` is filled by two encoders",
@@ -562,6 +670,13 @@ impl StagesSpec {
                 }
                 (_, None) => {}
             }
+            let tokens = self.tokens_per_window(m, e);
+            if elements(&[tokens, e.dim], limits.tensor_elements).is_none() {
+                return bad(format!(
+                    "encoder for `{}`: {tokens} tokens x dim {} is over the cap of {} elements",
+                    e.input, e.dim, limits.tensor_elements
+                ));
+            }
         }
         Ok(())
     }
@@ -577,7 +692,7 @@ impl InputSpec {
         }
     }
 
-    fn validate(&self, w: &WindowSpec) -> Result<()> {
+    fn validate(&self, w: &WindowSpec, limits: &Limits) -> Result<()> {
         let name = &self.name;
         let bad = |what: String| Err(err!(Model, "input `{name}`: {what}"));
         if self.dtype != "float32" {
@@ -590,6 +705,12 @@ impl InputSpec {
             return bad(format!(
                 "shape {:?} must start with batch 1 and have no zero dims",
                 self.shape
+            ));
+        }
+        if self.shape.len() > MAX_RANK || elements(&self.shape, limits.tensor_elements).is_none() {
+            return bad(format!(
+                "shape {:?} is over the cap of {MAX_RANK} dims and {} elements",
+                self.shape, limits.tensor_elements
             ));
         }
         let float_flow = self.encoding == Some(FlowEncodingName::Float);
@@ -609,6 +730,13 @@ impl InputSpec {
             || self.mean.iter().any(|m| !m.is_finite())
         {
             return bad("std must be finite and > 0, mean finite".into());
+        }
+        if self.std.iter().any(|s| !(MIN_STD..=MAX_NORM).contains(s))
+            || self.mean.iter().any(|m| m.abs() > MAX_NORM)
+        {
+            return bad(format!(
+                "std must be in {MIN_STD}..={MAX_NORM} and mean in -{MAX_NORM}..={MAX_NORM}"
+            ));
         }
         let has_flow_keys = self.estimator.is_some()
             || self.bound.is_some()
@@ -663,8 +791,10 @@ impl InputSpec {
                         );
                     }
                     if let Some(b) = self.bound {
-                        if !(b.is_finite() && b > 0.0) {
-                            return bad(format!("bound must be > 0 (got {b})"));
+                        if !(b.is_finite() && b > 0.0 && b <= MAX_FLOW_BOUND) {
+                            return bad(format!(
+                                "bound must be > 0 and <= {MAX_FLOW_BOUND} (got {b})"
+                            ));
                         }
                     }
                 }
@@ -688,6 +818,18 @@ impl InputSpec {
                         } else {
                             ""
                         }
+                    ));
+                }
+                if self.shape[1] > MAX_MEL_FRAMES {
+                    return bad(format!(
+                        "{} mel frames is over the cap of {MAX_MEL_FRAMES}",
+                        self.shape[1]
+                    ));
+                }
+                if let Err(e) = fbank.validate() {
+                    return bad(format!(
+                        "table `fbank`: {}",
+                        e.message().trim_start_matches("fbank config: ")
                     ));
                 }
             }

@@ -2,7 +2,12 @@
 //! labels. [`Bundle::load`] reads and checks everything a runtime needs before any
 //! capture starts; every error names the file, the key and what was expected.
 
+pub mod files;
+pub mod limits;
 mod manifest;
+
+pub use files::FileKind;
+pub use limits::Limits;
 
 pub use manifest::{
     BranchSpec, DecoderConfig, DecoderKind, EncoderSpec, FlowEncodingName, FlowInput, Frontend,
@@ -73,16 +78,28 @@ pub struct StagedGraphs {
 }
 
 impl Bundle {
-    /// Loads `dir/model.toml`, validates it and reads the labels. The ONNX file must
-    /// exist; it is parsed by the backend.
+    /// Loads `dir/model.toml`, validates it and reads the labels, under the default
+    /// [`Limits`]. The ONNX files must exist; they are parsed by the backend.
     ///
     /// # Errors
-    /// [`Model`](crate::ErrorKind::Model) when the folder, `model.toml` or a file it names
-    /// is missing, when the manifest is invalid (unknown key, inconsistent shapes), or when
-    /// labels, sentences or embeddings disagree with the output;
-    /// [`Io`](crate::ErrorKind::Io) when a file cannot be read. The message names the file
-    /// and the key.
+    /// As [`Bundle::load_with`].
     pub fn load(dir: impl AsRef<Path>) -> Result<Bundle> {
+        Bundle::load_with(dir, &Limits::DEFAULT)
+    }
+
+    /// [`Bundle::load`] under `limits`. The bundle is untrusted input: every file the
+    /// manifest names must resolve (symlinks followed) inside `dir` to a regular file
+    /// within its size cap, and is read bounded (see [`files`]); an ONNX graph keeping
+    /// tensors in external files is refused.
+    ///
+    /// # Errors
+    /// [`Model`](crate::ErrorKind::Model) when the folder, `model.toml` or a graph it names
+    /// is missing, when the manifest is invalid (unknown key, inconsistent shapes, a value
+    /// out of range), when a path leaves the bundle or names something other than a
+    /// regular file, when a file is over its cap, or when labels, sentences or embeddings
+    /// disagree with the output; [`Io`](crate::ErrorKind::Io) when a file cannot be read.
+    /// The message names the file and the key.
+    pub fn load_with(dir: impl AsRef<Path>, limits: &Limits) -> Result<Bundle> {
         let dir = dir.as_ref().to_path_buf();
         if !dir.is_dir() {
             return Err(err!(
@@ -91,26 +108,60 @@ impl Bundle {
                 dir.display()
             ));
         }
+        let root = dir.canonicalize().map_err(|e| Error::io(&dir, e))?;
         let manifest_path = dir.join("model.toml");
-        let manifest = Manifest::load(&manifest_path)?;
-        let graph = dir.join(&manifest.graph);
-        if !graph.is_file() {
-            return Err(err!(
-                Model,
-                "{}: key `graph` names {}, which does not exist",
-                manifest_path.display(),
-                graph.display()
-            ));
+        let origin = manifest_path.display().to_string();
+        let bundle_file = |key: &str, rel: &str, kind: FileKind| {
+            files::resolve(&root, &dir, &origin, key, rel, kind, limits)
+        };
+        let manifest = {
+            let path = bundle_file("model.toml", "model.toml", FileKind::Manifest)
+                .map_err(|e| e.context(format_args!("bundle {}", dir.display())))?;
+            let bytes = files::read_bounded(&path, FileKind::Manifest, limits)?;
+            let text =
+                std::str::from_utf8(&bytes).map_err(|_| err!(Model, "{origin}: not UTF-8 text"))?;
+            Manifest::parse_with(text, limits).map_err(|e| e.context(&origin))?
+        };
+        let mut graphs = vec![("graph", manifest.graph.as_str())];
+        if let Some(stages) = &manifest.stages {
+            graphs.extend(
+                stages
+                    .encoders
+                    .iter()
+                    .map(|e| ("stages.encoders.graph", e.graph.as_str())),
+            );
+            graphs.push(("stages.head", stages.head.as_str()));
         }
-        let labels_path = dir.join(&manifest.labels);
-        let labels = read_lines(&labels_path)?;
+        let mut graph = PathBuf::new();
+        for (key, file) in graphs {
+            let path = bundle_file(key, file, FileKind::Graph)?;
+            let bytes = files::read_bounded(&path, FileKind::Graph, limits)?;
+            files::refuse_external_data(&bytes, &path.display().to_string())
+                .map_err(|e| e.context(format_args!("{origin}: key `{key}`")))?;
+            if key == "graph" {
+                graph = path;
+            }
+        }
+        let labels_path = bundle_file("labels", &manifest.labels, FileKind::Text)?;
+        let in_key = |key: &'static str| {
+            let origin = &origin;
+            move |e: Error| e.context(format_args!("{origin}: key `{key}`"))
+        };
+        let labels = read_lines(&labels_path, limits).map_err(in_key("labels"))?;
         let vocabulary = match &manifest.vocabulary {
             Some(v) => {
                 let dim = VocabularySpec::dim(&manifest.output);
-                let sentences = read_lines(&dir.join(&v.sentences))?;
-                let path = dir.join(&v.embeddings);
-                let embeddings = read_f32(&path)?;
-                if embeddings.len() != sentences.len() * dim {
+                let sentences_path =
+                    bundle_file("vocabulary.sentences", &v.sentences, FileKind::Text)?;
+                let sentences =
+                    read_lines(&sentences_path, limits).map_err(in_key("vocabulary.sentences"))?;
+                let path =
+                    bundle_file("vocabulary.embeddings", &v.embeddings, FileKind::Embeddings)?;
+                let expected = sentences.len().checked_mul(dim);
+                let embeddings = files::read_bounded(&path, FileKind::Embeddings, limits)
+                    .and_then(|bytes| files::parse_f32(&bytes, &path.display().to_string()))
+                    .map_err(in_key("vocabulary.embeddings"))?;
+                if Some(embeddings.len()) != expected {
                     return Err(err!(
                         Model,
                         "{}: {} values, expected {} sentences x {dim} (the output's last dimension)",
@@ -159,23 +210,6 @@ impl Bundle {
                     manifest_path.display(),
                     labels_path.display()
                 ));
-            }
-        }
-        if let Some(stages) = &manifest.stages {
-            let files = stages
-                .encoders
-                .iter()
-                .map(|e| ("stages.encoders.graph", &e.graph))
-                .chain([("stages.head", &stages.head)]);
-            for (key, file) in files {
-                if !dir.join(file).is_file() {
-                    return Err(err!(
-                        Model,
-                        "{}: key `{key}` names {}, which does not exist",
-                        manifest_path.display(),
-                        dir.join(file).display()
-                    ));
-                }
             }
         }
         Ok(Bundle {
@@ -269,30 +303,9 @@ impl Bundle {
     }
 }
 
-/// Reads the non-empty lines of a text file, trimmed.
-fn read_lines(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect())
-}
-
-/// Reads a raw little-endian float32 file.
-fn read_f32(path: &Path) -> Result<Vec<f32>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    if bytes.len() % 4 != 0 {
-        return Err(err!(
-            Model,
-            "{}: {} bytes is not a whole number of float32 values",
-            path.display(),
-            bytes.len()
-        ));
-    }
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect())
+/// The non-empty lines of a labels or sentences file, trimmed (see
+/// [`files::parse_lines`]).
+fn read_lines(path: &Path, limits: &Limits) -> Result<Vec<String>> {
+    let bytes = files::read_bounded(path, FileKind::Text, limits)?;
+    files::parse_lines(&bytes, &path.display().to_string(), limits.labels)
 }

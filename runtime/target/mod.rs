@@ -16,7 +16,9 @@ use serde::Deserialize;
 use crate::backend::engine_cache::Precision;
 use crate::backend::BackendChoice;
 use crate::capture::video::CameraCaps;
-use crate::{err, Error, Result};
+use crate::model::files::{read_bounded, FileKind};
+use crate::model::Limits;
+use crate::{err, Error, ErrorKind, Result};
 
 /// The profiles shipped in `targets/`, compiled in: (file name, contents).
 const BUILTIN: [(&str, &str); 6] = [
@@ -106,14 +108,24 @@ impl Target {
         Ok(target)
     }
 
-    /// Reads a profile file.
+    /// Reads a profile file: a regular file of at most 1 MiB
+    /// ([`MAX_MANIFEST_BYTES`](crate::model::limits::MAX_MANIFEST_BYTES)), read bounded.
     ///
     /// # Errors
-    /// [`Io`](crate::ErrorKind::Io) when the file cannot be read; otherwise as
-    /// [`Target::parse`].
+    /// [`Io`](crate::ErrorKind::Io) when the file cannot be read;
+    /// [`Config`](crate::ErrorKind::Config) when it is not a regular file, is over the cap
+    /// or is not UTF-8; otherwise as [`Target::parse`].
     pub fn load(path: &Path) -> Result<Target> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Target::parse(&text, &path.display().to_string())
+        let bytes = read_bounded(path, FileKind::Manifest, &Limits::DEFAULT).map_err(|e| {
+            if e.kind() == ErrorKind::Model {
+                Error::new(ErrorKind::Config, format!("target profile {}", e.message()))
+            } else {
+                e
+            }
+        })?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| err!(Config, "target profile {}: not UTF-8 text", path.display()))?;
+        Target::parse(text, &path.display().to_string())
     }
 
     /// The shipped profile called `name` (see `targets/`).
@@ -263,6 +275,19 @@ impl Target {
                 "capture {}x{} at {} fps: width and height must both be 0 or both set (at most 16384), fps at most 1000",
                 c.width, c.height, c.fps
             )));
+        }
+        if let Some(element) = &c.csi_element {
+            let name_ok = !element.is_empty()
+                && element.len() <= 64
+                && element
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+            if !name_ok {
+                return Err(fail(format!(
+                    "capture.csi_element {element:?} must be one GStreamer element name \
+                     (letters, digits, `-`, `_`; at most 64)"
+                )));
+            }
         }
         if !(1..=64).contains(&self.window.hop_frames) {
             return Err(err!(
