@@ -123,32 +123,6 @@ fn check_meta(
     Ok(())
 }
 
-/// `O_NONBLOCK`, so that opening a FIFO returns at once instead of waiting for a writer
-/// (it changes nothing for a regular file). The value of Linux on its common
-/// architectures; elsewhere 0 (the metadata check before opening still refuses FIFOs).
-#[cfg(all(
-    target_os = "linux",
-    any(
-        target_arch = "x86",
-        target_arch = "x86_64",
-        target_arch = "arm",
-        target_arch = "aarch64",
-        target_arch = "riscv64"
-    )
-))]
-const O_NONBLOCK: i32 = 0o4000;
-#[cfg(not(all(
-    target_os = "linux",
-    any(
-        target_arch = "x86",
-        target_arch = "x86_64",
-        target_arch = "arm",
-        target_arch = "aarch64",
-        target_arch = "riscv64"
-    )
-)))]
-const O_NONBLOCK: i32 = 0;
-
 /// Reads `path`, a regular file of at most `kind`'s cap: the metadata is checked before
 /// reading and again on the open file, and at most cap + 1 bytes are read.
 ///
@@ -164,7 +138,9 @@ pub fn read_bounded(path: &Path, kind: FileKind, limits: &Limits) -> Result<Vec<
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(O_NONBLOCK)
+            // O_NONBLOCK: opening a FIFO returns at once instead of waiting for a writer
+            // (it changes nothing for a regular file)
+            .custom_flags(libc::O_NONBLOCK)
             .open(path)
             .map_err(|e| Error::io(path, e))?
     };
