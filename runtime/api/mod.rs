@@ -541,9 +541,14 @@ struct InferenceContext {
     overlay: Option<LabelOverlay>,
 }
 
+/// Logs invalid windows at most once per this interval (with the count since the last log).
+const INVALID_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
 fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: &Shared) {
     let mut events: Vec<Event> = Vec::with_capacity(16);
     let mut last_end = None;
+    let mut invalid_unlogged = 0u64;
+    let mut invalid_logged_at: Option<Instant> = None;
     loop {
         let window = match mailbox.take(Duration::from_millis(50)) {
             Err(()) => break,
@@ -551,6 +556,21 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
             Ok(None) => continue,
             Ok(Some(w)) => w,
         };
+        if window.invalid_audio > 0 {
+            // Non-finite audio: no prediction from it (neither silence nor NaN scores).
+            shared.windows_invalid.fetch_add(1, Ordering::Relaxed);
+            invalid_unlogged += 1;
+            if invalid_logged_at.is_none_or(|t| t.elapsed() >= INVALID_LOG_INTERVAL) {
+                log::warn!(
+                    "skipped {invalid_unlogged} window(s) whose audio held non-finite samples (latest: window {}, {} of its log-mel frames)",
+                    window.index,
+                    window.invalid_audio
+                );
+                invalid_unlogged = 0;
+                invalid_logged_at = Some(Instant::now());
+            }
+            continue;
+        }
         let t0 = Instant::now();
         let out = match ctx.backend.run(&window, &mut ctx.assembler) {
             Ok(out) => out,
