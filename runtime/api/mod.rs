@@ -55,6 +55,7 @@ pub struct RuntimeBuilder {
     callback: Option<Callback>,
     display: Option<String>,
     labels: Vec<String>,
+    limits: crate::capture::video::MediaLimits,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -85,6 +86,7 @@ impl Default for RuntimeBuilder {
             callback: None,
             display: None,
             labels: Vec::new(),
+            limits: crate::capture::video::MediaLimits::default(),
         }
     }
 }
@@ -188,6 +190,27 @@ impl RuntimeBuilder {
         self.display = Some(sink.into());
         self
     }
+    /// Largest video resolution a source may deliver (default 7680x4320). A source
+    /// whose decoded video is larger is refused at start with a
+    /// [`Video`](crate::ErrorKind::Video) error naming its size and this limit, before
+    /// frames of that size are allocated; zero is refused by [`build`](Self::build).
+    pub fn max_resolution(mut self, width: u32, height: u32) -> Self {
+        (self.limits.max_width, self.limits.max_height) = (width, height);
+        self
+    }
+    /// Largest frame rate a source may deliver, in frames per second (default 240);
+    /// beyond it the source is refused as for [`max_resolution`](Self::max_resolution).
+    /// Zero is refused by [`build`](Self::build).
+    pub fn max_fps(mut self, fps: u32) -> Self {
+        self.limits.max_fps = fps;
+        self
+    }
+    /// Threads each libav video decoder may use (default 2; 1..=64, others are refused
+    /// by [`build`](Self::build)).
+    pub fn decoder_threads(mut self, threads: u32) -> Self {
+        self.limits.decoder_threads = threads;
+        self
+    }
     /// Delivers every output to `callback` on the inference thread instead of the
     /// channel. Keep it short: it delays the next window.
     pub fn on_output(mut self, callback: impl FnMut(&Output) + Send + 'static) -> Self {
@@ -198,13 +221,15 @@ impl RuntimeBuilder {
     /// Loads the model, opens the sources and starts the threads.
     ///
     /// # Errors
-    /// [`Config`](crate::ErrorKind::Config) without a model or video source; the bundle's
+    /// [`Config`](crate::ErrorKind::Config) without a model or video source, or for a
+    /// zero media limit (resolution, frame rate, decoder threads); the bundle's
     /// errors ([`Bundle::load`]); the backend's ([`crate::backend::open`]);
     /// [`Video`](crate::ErrorKind::Video) or [`Audio`](crate::ErrorKind::Audio) when a
     /// source cannot be opened (a missing audio source is only an error for a model that
     /// needs audio); [`Unavailable`](crate::ErrorKind::Unavailable) for added labels
     /// without the text model.
     pub fn build(self) -> Result<Runtime> {
+        self.limits.validate()?;
         let model_dir = self
             .model
             .clone()
@@ -235,6 +260,7 @@ impl RuntimeBuilder {
         vcfg.realtime = self.realtime;
         vcfg.display_sink = self.display.clone();
         vcfg.camera = self.camera.clone();
+        vcfg.limits = self.limits;
         if !from_video {
             vcfg.audio_rate = None;
         }
