@@ -42,6 +42,7 @@ fn main() -> avaction::Result<()> {
             live_max_buffers: 2,
             display_sink: None,
             camera: None,
+            limits: Default::default(),
         },
         Timeline::start(),
         tx,

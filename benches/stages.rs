@@ -42,6 +42,7 @@ fn window(b: &Bundle, k: u64) -> Window {
         audio_start: Some(Nanos::ZERO),
         skew_ns: Some(Nanos::ZERO),
         audio_missing: 0,
+        invalid_audio: 0,
         first_frame: k * hop,
         audio_slots: 0..mel_frames,
         audio_index: k * hop * (mel_frames / t) as u64,

@@ -154,3 +154,153 @@ fn copy_bundle(to: &std::path::Path) {
         std::fs::copy(repo("models/cavnet-small").join(f), to.join(f)).unwrap();
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Media limits (issue 14, item 5), through the library: a source beyond the maximum
+// resolution or frame rate is refused with an error naming its size and the limit.
+
+mod media_limits {
+    use super::common::temp_dir;
+    use avaction::capture::video::{MediaLimits, VideoCapture, VideoConfig};
+    use avaction::capture::{CaptureStats, VideoSource};
+    use avaction::clock::Timeline;
+    use avaction::{ErrorKind, Runtime};
+    use std::path::Path;
+    use std::process::Command;
+    use std::sync::{mpsc, Arc};
+
+    fn config(limits: MediaLimits) -> VideoConfig {
+        VideoConfig {
+            width: 32,
+            height: 24,
+            fps: 25,
+            realtime: false,
+            audio_rate: None,
+            live_max_buffers: 2,
+            display_sink: None,
+            camera: None,
+            limits,
+        }
+    }
+
+    fn start(source: VideoSource, limits: MediaLimits) -> avaction::Result<VideoCapture> {
+        let (tx, _rx) = mpsc::sync_channel(16);
+        VideoCapture::start(
+            &source,
+            &config(limits),
+            Timeline::start(),
+            tx,
+            Arc::new(CaptureStats::default()),
+        )
+    }
+
+    /// Encodes `frames` black frames of `w` x `h` as Motion JPEG in Matroska, in a child
+    /// process (so that the encoder's memory is not this process's).
+    fn black_mjpeg(path: &Path, w: u32, h: u32, frames: u32) {
+        let status = Command::new("gst-launch-1.0")
+            .args([
+                "-q",
+                "videotestsrc",
+                &format!("num-buffers={frames}"),
+                "pattern=black",
+                "!",
+                &format!("video/x-raw,width={w},height={h},framerate=25/1"),
+                "!",
+                "jpegenc",
+                "!",
+                "matroskamux",
+                "!",
+                "filesink",
+                &format!("location={}", path.display()),
+            ])
+            .status()
+            .expect("gst-launch-1.0 runs");
+        assert!(status.success(), "gst-launch-1.0 failed");
+    }
+
+    /// Peak resident memory of this process so far, in MiB.
+    fn peak_rss_mib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb / 1024)
+    }
+
+    #[test]
+    fn video_of_16k_by_16k_is_refused_before_it_is_decoded() {
+        let dir = temp_dir("huge-video");
+        let path = dir.join("huge.mkv");
+        black_mjpeg(&path, 16_000, 16_000, 1);
+        let before = peak_rss_mib();
+        let e = start(
+            VideoSource::Uri(path.display().to_string()),
+            MediaLimits::default(),
+        )
+        .err()
+        .unwrap_or_else(|| panic!("a 16000x16000 video is refused"));
+        assert_eq!(e.kind(), ErrorKind::Video, "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("16000x16000") && msg.contains("7680x4320") && msg.contains("huge.mkv"),
+            "{msg}"
+        );
+        // One decoded 16000x16000 frame alone would be 366 MiB (I420), 732 MiB in RGB.
+        let grown = peak_rss_mib().saturating_sub(before);
+        assert!(grown < 150, "peak RSS grew by {grown} MiB");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn limits_are_configurable_and_a_normal_file_still_plays() {
+        let dir = temp_dir("limits-file");
+        let path = dir.join("small.mkv");
+        black_mjpeg(&path, 320, 240, 3);
+        let uri = VideoSource::Uri(path.display().to_string());
+        let mut capture = start(uri.clone(), MediaLimits::default()).expect("a 320x240 file plays");
+        capture.stop();
+        let small = MediaLimits {
+            max_width: 160,
+            max_height: 120,
+            ..MediaLimits::default()
+        };
+        let e = start(uri, small)
+            .err()
+            .unwrap_or_else(|| panic!("refused under 160x120"));
+        assert!(
+            e.message().contains("320x240") && e.message().contains("160x120"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_test_source_above_the_frame_rate_limit_is_refused() {
+        let slow = MediaLimits {
+            max_fps: 10,
+            ..MediaLimits::default()
+        };
+        let e = start(VideoSource::TestPattern("smpte".into()), slow)
+            .err()
+            .unwrap_or_else(|| panic!("videotestsrc runs at 30 fps"));
+        assert_eq!(e.kind(), ErrorKind::Video, "{e}");
+        assert!(e.to_string().contains("maximum frame rate 10 fps"), "{e}");
+    }
+
+    #[test]
+    fn zero_limits_are_config_errors() {
+        let model = concat!(env!("CARGO_MANIFEST_DIR"), "/models/cavnet-small");
+        for builder in [
+            Runtime::builder().model(model).max_resolution(0, 1080),
+            Runtime::builder().model(model).max_fps(0),
+            Runtime::builder().model(model).decoder_threads(0),
+        ] {
+            let e = builder
+                .build()
+                .err()
+                .unwrap_or_else(|| panic!("zero refused"));
+            assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+        }
+    }
+}

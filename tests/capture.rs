@@ -111,6 +111,7 @@ fn config(width: u32, height: u32, audio_rate: Option<u32>, realtime: bool) -> V
         live_max_buffers: 2,
         display_sink: None,
         camera: None,
+        limits: Default::default(),
     }
 }
 

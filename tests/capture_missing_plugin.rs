@@ -55,6 +55,7 @@ fn missing_video_decoder_is_named_in_the_error() {
             live_max_buffers: 2,
             display_sink: None,
             camera: None,
+            limits: Default::default(),
         },
         Timeline::start(),
         tx,

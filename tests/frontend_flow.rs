@@ -424,12 +424,16 @@ fn all_sizes_from_8_work_and_smaller_or_mismatched_frames_are_errors() {
                 .unwrap_or_else(|e| panic!("{name} {w}x{h}: {e}"));
             assert_eq!((flow.width, flow.height, flow.uv.len()), (w, h, 2 * w * h));
             assert!(flow.uv.iter().all(|x| x.is_finite()), "{name} {w}x{h}");
-            // Extreme input (values far outside 0..255, NaN) must not panic either.
+            // Extreme input (values far outside 0..255, NaN) must not panic either: it is
+            // refused (issue 14: non-finite or out-of-range grey is an error, not NaN flow).
             let mut wild = next.clone();
             wild[0] = f32::NAN;
             wild[w * h / 2] = 1e30;
-            est.compute(&prev, &wild, w, h, &mut flow)
-                .unwrap_or_else(|e| panic!("{name} {w}x{h} wild: {e}"));
+            let err = est.compute(&prev, &wild, w, h, &mut flow).err();
+            assert!(
+                err.as_ref().map(|e| e.kind()) == Some(avaction::ErrorKind::Video),
+                "{name} {w}x{h} wild: {err:?}"
+            );
         }
         for (w, h) in [(7, 64), (64, 4), (0, 0), (1, 1)] {
             let img = vec![0.0f32; w * h];

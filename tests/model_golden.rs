@@ -80,6 +80,7 @@ fn tract_matches_pytorch_goldens() {
         audio_start: Some(Nanos::ZERO),
         skew_ns: Some(Nanos::ZERO),
         audio_missing: 0,
+        invalid_audio: 0,
         first_frame: 0,
         audio_slots: 0..64,
         audio_index: 0,

@@ -147,6 +147,7 @@ fn raw_window(g: &Value, dir: &Path) -> Window {
         audio_start: Some(Nanos::ZERO),
         skew_ns: Some(Nanos::ZERO),
         audio_missing: 0,
+        invalid_audio: 0,
         first_frame: 100,
         audio_index: 400,
         video_complete_at: std::time::Instant::now(),

@@ -60,6 +60,7 @@ pub struct RuntimeBuilder {
     callback: Option<Callback>,
     display: Option<String>,
     labels: Vec<String>,
+    limits: crate::capture::video::MediaLimits,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -90,6 +91,7 @@ impl Default for RuntimeBuilder {
             callback: None,
             display: None,
             labels: Vec::new(),
+            limits: crate::capture::video::MediaLimits::default(),
         }
     }
 }
@@ -196,6 +198,27 @@ impl RuntimeBuilder {
         self.display = Some(sink.into());
         self
     }
+    /// Largest video resolution a source may deliver (default 7680x4320). A source
+    /// whose decoded video is larger is refused at start with a
+    /// [`Video`](crate::ErrorKind::Video) error naming its size and this limit, before
+    /// frames of that size are allocated; zero is refused by [`build`](Self::build).
+    pub fn max_resolution(mut self, width: u32, height: u32) -> Self {
+        (self.limits.max_width, self.limits.max_height) = (width, height);
+        self
+    }
+    /// Largest frame rate a source may deliver, in frames per second (default 240);
+    /// beyond it the source is refused as for [`max_resolution`](Self::max_resolution).
+    /// Zero is refused by [`build`](Self::build).
+    pub fn max_fps(mut self, fps: u32) -> Self {
+        self.limits.max_fps = fps;
+        self
+    }
+    /// Threads each libav video decoder may use (default 2; 1..=64, others are refused
+    /// by [`build`](Self::build)).
+    pub fn decoder_threads(mut self, threads: u32) -> Self {
+        self.limits.decoder_threads = threads;
+        self
+    }
     /// Delivers every output to `callback` on the inference thread instead of the
     /// channel. Keep it short: it delays the next window.
     pub fn on_output(mut self, callback: impl FnMut(&Output) + Send + 'static) -> Self {
@@ -207,8 +230,9 @@ impl RuntimeBuilder {
     ///
     /// # Errors
     /// [`Config`](crate::ErrorKind::Config) for a setting out of range (threads, hop,
-    /// output capacity, audio wait, an empty or overlong label sentence), without a model
-    /// or without a video source; the bundle's
+    /// output capacity, audio wait, an empty or overlong label sentence, a zero media
+    /// limit: resolution, frame rate, decoder threads), without a model or without a
+    /// video source; the bundle's
     /// errors ([`Bundle::load`]); the backend's ([`crate::backend::open`]);
     /// [`Video`](crate::ErrorKind::Video) or [`Audio`](crate::ErrorKind::Audio) when a
     /// source cannot be opened (a missing audio source is only an error for a model that
@@ -216,6 +240,7 @@ impl RuntimeBuilder {
     /// without the text model.
     pub fn build(self) -> Result<Runtime> {
         self.check()?;
+        self.limits.validate()?;
         let model_dir = self
             .model
             .clone()
@@ -246,6 +271,7 @@ impl RuntimeBuilder {
         vcfg.realtime = self.realtime;
         vcfg.display_sink = self.display.clone();
         vcfg.camera = self.camera.clone();
+        vcfg.limits = self.limits;
         if !from_video {
             vcfg.audio_rate = None;
         }
@@ -552,9 +578,14 @@ struct InferenceContext {
     overlay: Option<LabelOverlay>,
 }
 
+/// Logs invalid windows at most once per this interval (with the count since the last log).
+const INVALID_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
 fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: &Shared) {
     let mut events: Vec<Event> = Vec::with_capacity(16);
     let mut last_end = None;
+    let mut invalid_unlogged = 0u64;
+    let mut invalid_logged_at: Option<Instant> = None;
     loop {
         let window = match mailbox.take(Duration::from_millis(50)) {
             Err(()) => break,
@@ -562,6 +593,21 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
             Ok(None) => continue,
             Ok(Some(w)) => w,
         };
+        if window.invalid_audio > 0 {
+            // Non-finite audio: no prediction from it (neither silence nor NaN scores).
+            shared.windows_invalid.fetch_add(1, Ordering::Relaxed);
+            invalid_unlogged += 1;
+            if invalid_logged_at.is_none_or(|t| t.elapsed() >= INVALID_LOG_INTERVAL) {
+                log::warn!(
+                    "skipped {invalid_unlogged} window(s) whose audio held non-finite samples (latest: window {}, {} of its log-mel frames)",
+                    window.index,
+                    window.invalid_audio
+                );
+                invalid_unlogged = 0;
+                invalid_logged_at = Some(Instant::now());
+            }
+            continue;
+        }
         let t0 = Instant::now();
         let out = match ctx.backend.run(&window, &mut ctx.assembler) {
             Ok(out) => out,

@@ -46,6 +46,11 @@ pub struct Stats {
     pub windows_dropped: u64,
     /// Windows run with part of their audio missing (filled with silence).
     pub windows_audio_incomplete: u64,
+    /// Windows not run because their audio held non-finite samples (NaN, +-inf): no
+    /// prediction is made from them (see `Window::invalid_audio`).
+    pub windows_invalid: u64,
+    /// Audio samples that were not finite (NaN, +-inf).
+    pub samples_invalid: u64,
     /// Outputs dropped because the reader fell behind (live only).
     pub outputs_dropped: u64,
     /// Median latency over recent windows, ms.
@@ -98,6 +103,7 @@ pub(crate) struct Shared {
     pub(crate) capture: Arc<CaptureStats>,
     pub(crate) windows_skipped: AtomicU64,
     pub(crate) outputs_dropped: AtomicU64,
+    pub(crate) windows_invalid: AtomicU64,
     backend: Arc<BackendStatus>,
     degraded: Option<String>,
     started: Instant,
@@ -122,6 +128,7 @@ impl Shared {
             capture,
             windows_skipped: AtomicU64::new(0),
             outputs_dropped: AtomicU64::new(0),
+            windows_invalid: AtomicU64::new(0),
             backend,
             degraded,
             started: Instant::now(),
@@ -199,6 +206,8 @@ impl Shared {
             windows_skipped: load(&self.windows_skipped),
             windows_dropped: ws.windows_dropped,
             windows_audio_incomplete: ws.windows_audio_incomplete,
+            windows_invalid: load(&self.windows_invalid),
+            samples_invalid: ws.audio_samples_invalid,
             outputs_dropped: load(&self.outputs_dropped),
             latency_p50_ms: percentile(&r.latency_ms, 0.5),
             latency_p99_ms: percentile(&r.latency_ms, 0.99),

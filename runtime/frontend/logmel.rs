@@ -474,9 +474,15 @@ impl LogMel {
     /// Feeds `samples` (mono, in [-1, 1], at the configured rate) and calls `on_frame`
     /// with the `num_bins()` features (log-mel energies, and the log energy if configured) of each frame they complete, in order.
     /// Each sample is copied once into a ring of one frame; each frame is computed
-    /// once, when its last sample arrives. Non-finite samples make the frames that
-    /// contain them non-finite.
-    pub fn push(&mut self, mut samples: &[f32], on_frame: &mut dyn FnMut(&[f32])) {
+    /// once, when its last sample arrives.
+    ///
+    /// Non-finite samples (NaN, +-inf) are never turned into silence: every frame that
+    /// contains one comes out as all NaN features (see [`LogMel::is_invalid_frame`]), so
+    /// that whoever reads the frames can flag and skip them. Returns how many of `samples`
+    /// were non-finite (0 for clean audio). Samples beyond [-1, 1] but finite are
+    /// processed as they are. Allocation-free.
+    pub fn push(&mut self, mut samples: &[f32], on_frame: &mut dyn FnMut(&[f32])) -> usize {
+        let invalid = samples.iter().filter(|x| !x.is_finite()).count();
         while !samples.is_empty() {
             let take = samples.len().min(self.samples_until_frame);
             let (now, rest) = samples.split_at(take);
@@ -489,6 +495,13 @@ impl LogMel {
                 self.samples_until_frame = self.frame_shift;
             }
         }
+        invalid
+    }
+
+    /// Whether `frame` (as [`LogMel::push`] hands it out) was computed from audio with a
+    /// non-finite sample: such frames are all NaN.
+    pub fn is_invalid_frame(frame: &[f32]) -> bool {
+        frame.first().is_some_and(|x| x.is_nan())
     }
 
     /// Forgets every sample pushed so far; the next frame starts at the next sample.
@@ -519,6 +532,11 @@ impl LogMel {
             .iter_mut()
             .zip(chronological)
             .for_each(|(x, &sample)| *x = f64::from(sample));
+        if frame.iter().any(|x| !x.is_finite()) {
+            // A non-finite sample: the frame is invalid, not silent (see `push`).
+            self.log_mel.fill(f32::NAN);
+            return;
+        }
 
         if self.remove_dc_offset {
             let mean = frame.iter().sum::<f64>() / len as f64;
@@ -596,7 +614,8 @@ fn log_energy_of(frame: &[f64], log_floor: f64) -> f64 {
 
 /// Log-mel features of a whole clip, one `Vec` of `num_features()` values per frame (the same
 /// code path as streaming through [`LogMel::push`]). A clip shorter than one frame
-/// gives no frames (torchaudio raises an error instead).
+/// gives no frames (torchaudio raises an error instead). Frames containing a non-finite
+/// sample are all NaN, as with [`LogMel::push`].
 ///
 /// # Errors
 /// As [`FbankConfig::validate`].

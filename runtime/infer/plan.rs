@@ -46,5 +46,6 @@ pub fn video_config(m: &Manifest) -> VideoConfig {
         live_max_buffers: 2,
         display_sink: None,
         camera: None,
+        limits: Default::default(),
     }
 }

@@ -35,6 +35,10 @@ pub struct Window {
     pub skew_ns: Option<Nanos>,
     /// Log-mel frames that had no audio and hold silence instead.
     pub audio_missing: usize,
+    /// Log-mel frames computed from audio with a non-finite sample (NaN, +-inf): they
+    /// hold NaN, not silence. A window with any is invalid: the runtime does not run it
+    /// (the runtime's `Stats::windows_invalid` counts it).
+    pub invalid_audio: usize,
     /// Stream number of the window's first frame (0 for the first frame of the stream):
     /// frame `k` of the window is frame `first_frame + k`, and flow field `k` (between
     /// frames `k` and `k + 1`) belongs to frame `first_frame + k + 1`. Staged models cache

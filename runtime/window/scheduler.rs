@@ -57,6 +57,11 @@ pub struct WindowStats {
     pub windows_audio_incomplete: u64,
     /// Log-mel frames computed.
     pub mel_frames: u64,
+    /// Audio samples pushed that were not finite (NaN, +-inf).
+    pub audio_samples_invalid: u64,
+    /// Windows emitted with log-mel frames computed from non-finite samples
+    /// ([`Window::invalid_audio`] > 0): the runtime does not run them.
+    pub windows_invalid_audio: u64,
 }
 
 /// Builds windows from frames and audio chunks; see the module docs.
@@ -231,13 +236,23 @@ impl WindowScheduler {
             let stored = &self.frames[slot * self.frame_bytes..(slot + 1) * self.frame_bytes];
             flow::rgb_to_gray(stored, &mut self.gray_next);
             if self.frames_seen > 0 {
-                est.compute(
+                let result = est.compute(
                     &self.gray_prev,
                     &self.gray_next,
                     self.cfg.width,
                     self.cfg.height,
                     &mut self.field,
-                )?;
+                );
+                match result {
+                    Ok(()) => {}
+                    // Grey from bytes is always within range; the one refusal it can meet
+                    // is TV-L1's "grey scaled to 0..1" on two black frames (every value
+                    // at most 1): they have no motion to find.
+                    Err(_) if is_black(&self.gray_prev) && is_black(&self.gray_next) => {
+                        self.field.uv.fill(0.0);
+                    }
+                    Err(e) => return Err(e),
+                }
             } else {
                 // The first frame has no predecessor: zero motion.
                 self.field.uv.fill(0.0);
@@ -305,6 +320,7 @@ impl WindowScheduler {
             audio_start: None,
             skew_ns: None,
             audio_missing: 0,
+            invalid_audio: 0,
             first_frame: self.frames_seen - t as u64,
             audio_slots: 0..0,
             audio_index: 0,
@@ -318,7 +334,10 @@ impl WindowScheduler {
         self.pending.push_back(window);
     }
 
-    /// Adds mono audio at the filterbank's rate and computes its log-mel frames.
+    /// Adds mono audio at the filterbank's rate and computes its log-mel frames. A
+    /// non-finite sample is counted ([`WindowStats::audio_samples_invalid`]) and makes the
+    /// log-mel frames containing it invalid (all NaN, not silence): the windows they fall
+    /// into are flagged ([`Window::invalid_audio`]).
     pub fn push_audio(&mut self, chunk: &AudioChunk) {
         let Some(logmel) = self.logmel.as_mut() else {
             return;
@@ -332,7 +351,7 @@ impl WindowScheduler {
         let (mel, spare, anchors) = (&mut self.mel, &mut self.spare_mel, &self.anchors);
         let (mel_out, shift, cap) = (&mut self.mel_out, self.shift, self.cfg.mel_history);
         let mel_frames = &mut self.stats.mel_frames;
-        logmel.push(&chunk.samples, &mut |frame: &[f32]| {
+        let invalid = logmel.push(&chunk.samples, &mut |frame: &[f32]| {
             let start = *mel_out * shift;
             *mel_out += 1;
             *mel_frames += 1;
@@ -346,6 +365,7 @@ impl WindowScheduler {
             v.extend_from_slice(frame);
             mel.push_back((t, v));
         });
+        self.stats.audio_samples_invalid += invalid as u64;
     }
 
     /// Returns the next window whose audio is complete (or no longer awaited).
@@ -401,6 +421,9 @@ impl WindowScheduler {
             if k0 < a {
                 for (k, (_, v)) in self.mel.iter().skip(first).take(a - k0).enumerate() {
                     let k = k0 + k;
+                    if LogMel::is_invalid_frame(v) {
+                        w.invalid_audio += 1;
+                    }
                     w.logmel[k * bins..(k + 1) * bins].copy_from_slice(v);
                     used += 1;
                 }
@@ -412,6 +435,9 @@ impl WindowScheduler {
             }
         }
         w.audio_missing = a - used;
+        if w.invalid_audio > 0 {
+            self.stats.windows_invalid_audio += 1;
+        }
         if w.audio_missing > 0 {
             self.stats.windows_audio_incomplete += 1;
         }
@@ -445,4 +471,9 @@ fn sample_time(anchors: &VecDeque<(u64, Nanos, u32)>, index: u64) -> Nanos {
         }
         None => Nanos::ZERO,
     }
+}
+
+/// Whether every grey value of a frame is at most 1 (a black frame).
+fn is_black(gray: &[f32]) -> bool {
+    gray.iter().all(|&g| g <= 1.0)
 }

@@ -10,6 +10,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 /// What [`WindowStream::next`] found.
+// A window is moved once per hop (its frames are on the heap): boxing it to keep the
+// other variants small would cost an allocation per window for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum WindowStreamStep {
     /// A complete window (or one whose audio is no longer awaited).

@@ -6,6 +6,7 @@
 //! display's label (`overlay`).
 
 mod devices;
+mod limits;
 mod overlay;
 mod pads;
 mod pipeline;
@@ -13,6 +14,7 @@ mod plan;
 mod pull;
 
 pub use devices::{camera_description, list_cameras, CameraCaps};
+pub use limits::MediaLimits;
 pub use overlay::LabelOverlay;
 
 pub(crate) use devices::camera_source;
@@ -58,6 +60,11 @@ pub struct VideoConfig {
     /// Live cameras: what to ask the camera for (from a target profile); `None`: the
     /// camera's own choice through `v4l2src`.
     pub camera: Option<CameraCaps>,
+    /// Largest resolution and frame rate a source may deliver, and the libav decoder
+    /// threads ([`MediaLimits::default`]: 7680x4320, 240 fps, 2 threads). A source beyond
+    /// them is refused with a [`Video`](crate::ErrorKind::Video) error naming its size and
+    /// the limit, before frames of that size are scaled or converted.
+    pub limits: MediaLimits,
 }
 
 /// A running GStreamer capture: frames (and optionally the file's audio) flow to the
@@ -138,12 +145,14 @@ impl VideoCapture {
         let video_entry = pipeline
             .by_name("avaction-video-in")
             .ok_or_else(|| err!(Video, "internal: video branch entry missing"))?;
+        limits::guard_entry(&video_entry, cfg.limits)?;
         let pads = Arc::new(Mutex::new(PadState::default()));
 
         match &plan {
             SourcePlan::Uri { uri, .. } => {
                 let decoder = make_element("uridecodebin")?;
                 decoder.set_property("uri", uri);
+                limits::bound_decoder_threads(&decoder, cfg.limits.decoder_threads);
                 pipeline
                     .add(&decoder)
                     .map_err(|e| err!(Video, "cannot add uridecodebin").caused_by(e))?;

@@ -39,6 +39,7 @@ pub(super) fn connect_decoder_pads(
     let pipeline_weak = pipeline.downgrade();
     let video_entry = video_entry.clone();
     let audio_rate = cfg.audio_rate;
+    let limits = cfg.limits;
     let state = pads.clone();
     decoder.connect_pad_added(move |_decoder, pad| {
         let Some(pipeline) = pipeline_weak.upgrade() else {
@@ -52,7 +53,16 @@ pub(super) fn connect_decoder_pads(
         let Ok(mut st) = state.lock() else {
             return;
         };
+        if st.link_error.is_some() {
+            // Refused (media limits) or failed already: link nothing more.
+            return;
+        }
         let result = if media.starts_with("video/") && !st.video_linked {
+            // Refused before linking: nothing downstream allocates for it.
+            if let Err(e) = limits.check_caps(&caps) {
+                st.link_error.get_or_insert_with(|| e.message().to_string());
+                return;
+            }
             match video_entry.static_pad("sink") {
                 Some(sink_pad) => match pad.link(&sink_pad) {
                     Ok(_) => {
@@ -81,6 +91,21 @@ pub(super) fn connect_decoder_pads(
             log::error!("{e}");
             st.link_error.get_or_insert_with(|| e.message().to_string());
         }
+    });
+    // Encoded streams carry their size too (demuxer and parser caps): refusing there
+    // stops decodebin before it plugs a decoder that would allocate the large frames.
+    let state = pads.clone();
+    decoder.connect("autoplug-continue", false, move |args| {
+        let caps = args.get(2).and_then(|v| v.get::<gst::Caps>().ok());
+        let refused = caps.and_then(|caps| limits.check_caps(&caps).err());
+        if let Some(e) = refused {
+            if let Ok(mut st) = state.lock() {
+                st.link_error.get_or_insert_with(|| e.message().to_string());
+            }
+            // Stop plugging: the still-encoded pad is exposed and left unlinked.
+            return Some(false.to_value());
+        }
+        Some(true.to_value())
     });
     let state = pads.clone();
     decoder.connect_no_more_pads(move |_| {
@@ -141,6 +166,11 @@ pub(super) fn wait_until_playing(
                     }
                 }
                 gst::MessageView::Error(e) => {
+                    // A refused pad (media limits) leaves it unlinked: report the refusal,
+                    // not the "not-linked" that follows it.
+                    if let Some(refused) = pads.lock().ok().and_then(|st| st.link_error.clone()) {
+                        return Err(err!(Video, "{source_name}: {refused}"));
+                    }
                     let mut message = format!("{source_name}: {}", describe_gst_error(e));
                     if !missing_plugins.is_empty() {
                         message.push_str(&format!(

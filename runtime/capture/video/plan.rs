@@ -23,6 +23,20 @@ pub(super) fn validate_config(cfg: &VideoConfig) -> Result<()> {
     if cfg.audio_rate == Some(0) {
         return Err(err!(Config, "audio rate 0 Hz is invalid"));
     }
+    cfg.limits.validate()?;
+    if let Some(camera) = &cfg.camera {
+        let (w, h, fps) = (camera.width, camera.height, camera.fps);
+        let l = cfg.limits;
+        if w > l.max_width || h > l.max_height || fps > l.max_fps {
+            return Err(err!(
+                Config,
+                "camera request {w}x{h} at {fps} fps is above the limits {}x{} at {} fps",
+                l.max_width,
+                l.max_height,
+                l.max_fps
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -432,7 +432,7 @@ impl FlowEstimator for DisFlow {
         height: usize,
         out: &mut FlowField,
     ) -> crate::Result<()> {
-        super::check_frames(prev, next, width, height)?;
+        super::check_frames(self.name, prev, next, width, height)?;
         self.prepare(width, height)?;
         self.run(prev, next);
         out.reshape(width, height);

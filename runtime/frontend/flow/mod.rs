@@ -49,7 +49,28 @@ impl FlowField {
     }
 }
 
+/// Grey values every estimator accepts, `(lowest, highest)`: frames are nominally grey in
+/// 0..=255 ([`rgb_to_gray`]); up to one full range of slack on either side is accepted
+/// (sensor noise, filtered or sharpened frames), anything further out is refused as a unit
+/// mistake (and would overflow the estimators' sums of squares).
+pub const GRAY_LIMITS: (f32, f32) = (-255.0, 510.0);
+
 /// Estimates dense optical flow between two grayscale images.
+///
+/// # Accepted input
+/// Every estimator checks its frames before touching them, on every call (a fresh
+/// estimator too), and refuses with a [`Video`](crate::ErrorKind::Video) error whose
+/// message names the estimator and the rule:
+/// - `width` and `height` below [`MIN_SIDE`] (0x0, 1x1, 1xN, 7x64, ...);
+/// - `prev` or `next` not holding `width * height` values;
+/// - a non-finite value (NaN, +-inf) in either frame (the message gives the pixel);
+/// - a value outside [`GRAY_LIMITS`];
+/// - TV-L1 only (its parameters assume grey in 0..=255): a pair whose values all lie at or
+///   below 1 and are not all equal, i.e. grey scaled to 0..1, which would give near-zero
+///   flow; scale such frames by 255.
+///
+/// Any other size from `MIN_SIDE` up (odd sizes included) and any values within the limits
+/// give `Ok` and a finite field.
 pub trait FlowEstimator: Send {
     /// The name this estimator was built from (e.g. `"dis-fast"`).
     fn name(&self) -> &'static str;
@@ -59,8 +80,9 @@ pub trait FlowEstimator: Send {
     /// After the first call at a given size no memory is allocated.
     ///
     /// # Errors
-    /// [`Video`](crate::ErrorKind::Video) when `prev` or `next` is not `width * height`
-    /// values.
+    /// [`Video`](crate::ErrorKind::Video) for frames the trait's rules refuse (see
+    /// [`FlowEstimator`]): too small, not `width * height` values, a non-finite value, a
+    /// value outside [`GRAY_LIMITS`], and for TV-L1 grey scaled to 0..1.
     fn compute(
         &mut self,
         prev: &[f32],
@@ -71,26 +93,75 @@ pub trait FlowEstimator: Send {
     ) -> crate::Result<()>;
 }
 
-/// Checks that `prev` and `next` both hold `width * height` gray values (what every
-/// [`FlowEstimator::compute`] requires); the error names the sizes.
+/// Lowest and highest value of a frame, or the index of its first value that is non-finite
+/// or outside [`GRAY_LIMITS`].
+fn scan_gray(frame: &[f32]) -> std::result::Result<(f32, f32), usize> {
+    let (lo, hi) = GRAY_LIMITS;
+    let (mut min, mut max) = (f32::INFINITY, f32::NEG_INFINITY);
+    for (i, &x) in frame.iter().enumerate() {
+        // NaN fails both comparisons.
+        if !(x >= lo && x <= hi) {
+            return Err(i);
+        }
+        min = min.min(x);
+        max = max.max(x);
+    }
+    Ok((min, max))
+}
+
+/// Checks the frames of a [`FlowEstimator::compute`] call against the trait's rules (sizes,
+/// lengths, finite values within [`GRAY_LIMITS`]); `name` is the estimator's, for the
+/// message. Returns the lowest and highest value over both frames.
 pub(crate) fn check_frames(
+    name: &str,
     prev: &[f32],
     next: &[f32],
     width: usize,
     height: usize,
-) -> crate::Result<()> {
-    let n = width
-        .checked_mul(height)
-        .ok_or_else(|| crate::err!(Video, "optical flow: frame size {width}x{height} overflows"))?;
+) -> crate::Result<(f32, f32)> {
+    if width < MIN_SIDE || height < MIN_SIDE {
+        return Err(crate::err!(
+            Video,
+            "{name} optical flow: frames must be at least {MIN_SIDE}x{MIN_SIDE} pixels, got {width}x{height}"
+        ));
+    }
+    let n = width.checked_mul(height).ok_or_else(|| {
+        crate::err!(
+            Video,
+            "{name} optical flow: frame size {width}x{height} overflows"
+        )
+    })?;
     if prev.len() != n || next.len() != n {
         return Err(crate::err!(
             Video,
-            "optical flow: frames must hold {width}x{height} = {n} gray values, got {} (prev) and {} (next)",
+            "{name} optical flow: frames must hold {width}x{height} = {n} gray values, got {} (prev) and {} (next)",
             prev.len(),
             next.len()
         ));
     }
-    Ok(())
+    let mut range = (f32::INFINITY, f32::NEG_INFINITY);
+    for (which, frame) in [("prev", prev), ("next", next)] {
+        match scan_gray(frame) {
+            Ok((min, max)) => range = (range.0.min(min), range.1.max(max)),
+            Err(i) => {
+                let x = frame[i];
+                let (px, py) = (i % width, i / width);
+                let (lo, hi) = GRAY_LIMITS;
+                return Err(if x.is_finite() {
+                    crate::err!(
+                        Video,
+                        "{name} optical flow: gray value {x} at pixel ({px}, {py}) of {which} is outside {lo}..={hi} (grey is 0..=255)"
+                    )
+                } else {
+                    crate::err!(
+                        Video,
+                        "{name} optical flow: gray value {x} at pixel ({px}, {py}) of {which}; values must be finite"
+                    )
+                });
+            }
+        }
+    }
+    Ok(range)
 }
 
 /// The estimator names [`estimator`] accepts, fastest first.

@@ -387,7 +387,14 @@ impl FlowEstimator for TvL1Flow {
         height: usize,
         out: &mut FlowField,
     ) -> crate::Result<()> {
-        super::check_frames(prev, next, width, height)?;
+        let (min, max) = super::check_frames(self.name, prev, next, width, height)?;
+        if max <= 1.0 && min < max {
+            return Err(crate::err!(
+                Video,
+                "{} optical flow: every gray value lies at or below 1 (range {min}..={max}): TV-L1's parameters assume grey in 0..=255 and would give near-zero flow; scale the frames by 255",
+                self.name
+            ));
+        }
         self.prepare(width, height)?;
         self.levels[0].i0.copy_from_slice(prev);
         self.levels[0].i1.copy_from_slice(next);
