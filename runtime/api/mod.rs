@@ -220,7 +220,9 @@ impl RuntimeBuilder {
         self
     }
     /// Delivers every output to `callback` on the inference thread instead of the
-    /// channel. Keep it short: it delays the next window.
+    /// channel. Keep it short: it delays the next window. A panic in it ends the run:
+    /// [`Runtime::finish`] returns a [`Stopped`](crate::ErrorKind::Stopped) error naming
+    /// the callback, and the callback is not called again.
     pub fn on_output(mut self, callback: impl FnMut(&Output) + Send + 'static) -> Self {
         self.callback = Some(Box::new(callback));
         self
@@ -350,7 +352,11 @@ impl RuntimeBuilder {
             let (shared, mailbox) = (shared.clone(), mailbox.clone());
             std::thread::Builder::new()
                 .name("avaction-windows".into())
-                .spawn(move || schedule_loop(stream, &mailbox, &shared, timeline, live))
+                .spawn(move || {
+                    guarded("window", &shared, &mailbox, || {
+                        schedule_loop(stream, &mailbox, &shared, timeline, live)
+                    })
+                })
                 .map_err(|e| err!(Stopped, "cannot start the window thread").caused_by(e))?
         };
         let inference = {
@@ -366,6 +372,7 @@ impl RuntimeBuilder {
                     tx: out_tx,
                     callback: self.callback,
                     live,
+                    broken: false,
                 },
                 timeline,
                 live,
@@ -373,7 +380,11 @@ impl RuntimeBuilder {
             };
             std::thread::Builder::new()
                 .name("avaction-inference".into())
-                .spawn(move || inference_loop(ctx, &mailbox, &shared))
+                .spawn(move || {
+                    guarded("inference", &shared, &mailbox, || {
+                        inference_loop(ctx, &mailbox, &shared)
+                    })
+                })
                 .map_err(|e| err!(Stopped, "cannot start the inference thread").caused_by(e))?
         };
         Ok(Runtime {
@@ -537,17 +548,55 @@ fn schedule_loop(
     mailbox.close();
 }
 
+/// Runs a worker thread's body. A panic in it ends the run with a
+/// [`Stopped`](crate::ErrorKind::Stopped) error naming the worker (what
+/// [`Runtime::finish`] returns), stops the other worker and closes the mailbox, so that
+/// nothing waits for the dead thread.
+fn guarded(name: &str, shared: &Shared, mailbox: &Mailbox<Window>, body: impl FnOnce()) {
+    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        shared.fail(err!(
+            Stopped,
+            "the {name} thread panicked: {} (a bug: please report it)",
+            panic_message(payload.as_ref())
+        ));
+        mailbox.close();
+    }
+}
+
+/// The text a panic was raised with.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
 struct Sink {
     tx: SyncSender<Output>,
     callback: Option<Callback>,
     live: bool,
+    /// Set once the callback panicked: it is never called again.
+    broken: bool,
 }
 
 impl Sink {
     /// Delivers an output; false when nobody can receive any more.
     fn emit(&mut self, output: Output, shared: &Shared) -> bool {
+        if self.broken {
+            return false;
+        }
         if let Some(cb) = self.callback.as_mut() {
-            cb(&output);
+            let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(&output)));
+            if let Err(payload) = called {
+                self.broken = true;
+                shared.fail(err!(
+                    Stopped,
+                    "the on_output callback panicked: {}",
+                    panic_message(payload.as_ref())
+                ));
+                return false;
+            }
             return true;
         }
         let mut output = output;
