@@ -34,15 +34,8 @@ fn main() -> avaction::Result<()> {
     let mut cap = VideoCapture::start(
         &uri,
         &VideoConfig {
-            width: 64,
-            height: 64,
-            fps: 25,
-            realtime: false,
             audio_rate: Some(16_000),
-            live_max_buffers: 2,
-            display_sink: None,
-            camera: None,
-            limits: Default::default(),
+            ..VideoConfig::new(64, 64, 25)
         },
         Timeline::start(),
         tx,

@@ -171,15 +171,8 @@ mod media_limits {
 
     fn config(limits: MediaLimits) -> VideoConfig {
         VideoConfig {
-            width: 32,
-            height: 24,
-            fps: 25,
-            realtime: false,
-            audio_rate: None,
-            live_max_buffers: 2,
-            display_sink: None,
-            camera: None,
             limits,
+            ..VideoConfig::new(32, 24, 25)
         }
     }
 

@@ -103,15 +103,9 @@ fn av_mov() -> PathBuf {
 
 fn config(width: u32, height: u32, audio_rate: Option<u32>, realtime: bool) -> VideoConfig {
     VideoConfig {
-        width,
-        height,
-        fps: 25,
         realtime,
         audio_rate,
-        live_max_buffers: 2,
-        display_sink: None,
-        camera: None,
-        limits: Default::default(),
+        ..VideoConfig::new(width, height, 25)
     }
 }
 

@@ -46,17 +46,7 @@ fn missing_video_decoder_is_named_in_the_error() {
     let started = Instant::now();
     let result = VideoCapture::start(
         &VideoSource::Uri(path.display().to_string()),
-        &VideoConfig {
-            width: 32,
-            height: 24,
-            fps: 25,
-            realtime: false,
-            audio_rate: None,
-            live_max_buffers: 2,
-            display_sink: None,
-            camera: None,
-            limits: Default::default(),
-        },
+        &VideoConfig::new(32, 24, 25),
         Timeline::start(),
         tx,
         Arc::new(CaptureStats::default()),

@@ -38,14 +38,7 @@ pub fn window_config(m: &Manifest) -> WindowConfig {
 pub fn video_config(m: &Manifest) -> VideoConfig {
     let (width, height) = m.capture_size();
     VideoConfig {
-        width,
-        height,
-        fps: m.window.fps,
-        realtime: false,
         audio_rate: m.logmel().map(|l| l.fbank.sample_rate),
-        live_max_buffers: 2,
-        display_sink: None,
-        camera: None,
-        limits: Default::default(),
+        ..VideoConfig::new(width, height, m.window.fps)
     }
 }

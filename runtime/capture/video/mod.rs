@@ -67,6 +67,25 @@ pub struct VideoConfig {
     pub limits: MediaLimits,
 }
 
+impl VideoConfig {
+    /// Frames of `width` x `height` at `fps`, with everything else at its default: a
+    /// file decoded as fast as possible, no audio track, 2 live buffers, no display, the
+    /// camera's own caps, [`MediaLimits::default`]. Set the other fields as needed.
+    pub fn new(width: u32, height: u32, fps: u32) -> VideoConfig {
+        VideoConfig {
+            width,
+            height,
+            fps,
+            realtime: false,
+            audio_rate: None,
+            live_max_buffers: 2,
+            display_sink: None,
+            camera: None,
+            limits: MediaLimits::default(),
+        }
+    }
+}
+
 /// A running GStreamer capture: frames (and optionally the file's audio) flow to the
 /// channel given to [`VideoCapture::start`] until [`VideoCapture::stop`] or drop.
 ///
