@@ -65,19 +65,20 @@ pub fn sentence(text: &str) -> Result<String, String> {
 /// line; blank lines are skipped.
 pub fn label_file(path: &Path) -> avaction::Result<Vec<String>> {
     use std::io::Read;
+    let io = |e: std::io::Error| {
+        avaction::Error::new(
+            avaction::ErrorKind::Io,
+            format!("--label-file {}", path.display()),
+        )
+        .caused_by(e)
+    };
     let fail = |what: String| {
         avaction::Error::new(
             avaction::ErrorKind::Config,
             format!("--label-file {}: {what}", path.display()),
         )
     };
-    let meta = std::fs::metadata(path).map_err(|e| {
-        avaction::Error::new(
-            avaction::ErrorKind::Io,
-            format!("--label-file {}", path.display()),
-        )
-        .caused_by(e)
-    })?;
+    let meta = std::fs::metadata(path).map_err(io)?;
     if !meta.is_file() {
         return Err(fail("not a regular file".into()));
     }
@@ -87,23 +88,11 @@ pub fn label_file(path: &Path) -> avaction::Result<Vec<String>> {
             meta.len()
         )));
     }
-    let file = std::fs::File::open(path).map_err(|e| {
-        avaction::Error::new(
-            avaction::ErrorKind::Io,
-            format!("--label-file {}", path.display()),
-        )
-        .caused_by(e)
-    })?;
+    let file = std::fs::File::open(path).map_err(io)?;
     let mut bytes = Vec::new();
     file.take(MAX_LABEL_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| {
-            avaction::Error::new(
-                avaction::ErrorKind::Io,
-                format!("--label-file {}", path.display()),
-            )
-            .caused_by(e)
-        })?;
+        .map_err(io)?;
     if bytes.len() as u64 > MAX_LABEL_FILE_BYTES {
         return Err(fail(format!("more than {MAX_LABEL_FILE_BYTES} bytes")));
     }
