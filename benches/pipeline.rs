@@ -45,8 +45,8 @@ fn main() -> avaction::Result<()> {
     while let Ok(ev) = rx.recv_timeout(Duration::from_secs(30)) {
         match ev {
             CaptureEvent::Frame(_) => frames += 1,
-            CaptureEvent::EndOfStream | CaptureEvent::Failed(_) => break,
-            CaptureEvent::Audio(_) => {}
+            CaptureEvent::EndOfStream | CaptureEvent::Cut(_) | CaptureEvent::Failed(_) => break,
+            CaptureEvent::Audio(_) | CaptureEvent::Gap(_) => {}
         }
     }
     cap.stop();

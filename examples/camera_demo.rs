@@ -10,6 +10,7 @@
 //! the synthetic scene shows classes it never saw in training).
 
 use avaction::capture::{audio, video};
+use avaction::health::State;
 use avaction::model::Bundle;
 use avaction::synth::{self, ClassSet, SceneConfig, Task};
 use avaction::{AudioSource, EventKind, Output, Runtime, VideoSource};
@@ -116,7 +117,11 @@ fn demo() -> avaction::Result<()> {
             Ok(Output::Event(e)) if e.kind == EventKind::Onset => {
                 println!("{:7.2}s  >>> {} <<<", e.time_s, e.label)
             }
-            Ok(Output::Event(_)) => {}
+            Ok(Output::Health(h)) if h.state != State::Running => {
+                let why: Vec<String> = h.reasons.iter().map(|r| format!("{r:?}")).collect();
+                println!("          health: {:?} {}", h.state, why.join(", "))
+            }
+            Ok(_) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }

@@ -17,7 +17,9 @@
 //! - [`api`]: the hub: [`Runtime`] wires the stages into threads and hands out
 //!   [`Output`]s; the `avaction` command (runtime/cli) sits on top.
 //!
-//! Beside the flow: [`clock`] (the timeline and the frame and audio-chunk types),
+//! Beside the flow: [`supervise`] (watchdogs that reopen lost or stalled live sources),
+//! [`health`] (one health model for sources and runtime), [`clock`] (the timeline and
+//! the frame and audio-chunk types),
 //! [`model`] (bundles and their manifest: schema and validation), [`target`] (device
 //! profiles) and [`synth`] (synthetic audio-visual scenes with ground truth for tests,
 //! training and the demo).
@@ -34,9 +36,9 @@
 //! | 6 | api |
 //! | 5 | infer, target |
 //! | 4 | model |
-//! | 3 | window |
+//! | 3 | window, supervise |
 //! | 2 | capture, frontend, backend, decode, text, synth |
-//! | 1 | clock, error |
+//! | 1 | clock, error, health |
 //!
 //! Run the shipped model on a synthetic scene rendered to a file (this example runs
 //! as a doc test; for a camera use `VideoSource::Camera(None)` and
@@ -62,6 +64,8 @@
 //!             println!("{:.2}s {} {:.2}", p.end_s, p.top[0].label, p.top[0].score);
 //!         }
 //!         Output::Event(e) => println!("{:?} {} at {:.2}s", e.kind, e.label, e.time_s),
+//!         Output::End(end) => assert!(end.complete),
+//!         _ => {} // health changes
 //!     }
 //! }
 //! let stats = runtime.finish()?;
@@ -81,8 +85,10 @@ pub mod clock;
 pub mod decode;
 mod error;
 pub mod frontend;
+pub mod health;
 pub mod infer;
 pub mod model;
+pub mod supervise;
 pub mod synth;
 pub mod target;
 pub mod text;
@@ -94,3 +100,6 @@ pub use capture::{AudioSource, VideoSource};
 pub use decode::{Event, EventKind, Prediction};
 pub(crate) use error::err;
 pub use error::{Error, ErrorKind, Result};
+pub use health::Health;
+pub use supervise::Policy;
+pub use window::End;

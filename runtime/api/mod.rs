@@ -16,12 +16,16 @@ use crate::backend::engine_cache::{EngineCache, Precision};
 use crate::backend::{BackendChoice, BackendOptions};
 use crate::capture::audio::Microphone;
 use crate::capture::video::VideoCapture;
-use crate::capture::{AudioSource, CaptureEvent, CaptureStats, LabelOverlay, VideoSource};
+use crate::capture::{
+    AudioSource, CaptureEvent, CaptureStats, LabelOverlay, SourceWatch, VideoSource,
+};
 use crate::clock::{Nanos, Timeline};
 use crate::decode::{Decoder, Event, Prediction, WindowScores};
+use crate::health::{Health, HealthBoard, Reason, SourceKind};
 use crate::infer::{decoder_labels, plan, InputAssembler, ModelRunner};
 use crate::model::Bundle;
-use crate::window::{Window, WindowConfig, WindowScheduler, WindowStream, WindowStreamStep};
+use crate::supervise::{Policy, Source, Supervised, Supervisor};
+use crate::window::{End, Window, WindowConfig, WindowScheduler, WindowStream, WindowStreamStep};
 use crate::{err, Error, Result};
 use mailbox::Mailbox;
 use serde::Serialize;
@@ -36,11 +40,20 @@ use std::time::{Duration, Instant};
 /// What the runtime emits.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Output {
     /// The decoded scores of one window.
     Prediction(Prediction),
     /// An onset or offset of a label.
     Event(Event),
+    /// The runtime's health changed: a source lost, stalled, reconnecting or back,
+    /// labels paused for missing audio (see [`crate::health`]). The first one comes
+    /// when the sources are running.
+    Health(Health),
+    /// A file ended: whether all of it was processed (`complete: false` for a file cut
+    /// short or failed mid-stream; what came before was processed). The last output of
+    /// a run on a file.
+    End(End),
 }
 
 type Callback = Box<dyn FnMut(&Output) + Send>;
@@ -61,6 +74,8 @@ pub struct RuntimeBuilder {
     display: Option<String>,
     labels: Vec<String>,
     limits: crate::capture::video::MediaLimits,
+    supervision: Policy,
+    panic_in: Option<String>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -92,6 +107,8 @@ impl Default for RuntimeBuilder {
             display: None,
             labels: Vec::new(),
             limits: crate::capture::video::MediaLimits::default(),
+            supervision: Policy::default(),
+            panic_in: None,
         }
     }
 }
@@ -219,6 +236,23 @@ impl RuntimeBuilder {
         self.limits.decoder_threads = threads;
         self
     }
+    /// How live sources are watched and reopened: stall, frozen and silence timeouts,
+    /// reconnect backoff (default [`Policy::default`]: stalled after 2 s without data,
+    /// first retry after 0.5 s, then doubling up to every 30 s, never giving up).
+    /// Checked by [`build`](Self::build).
+    pub fn supervision(mut self, policy: Policy) -> Self {
+        self.supervision = policy;
+        self
+    }
+
+    /// Fault injection for tests: the named worker thread (`"window"` or
+    /// `"inference"`) panics on its first window.
+    #[doc(hidden)]
+    pub fn inject_panic(mut self, worker: &str) -> Self {
+        self.panic_in = Some(worker.to_string());
+        self
+    }
+
     /// Delivers every output to `callback` on the inference thread instead of the
     /// channel. Keep it short: it delays the next window. A panic in it ends the run:
     /// [`Runtime::finish`] returns a [`Stopped`](crate::ErrorKind::Stopped) error naming
@@ -259,7 +293,6 @@ impl RuntimeBuilder {
         let (cap_tx, cap_rx) = mpsc::sync_channel::<CaptureEvent>(64);
         let logmel = m.logmel();
         let wants_audio = logmel.is_some();
-        let live = self.video.is_live() || self.realtime;
         if self.video == VideoSource::None {
             return Err(err!(
                 Config,
@@ -267,6 +300,7 @@ impl RuntimeBuilder {
             ));
         }
 
+        self.supervision.validate()?;
         let rate = logmel.as_ref().map_or(16_000, |l| l.fbank.sample_rate);
         let from_video = wants_audio && self.audio == AudioSource::FromVideo;
         let mut vcfg = plan::video_config(m);
@@ -277,52 +311,122 @@ impl RuntimeBuilder {
         if !from_video {
             vcfg.audio_rate = None;
         }
-        let video = VideoCapture::start(
+        let board = Arc::new(HealthBoard::new());
+        let mut supervised = Vec::new();
+        let video_watch = Arc::new(SourceWatch::new(timeline, self.video.is_live()));
+        let video = VideoCapture::start_watched(
             &self.video,
             &vcfg,
             timeline,
             cap_tx.clone(),
             capture_stats.clone(),
+            video_watch.clone(),
         )?;
         let overlay = video.overlay();
+        let video_has_audio = video.has_audio();
+        let live = video.is_live() || self.realtime;
+        supervised.push(Supervised {
+            name: video.source_name().to_string(),
+            kind: SourceKind::Video,
+            live: video.is_live(),
+            opener: {
+                let (source, tx, stats) =
+                    (self.video.clone(), cap_tx.clone(), capture_stats.clone());
+                Box::new(move |watch: Arc<SourceWatch>| {
+                    VideoCapture::start_watched(
+                        &source,
+                        &vcfg,
+                        timeline,
+                        tx.clone(),
+                        stats.clone(),
+                        watch,
+                    )
+                    .map(|v| Box::new(v) as Box<dyn Source>)
+                })
+            },
+            running: Some((Box::new(video), video_watch)),
+        });
 
         let mut expect_audio = wants_audio;
-        let mut mic = None;
         let mut degraded = None;
         if wants_audio {
             let missing = match &self.audio {
-                AudioSource::FromVideo if !video.has_audio() => Some(err!(
+                AudioSource::FromVideo if !video_has_audio => Some(err!(
                     Audio,
                     "the video source {:?} has no audio track",
                     self.video
                 )),
                 AudioSource::FromVideo => None,
                 AudioSource::None => Some(err!(Audio, "no audio source was given")),
-                source => match Microphone::start(
-                    source,
-                    rate,
-                    timeline,
-                    cap_tx.clone(),
-                    capture_stats.clone(),
-                ) {
-                    Ok(mc) => {
-                        log::info!("microphone: {}", mc.device_name());
-                        mic = Some(mc);
-                        None
+                source => {
+                    let watch = Arc::new(SourceWatch::new(timeline, true));
+                    let opener = {
+                        let (source, tx, stats) =
+                            (source.clone(), cap_tx.clone(), capture_stats.clone());
+                        move |watch: Arc<SourceWatch>| {
+                            Microphone::start_watched(
+                                &source,
+                                rate,
+                                timeline,
+                                tx.clone(),
+                                stats.clone(),
+                                watch,
+                            )
+                        }
+                    };
+                    match opener(watch.clone()) {
+                        Ok(mic) => {
+                            log::info!("microphone: {}", mic.device_name());
+                            supervised.push(Supervised {
+                                name: format!("microphone {:?}", mic.device_name()),
+                                kind: SourceKind::Audio,
+                                live: true,
+                                opener: Box::new(move |w| {
+                                    opener(w).map(|m| Box::new(m) as Box<dyn Source>)
+                                }),
+                                running: Some((Box::new(mic), watch)),
+                            });
+                            None
+                        }
+                        Err(e) if m.window.audio_optional => {
+                            // Keep trying: the model labels video-only meanwhile.
+                            supervised.push(Supervised {
+                                name: format!("microphone {source:?}"),
+                                kind: SourceKind::Audio,
+                                live: true,
+                                opener: Box::new(move |w| {
+                                    opener(w).map(|m| Box::new(m) as Box<dyn Source>)
+                                }),
+                                running: None,
+                            });
+                            log::warn!(
+                                "{e}; labelling video-only until it opens (model {} allows it)",
+                                m.name
+                            );
+                            None
+                        }
+                        Err(e) => Some(e),
                     }
-                    Err(e) => Some(e),
-                },
+                }
             };
             if let Some(e) = missing {
                 if m.window.audio_optional {
                     log::warn!("{e}; continuing video-only (model {} allows it)", m.name);
                     degraded = Some(format!("video-only: {}", e.message()));
+                    board.set_own(Reason::AudioMissing, true);
                     expect_audio = false;
                 } else {
                     return Err(e.context(format!("model {} needs audio", m.name)));
                 }
             }
         }
+        let supervisor = Supervisor::start(
+            supervised,
+            self.supervision,
+            board.clone(),
+            cap_tx.clone(),
+            timeline,
+        )?;
         drop(cap_tx);
 
         let mut defaults = plan::window_config(m);
@@ -344,7 +448,13 @@ impl RuntimeBuilder {
             ..defaults
         };
         let stream = WindowStream::new(WindowScheduler::new(wcfg)?, cap_rx);
-        let shared = Arc::new(Shared::new(capture_stats, backend_status, degraded));
+        let shared = Arc::new(Shared::new(
+            capture_stats,
+            backend_status,
+            degraded,
+            board.clone(),
+        ));
+        let panic_in = self.panic_in.clone();
         let mailbox = Arc::new(Mailbox::<Window>::new());
         let (out_tx, out_rx) = mpsc::sync_channel(self.capacity);
 
@@ -354,7 +464,8 @@ impl RuntimeBuilder {
                 .name("avaction-windows".into())
                 .spawn(move || {
                     guarded("window", &shared, &mailbox, || {
-                        schedule_loop(stream, &mailbox, &shared, timeline, live)
+                        let inject = panic_in.as_deref() == Some("window");
+                        schedule_loop(stream, &mailbox, &shared, timeline, (live, inject))
                     })
                 })
                 .map_err(|e| err!(Stopped, "cannot start the window thread").caused_by(e))?
@@ -377,6 +488,9 @@ impl RuntimeBuilder {
                 timeline,
                 live,
                 overlay: overlay.clone(),
+                wants_audio,
+                audio_optional: m.window.audio_optional,
+                inject_panic: self.panic_in.as_deref() == Some("inference"),
             };
             std::thread::Builder::new()
                 .name("avaction-inference".into())
@@ -390,8 +504,7 @@ impl RuntimeBuilder {
         Ok(Runtime {
             outputs: out_rx,
             shared,
-            video: Some(video),
-            mic,
+            supervisor: Some(supervisor),
             threads: vec![scheduling, inference],
             bundle,
             labels,
@@ -405,8 +518,7 @@ impl RuntimeBuilder {
 pub struct Runtime {
     outputs: Receiver<Output>,
     shared: Arc<Shared>,
-    video: Option<VideoCapture>,
-    mic: Option<Microphone>,
+    supervisor: Option<Supervisor>,
     threads: Vec<JoinHandle<()>>,
     bundle: Bundle,
     labels: Vec<String>,
@@ -463,25 +575,41 @@ impl Runtime {
         self.overlay.as_ref().map(LabelOverlay::text)
     }
 
+    /// The health of the sources and of the runtime now (also delivered as
+    /// [`Output::Health`] whenever it changes).
+    pub fn health(&self) -> Health {
+        self.shared.board.health()
+    }
+
+    /// How a file run ended (complete or cut short); `None` for live sources or while
+    /// the file is still being processed. Also delivered as [`Output::End`].
+    pub fn end(&self) -> Option<End> {
+        self.shared
+            .end
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The error that ended the run, if one did.
     pub fn error(&self) -> Option<Error> {
         self.shared.error()
     }
 
-    /// Stops capture and joins the worker threads. Idempotent.
+    /// Stops capture and joins the worker threads, within about two seconds whatever
+    /// the sources are doing (a source that does not stop in time is left to finish in
+    /// the background, with a log line). Idempotent.
     pub fn stop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
-        if let Some(mut v) = self.video.take() {
-            v.stop();
-        }
-        if let Some(mut m) = self.mic.take() {
-            m.stop();
+        if let Some(mut s) = self.supervisor.take() {
+            s.stop(STOP_WAIT);
         }
         for t in self.threads.drain(..) {
             if t.join().is_err() {
                 self.shared.fail(err!(Stopped, "a worker thread panicked"));
             }
         }
+        self.shared.board.end();
     }
 
     /// Waits for the end of the source (files), then stops; returns the final stats
@@ -510,16 +638,22 @@ impl Drop for Runtime {
     }
 }
 
+/// How long [`Runtime::stop`] waits for the sources.
+const STOP_WAIT: Duration = Duration::from_millis(1500);
+
 fn schedule_loop(
     mut stream: WindowStream,
     mailbox: &Mailbox<Window>,
     shared: &Shared,
     timeline: Timeline,
-    live: bool,
+    (live, inject_panic): (bool, bool),
 ) {
     let now = || live.then(|| timeline.now());
     while !shared.stop.load(Ordering::Relaxed) {
         let step = stream.next(Duration::from_millis(10), &now);
+        if inject_panic && matches!(step, Ok(WindowStreamStep::Window(_))) {
+            panic!("injected fault in the window thread");
+        }
         shared.add_frontend(stream.take_frontend_time());
         shared.set_window_stats(stream.stats());
         match step {
@@ -545,6 +679,9 @@ fn schedule_loop(
         }
     }
     shared.set_window_stats(stream.stats());
+    if let Some(end) = stream.end_record() {
+        *shared.end.lock().unwrap_or_else(|p| p.into_inner()) = Some(end.clone());
+    }
     mailbox.close();
 }
 
@@ -581,8 +718,11 @@ struct Sink {
 }
 
 impl Sink {
-    /// Delivers an output; false when nobody can receive any more.
+    /// Delivers an output; false when nobody can receive any more. Under a slow reader
+    /// of a live run, predictions are dropped (counted); events, health changes and the
+    /// end record never are: they wait for room (until the run stops).
     fn emit(&mut self, output: Output, shared: &Shared) -> bool {
+        let droppable = matches!(output, Output::Prediction(_));
         if self.broken {
             return false;
         }
@@ -605,7 +745,7 @@ impl Sink {
                 Ok(()) => return true,
                 Err(TrySendError::Disconnected(_)) => return false,
                 Err(TrySendError::Full(o)) => {
-                    if self.live || shared.stop.load(Ordering::Relaxed) {
+                    if (self.live && droppable) || shared.stop.load(Ordering::Relaxed) {
                         shared.outputs_dropped.fetch_add(1, Ordering::Relaxed);
                         return true;
                     }
@@ -625,6 +765,11 @@ struct InferenceContext {
     timeline: Timeline,
     live: bool,
     overlay: Option<LabelOverlay>,
+    /// The model takes audio.
+    wants_audio: bool,
+    /// The model labels without audio (modality dropout): see `Window::audio_absent`.
+    audio_optional: bool,
+    inject_panic: bool,
 }
 
 /// Logs invalid windows at most once per this interval (with the count since the last log).
@@ -635,13 +780,21 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
     let mut last_end = None;
     let mut invalid_unlogged = 0u64;
     let mut invalid_logged_at: Option<Instant> = None;
+    let mut health_version = None;
+    let mut paused = false;
     loop {
+        if !emit_health(&mut ctx.out, shared, &mut health_version) {
+            break;
+        }
         let window = match mailbox.take(Duration::from_millis(50)) {
             Err(()) => break,
             Ok(None) if shared.stop.load(Ordering::Relaxed) => break,
             Ok(None) => continue,
             Ok(Some(w)) => w,
         };
+        if ctx.inject_panic {
+            panic!("injected fault in the inference thread");
+        }
         if window.invalid_audio > 0 {
             // Non-finite audio: no prediction from it (neither silence nor NaN scores).
             shared.windows_invalid.fetch_add(1, Ordering::Relaxed);
@@ -656,6 +809,35 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
                 invalid_logged_at = Some(Instant::now());
             }
             continue;
+        }
+        // Degrade, don't lie: without its audio, a model that needs it pauses (its
+        // active labels end where the audio went); an audio-optional one goes on with
+        // the audio marked absent.
+        let absent = ctx.wants_audio && window.audio_absent();
+        if absent && !ctx.audio_optional {
+            shared.windows_paused.fetch_add(1, Ordering::Relaxed);
+            if !paused {
+                paused = true;
+                log::warn!("audio missing: labels paused until it returns");
+                shared.board.set_own(Reason::LabelsPaused, true);
+                events.clear();
+                ctx.decoder.finish(window.t_start, &mut events);
+                for e in events.drain(..) {
+                    ctx.out.emit(Output::Event(e), shared);
+                }
+            }
+            continue;
+        }
+        if paused {
+            paused = false;
+            log::info!("audio is back: labels resume");
+            shared.board.set_own(Reason::LabelsPaused, false);
+        }
+        if ctx.wants_audio && ctx.audio_optional {
+            shared.board.set_own(Reason::AudioMissing, absent);
+            if absent {
+                shared.windows_video_only.fetch_add(1, Ordering::Relaxed);
+            }
         }
         let t0 = Instant::now();
         let out = match ctx.backend.run(&window, &mut ctx.assembler) {
@@ -706,4 +888,21 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
             ctx.out.emit(Output::Event(e), shared);
         }
     }
+    let end = shared.end.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some(end) = end {
+        shared.board.end();
+        emit_health(&mut ctx.out, shared, &mut health_version);
+        ctx.out.emit(Output::End(end), shared);
+    }
+}
+
+/// Emits the health when it changed since `seen` (the board's version); false when
+/// nobody can receive any more.
+fn emit_health(out: &mut Sink, shared: &Shared, seen: &mut Option<u64>) -> bool {
+    let version = shared.board.version();
+    if *seen == Some(version) {
+        return true;
+    }
+    *seen = Some(version);
+    out.emit(Output::Health(shared.board.health()), shared)
 }

@@ -4,7 +4,8 @@
 use crate::backend::{BackendStatus, BackendSwitch};
 use crate::capture::CaptureStats;
 use crate::clock::Nanos;
-use crate::window::WindowStats;
+use crate::health::{HealthBoard, SourceKind};
+use crate::window::{End, WindowStats};
 use crate::Error;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -71,6 +72,22 @@ pub struct Stats {
     pub tokens_reused: u64,
     /// Why the run is degraded (e.g. video-only), if it is.
     pub degraded: Option<String>,
+    /// Windows not labelled because their audio was missing and the model needs it
+    /// (labels pause until the audio returns).
+    pub windows_paused: u64,
+    /// Windows labelled video-only by an audio-optional model (audio missing).
+    pub windows_video_only: u64,
+    /// Times a live source was reopened after a loss or a stall.
+    pub reconnects: u64,
+    /// Times the video stream restarted after a gap (no window spans one).
+    pub video_gaps: u64,
+    /// Seconds since the latest frame arrived (`None`: none yet).
+    pub last_frame_age_s: Option<f64>,
+    /// Seconds since the latest audio arrived from a microphone (`None`: none yet, or
+    /// no microphone).
+    pub last_audio_age_s: Option<f64>,
+    /// How a file ended: complete or cut short (`None`: live, or not ended yet).
+    pub end: Option<End>,
 }
 
 #[derive(Debug, Default)]
@@ -104,6 +121,10 @@ pub(crate) struct Shared {
     pub(crate) windows_skipped: AtomicU64,
     pub(crate) outputs_dropped: AtomicU64,
     pub(crate) windows_invalid: AtomicU64,
+    pub(crate) windows_paused: AtomicU64,
+    pub(crate) windows_video_only: AtomicU64,
+    pub(crate) board: Arc<HealthBoard>,
+    pub(crate) end: Mutex<Option<End>>,
     backend: Arc<BackendStatus>,
     degraded: Option<String>,
     started: Instant,
@@ -122,6 +143,7 @@ impl Shared {
         capture: Arc<CaptureStats>,
         backend: Arc<BackendStatus>,
         degraded: Option<String>,
+        board: Arc<HealthBoard>,
     ) -> Shared {
         Shared {
             stop: AtomicBool::new(false),
@@ -129,6 +151,10 @@ impl Shared {
             windows_skipped: AtomicU64::new(0),
             outputs_dropped: AtomicU64::new(0),
             windows_invalid: AtomicU64::new(0),
+            windows_paused: AtomicU64::new(0),
+            windows_video_only: AtomicU64::new(0),
+            board,
+            end: Mutex::new(None),
             backend,
             degraded,
             started: Instant::now(),
@@ -191,6 +217,14 @@ impl Shared {
         let r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         let windows = self.windows_run.load(Ordering::Relaxed);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let health = self.board.health();
+        let age = |kind| {
+            health
+                .sources
+                .iter()
+                .filter(|s| s.kind == kind)
+                .find_map(|s| s.last_data_age_s)
+        };
         Stats {
             backend: self.backend.active().to_string(),
             backend_pending: self.backend.pending(),
@@ -218,6 +252,13 @@ impl Shared {
             tokens_computed: load(&self.tokens_computed),
             tokens_reused: load(&self.tokens_reused),
             degraded: self.degraded.clone(),
+            windows_paused: load(&self.windows_paused),
+            windows_video_only: load(&self.windows_video_only),
+            reconnects: health.sources.iter().map(|s| s.reconnects).sum(),
+            video_gaps: ws.video_gaps,
+            last_frame_age_s: age(SourceKind::Video),
+            last_audio_age_s: age(SourceKind::Audio),
+            end: self.end.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
 }

@@ -5,8 +5,10 @@
 
 pub mod audio;
 pub mod video;
+mod watch;
 
 pub use video::LabelOverlay;
+pub use watch::SourceWatch;
 
 use crate::clock::{AudioChunk, VideoFrame};
 use crate::Error;
@@ -23,15 +25,24 @@ pub enum VideoSource {
     Uri(String),
     /// GStreamer's `videotestsrc` with the given pattern name (e.g. `ball`, `smpte`).
     TestPattern(String),
+    /// A `gst-launch-1.0` description whose last element has one unlinked video source
+    /// pad, e.g. `nvarguscamerasrc ! nvvidconv` for a CSI camera or
+    /// `v4l2src device=/dev/video2 ! image/jpeg,width=1280 ! jpegdec` for a camera that
+    /// needs its own caps. Whether it is live is asked of the pipeline itself at start
+    /// (a live pipeline does not preroll).
+    Pipeline(String),
     /// No video.
     None,
 }
 
 impl VideoSource {
     /// Parses a user string: `camera`, `camera:/dev/video0`, `camera:1`,
-    /// `test:ball`, `none`, or a path / URI.
+    /// `test:ball`, `gst:DESCRIPTION` (a gst-launch description), `none`, or a path /
+    /// URI.
     pub fn parse(s: &str) -> VideoSource {
-        if s == "camera" {
+        if let Some(description) = s.strip_prefix("gst:") {
+            VideoSource::Pipeline(description.to_string())
+        } else if s == "camera" {
             VideoSource::Camera(None)
         } else if let Some(dev) = s.strip_prefix("camera:") {
             VideoSource::Camera(Some(dev.to_string()))
@@ -47,10 +58,12 @@ impl VideoSource {
     }
 
     /// Whether the source runs on its own clock and can only be kept up with
-    /// (cameras, network streams, test sources), rather than read at our pace.
+    /// (cameras, network streams, test sources), rather than read at our pace. A
+    /// [`Pipeline`](VideoSource::Pipeline) is assumed live here; the capture asks the
+    /// pipeline ([`VideoCapture::is_live`](video::VideoCapture::is_live)).
     pub fn is_live(&self) -> bool {
         match self {
-            VideoSource::Camera(_) | VideoSource::TestPattern(_) => true,
+            VideoSource::Camera(_) | VideoSource::TestPattern(_) | VideoSource::Pipeline(_) => true,
             VideoSource::Uri(u) => u.starts_with("rtsp://") || u.starts_with("rtsps://"),
             VideoSource::None => false,
         }
@@ -95,6 +108,12 @@ pub enum CaptureEvent {
     Audio(AudioChunk),
     /// The source ended (end of file). Live sources never send this unless they fail.
     EndOfStream,
+    /// A file ended early: it is truncated or failed mid-stream (the reason says which).
+    /// What came before is valid; the run ends as for `EndOfStream`, marked incomplete.
+    Cut(String),
+    /// A supervised source was reopened after a loss or a stall: data before and after
+    /// this event are not contiguous (windows do not span it).
+    Gap(crate::health::SourceKind),
     /// The source failed; the runtime reports it and stops or degrades.
     Failed(Error),
 }

@@ -44,6 +44,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a model on a camera, file, URI or test source and print labels and events.
+    #[command(
+        after_help = "Exit codes: 0 done (a file processed completely, or stopped by \
+--duration or Ctrl-C); 1 an error; 2 invalid arguments; 3 a file processed only in part \
+(truncated, or failed mid-stream: with --json the last line is \
+{\"type\":\"end\",\"complete\":false,\"reason\":…,\"media_end_s\":…})."
+    )]
     Run(RunArgs),
     /// List cameras, microphones and backends found on this machine.
     Devices,
@@ -137,7 +143,8 @@ struct RunArgs {
     /// Model bundle folder.
     #[arg(long, short, default_value = "models/cavnet-ov-small")]
     model: PathBuf,
-    /// Video: `camera`, `camera:/dev/video0`, `test:ball`, a file path or a URI.
+    /// Video: `camera`, `camera:/dev/video0`, `test:ball`, a file path, a URI (rtsp://…)
+    /// or `gst:DESCRIPTION` (a gst-launch pipeline ending in a video pad).
     #[arg(long, short, default_value = "camera")]
     video: String,
     /// Audio: `mic`, `mic:NAME`, `video` (the file's own track) or `none`.
@@ -164,7 +171,8 @@ struct RunArgs {
     /// Play files at real time instead of as fast as possible.
     #[arg(long)]
     realtime: bool,
-    /// Write one JSON object per line (predictions and events).
+    /// Write one JSON object per line (predictions, events, health changes and, for
+    /// files, a final end record).
     #[arg(long)]
     json: bool,
     /// Print events only (no per-window predictions).
@@ -197,7 +205,10 @@ fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => match run(args) {
+            Ok(Ran::Incomplete) => std::process::exit(3),
+            other => other.map(|_| ()),
+        },
         Command::Devices => devices(),
         Command::Inspect { bundle } => inspect(bundle),
         Command::Engine {
@@ -262,7 +273,39 @@ fn features_cmd(
     features::dump(&manifest, &seeds, duration, hop, task, out)
 }
 
-fn run(args: RunArgs) -> Result<()> {
+/// How `avaction run` ended, when it did not fail.
+enum Ran {
+    /// Complete, or stopped by --duration / Ctrl-C.
+    Done,
+    /// A file processed only up to a cut (exit code 3).
+    Incomplete,
+}
+
+/// Set by SIGINT / SIGTERM: the run loop stops within 100 ms.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Ctrl-C and SIGTERM stop the run cleanly (final stats, end record); a second one
+/// ends the process at once (the handler is reset to the default after the first).
+fn catch_interrupts() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: installs a handler that only stores to an atomic; SA_RESETHAND
+        // restores the default so that a second signal kills the process.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            action.sa_flags = libc::SA_RESETHAND;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+fn run(args: RunArgs) -> Result<Ran> {
     let video = VideoSource::parse(&args.video);
     let audio = match &args.audio {
         Some(a) => AudioSource::parse(a),
@@ -302,13 +345,16 @@ fn run(args: RunArgs) -> Result<()> {
     if let Some(sink) = &args.display {
         builder = builder.display(sink.clone());
     }
+    catch_interrupts();
     let mut runtime = builder.build()?;
     let started = Instant::now();
     let deadline = args.duration.map(|d| started + Duration::from_secs_f64(d));
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     loop {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+        if deadline.is_some_and(|d| Instant::now() >= d)
+            || INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+        {
             break;
         }
         let output = match runtime.recv_timeout(Duration::from_millis(100)) {
@@ -360,7 +406,8 @@ fn run(args: RunArgs) -> Result<()> {
     }
     match runtime.error() {
         Some(e) => Err(e),
-        None => Ok(()),
+        None if runtime.end().is_some_and(|e| !e.complete) => Ok(Ran::Incomplete),
+        None => Ok(Ran::Done),
     }
 }
 
@@ -382,6 +429,29 @@ fn human(output: &Output) -> String {
                 p.latency_ms
             )
         }
+        Output::Health(h) => {
+            let sources: Vec<String> = h
+                .sources
+                .iter()
+                .map(|s| {
+                    let mut line = format!("{} {:?}", s.name, s.state).to_lowercase();
+                    if !s.reasons.is_empty() {
+                        line.push_str(&format!(" {:?}", s.reasons).to_lowercase());
+                    }
+                    if let Some(retry) = s.next_retry_s {
+                        line.push_str(&format!(" (attempt {} in {retry:.1} s)", s.attempt));
+                    }
+                    line
+                })
+                .collect();
+            format!("          health: {:?}: {}", h.state, sources.join("; "))
+        }
+        Output::End(e) if e.complete => format!("{:8.2}s  end of media", e.media_end_s),
+        Output::End(e) => format!(
+            "{:8.2}s  INCOMPLETE: {}",
+            e.media_end_s,
+            e.reason.as_deref().unwrap_or("the media ended early")
+        ),
         Output::Event(e) => match e.kind {
             EventKind::Onset => {
                 format!("{:8.2}s  >> {} starts ({:.2})", e.time_s, e.label, e.score)
@@ -393,6 +463,7 @@ fn human(output: &Output) -> String {
                 e.duration_s.unwrap_or(0.0)
             ),
         },
+        other => format!("{other:?}"),
     }
 }
 

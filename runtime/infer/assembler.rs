@@ -12,6 +12,9 @@ use crate::{err, Result};
 pub struct InputAssembler {
     specs: Vec<(Frontend, ImageNormalize)>,
     mel: (f32, f32),
+    /// The model was trained with modality dropout: missing audio is given as absent
+    /// (zero after normalisation, as in training) instead of as silence.
+    audio_optional: bool,
     width: usize,
     height: usize,
     /// Values of each input (the tensor sizes).
@@ -25,6 +28,7 @@ impl InputAssembler {
         let (w, h) = manifest.frame_size();
         let mel = manifest.logmel().map_or((0.0, 1.0), |l| (l.mean, l.std));
         InputAssembler {
+            audio_optional: manifest.window.audio_optional,
             specs: manifest
                 .inputs
                 .iter()
@@ -70,6 +74,12 @@ impl InputAssembler {
         }
         self.tensors = tensors;
         result.map(|()| &self.tensors[..])
+    }
+
+    /// Whether `window`'s audio is given to the model as absent (zeros): the model is
+    /// audio-optional and most of the window's audio is missing.
+    pub(crate) fn audio_as_absent(&self, window: &Window) -> bool {
+        self.audio_optional && window.audio_absent()
     }
 
     /// Normalises item `n` of input `k` (manifest order) of `window` into `out`: frame
@@ -119,6 +129,10 @@ impl InputAssembler {
             // `have` is 0 and `need` is not (shapes are checked non-empty), so the
             // length check above has already refused this.
             (Frontend::Flow, WindowFlow::None) => Err(err!(Model, "window has no flow")),
+            (Frontend::Logmel, _) if self.audio_as_absent(window) => {
+                out.fill(0.0);
+                Ok(())
+            }
             (Frontend::Logmel, _) => {
                 let (m, s) = self.mel;
                 for (o, &v) in out.iter_mut().zip(&window.logmel[range]) {

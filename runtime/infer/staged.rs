@@ -196,7 +196,8 @@ impl Encoder {
             1
         };
         for (n, token) in out.chunks_exact_mut(self.dim).enumerate() {
-            let key = self.key(window, n);
+            let absent = self.frontend == Frontend::Logmel && assembler.audio_as_absent(window);
+            let key = if absent { None } else { self.key(window, n) };
             if let Some(cached) = key.and_then(|k| self.ring.get(k, k / step)) {
                 token.copy_from_slice(cached);
                 self.reused += 1;

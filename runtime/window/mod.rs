@@ -7,7 +7,7 @@ mod scheduler;
 mod stream;
 
 pub use scheduler::{WindowConfig, WindowScheduler, WindowStats};
-pub use stream::{WindowStream, WindowStreamStep};
+pub use stream::{End, WindowStream, WindowStreamStep};
 
 use crate::clock::{Nanos, TimeSpan};
 use std::time::Instant;
@@ -54,6 +54,14 @@ pub struct Window {
 }
 
 impl Window {
+    /// Whether most of the window's audio is missing (more than half of its log-mel
+    /// frames): an audio-optional model then gets the audio as absent, a model that
+    /// needs audio is not run on it.
+    pub fn audio_absent(&self) -> bool {
+        let total = self.audio_missing + self.audio_slots.len();
+        total > 0 && self.audio_missing * 2 > total
+    }
+
     /// The video span `t_start..t_end`.
     pub fn span(&self) -> TimeSpan {
         TimeSpan::new(self.t_start, self.t_end)

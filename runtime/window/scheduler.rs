@@ -62,6 +62,8 @@ pub struct WindowStats {
     /// Windows emitted with log-mel frames computed from non-finite samples
     /// ([`Window::invalid_audio`] > 0): the runtime does not run them.
     pub windows_invalid_audio: u64,
+    /// Times the video source was reopened ([`WindowScheduler::restart_video`]).
+    pub video_gaps: u64,
 }
 
 /// Builds windows from frames and audio chunks; see the module docs.
@@ -76,6 +78,8 @@ pub struct WindowScheduler {
     flows_uv: Vec<f32>,
     next_slot: usize,
     frames_seen: u64,
+    /// `frames_seen` at the last video gap: windows hold frames after it only.
+    gap_at: u64,
     period_ns: Nanos,
     // flow state
     estimator: Option<Box<dyn FlowEstimator>>,
@@ -163,6 +167,7 @@ impl WindowScheduler {
             flows_uv: vec![0.0; uv_slot * cfg.frames],
             next_slot: 0,
             frames_seen: 0,
+            gap_at: 0,
             period_ns: Nanos::SECOND / i64::from(cfg.fps),
             estimator,
             gray_prev: vec![0.0; pixels],
@@ -235,7 +240,7 @@ impl WindowScheduler {
             std::mem::swap(&mut self.gray_prev, &mut self.gray_next);
             let stored = &self.frames[slot * self.frame_bytes..(slot + 1) * self.frame_bytes];
             flow::rgb_to_gray(stored, &mut self.gray_next);
-            if self.frames_seen > 0 {
+            if self.frames_seen > self.gap_at {
                 let result = est.compute(
                     &self.gray_prev,
                     &self.gray_next,
@@ -275,9 +280,8 @@ impl WindowScheduler {
         self.frames_seen += 1;
         self.stats.frames += 1;
         let t = self.cfg.frames as u64;
-        if self.frames_seen >= t
-            && (self.frames_seen - t).is_multiple_of(self.cfg.hop_frames as u64)
-        {
+        let fresh = self.frames_seen - self.gap_at;
+        if fresh >= t && (fresh - t).is_multiple_of(self.cfg.hop_frames as u64) {
             self.queue_window();
         }
         Ok(())
@@ -450,6 +454,14 @@ impl WindowScheduler {
                 }
             }
         }
+    }
+
+    /// The video source was reopened (a [`Gap`](crate::capture::CaptureEvent::Gap)):
+    /// the next window starts with the next frame (no window spans the gap; its first
+    /// frame has zero flow). Frame numbers go on, so cached tokens stay distinct.
+    pub fn restart_video(&mut self) {
+        self.gap_at = self.frames_seen;
+        self.stats.video_gaps += 1;
     }
 
     /// Windows waiting for their audio.

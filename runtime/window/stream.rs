@@ -5,7 +5,9 @@
 use super::{Window, WindowScheduler, WindowStats};
 use crate::capture::CaptureEvent;
 use crate::clock::Nanos;
+use crate::health::SourceKind;
 use crate::Result;
+use serde::Serialize;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -30,7 +32,22 @@ pub struct WindowStream {
     scheduler: WindowScheduler,
     rx: Receiver<CaptureEvent>,
     ended: bool,
+    end: Option<End>,
+    /// The times of the two latest frames (to tell where the media ended).
+    last_frames: (Option<Nanos>, Option<Nanos>),
     frontend_time: Duration,
+}
+
+/// How a source that ends by itself (a file) ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct End {
+    /// Whether the whole media was processed (false: truncated, or failed mid-stream;
+    /// what came before was processed).
+    pub complete: bool,
+    /// Why it is incomplete.
+    pub reason: Option<String>,
+    /// Media time of the end of the last frame, seconds.
+    pub media_end_s: f64,
 }
 
 impl WindowStream {
@@ -41,6 +58,8 @@ impl WindowStream {
             scheduler,
             rx,
             ended: false,
+            end: None,
+            last_frames: (None, None),
             frontend_time: Duration::ZERO,
         }
     }
@@ -70,6 +89,7 @@ impl WindowStream {
         }
         match self.rx.recv_timeout(wait) {
             Ok(CaptureEvent::Frame(frame)) => {
+                self.last_frames = (self.last_frames.1, Some(frame.t_ns));
                 let t0 = Instant::now();
                 let pushed = self.scheduler.push_frame(&frame);
                 self.frontend_time += t0.elapsed();
@@ -80,9 +100,10 @@ impl WindowStream {
                 self.scheduler.push_audio(&chunk);
                 self.frontend_time += t0.elapsed();
             }
-            Ok(CaptureEvent::EndOfStream) | Err(RecvTimeoutError::Disconnected) => {
-                self.ended = true
-            }
+            Ok(CaptureEvent::EndOfStream) | Err(RecvTimeoutError::Disconnected) => self.end(None),
+            Ok(CaptureEvent::Cut(reason)) => self.end(Some(reason)),
+            Ok(CaptureEvent::Gap(SourceKind::Video)) => self.scheduler.restart_video(),
+            Ok(CaptureEvent::Gap(SourceKind::Audio)) => {}
             Ok(CaptureEvent::Failed(e)) => return Err(e),
             Err(RecvTimeoutError::Timeout) => {}
         }
@@ -91,6 +112,26 @@ impl WindowStream {
             None if self.ended && self.scheduler.pending() == 0 => WindowStreamStep::Ended,
             None => WindowStreamStep::Pending,
         })
+    }
+
+    /// How the source ended, once it has ([`CaptureEvent::EndOfStream`] or
+    /// [`CaptureEvent::Cut`]; a closed channel counts as complete).
+    pub fn end_record(&self) -> Option<&End> {
+        self.end.as_ref()
+    }
+
+    fn end(&mut self, cut: Option<String>) {
+        self.ended = true;
+        let end = match self.last_frames {
+            (Some(a), Some(b)) => b + (b - a),
+            (_, Some(b)) => b,
+            _ => Nanos::ZERO,
+        };
+        self.end = Some(End {
+            complete: cut.is_none(),
+            reason: cut,
+            media_end_s: end.as_secs_f64(),
+        });
     }
 
     /// The scheduler's counters so far.

@@ -8,7 +8,7 @@ mod ring;
 
 pub use devices::list_microphones;
 
-use super::{AudioSource, CaptureEvent, CaptureStats};
+use super::{AudioSource, CaptureEvent, CaptureStats, SourceWatch};
 use crate::clock::{Nanos, Timeline};
 use crate::{err, Result};
 use convert::Converter;
@@ -102,6 +102,25 @@ impl Microphone {
         tx: SyncSender<CaptureEvent>,
         stats: Arc<CaptureStats>,
     ) -> Result<Microphone> {
+        let watch = Arc::new(SourceWatch::new(timeline, false));
+        Microphone::start_watched(source, rate, timeline, tx, stats, watch)
+    }
+
+    /// [`start`](Self::start), reporting liveness to `watch` (the pump records every
+    /// chunk; the real-time callback does not touch it). A supervised watch receives
+    /// the stream's failures instead of the channel, so that its supervisor can reopen
+    /// the device.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub fn start_watched(
+        source: &AudioSource,
+        rate: u32,
+        timeline: Timeline,
+        tx: SyncSender<CaptureEvent>,
+        stats: Arc<CaptureStats>,
+        watch: Arc<SourceWatch>,
+    ) -> Result<Microphone> {
         if rate == 0 || rate > 384_000 {
             return Err(err!(Config, "audio rate {rate} Hz is invalid (1..=384000)"));
         }
@@ -151,6 +170,7 @@ impl Microphone {
 
         let error_tx = tx.clone();
         let error_name = device_name.clone();
+        let error_watch = watch.clone();
         let on_error = move |e: cpal::Error| match e.kind() {
             // Glitches and reroutes: the stream goes on.
             cpal::ErrorKind::Xrun
@@ -160,8 +180,7 @@ impl Microphone {
             }
             _ => {
                 let error = err!(Audio, "microphone {error_name:?} failed").caused_by(e);
-                log::error!("{error}");
-                let _ = error_tx.try_send(CaptureEvent::Failed(error));
+                report_failure(&error_watch, &error_tx, error);
             }
         };
         let stream = build_stream(&device, config, sample_format, writer, on_error)
@@ -174,7 +193,7 @@ impl Microphone {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("avaction-mic-pump".into())
-                .spawn(move || pump_loop(consumer, anchor_rx, converter, tx, stats, stop))
+                .spawn(move || pump_loop(consumer, anchor_rx, converter, (tx, watch), stats, stop))
                 .map_err(|e| err!(Audio, "cannot start the microphone pump thread").caused_by(e))?
         };
         Ok(Microphone {
@@ -224,7 +243,7 @@ fn pump_loop(
     mut samples: HeapCons<f32>,
     mut anchors: HeapCons<Anchor>,
     mut converter: Converter,
-    tx: SyncSender<CaptureEvent>,
+    (tx, watch): (SyncSender<CaptureEvent>, Arc<SourceWatch>),
     stats: Arc<CaptureStats>,
     stop: Arc<AtomicBool>,
 ) {
@@ -240,13 +259,16 @@ fn pump_loop(
         let n = samples.pop_slice(&mut scratch[..whole]);
         chunks.clear();
         if let Err(e) = converter.push(&scratch[..n], &mut chunks) {
-            let error = err!(Audio, "microphone resampling failed: {e}");
-            log::error!("{error}");
-            let _ = tx.try_send(CaptureEvent::Failed(error));
+            report_failure(
+                &watch,
+                &tx,
+                err!(Audio, "microphone resampling failed: {e}"),
+            );
             return;
         }
         for chunk in chunks.drain(..) {
             let len = chunk.samples.len() as u64;
+            watch.audio(&chunk.samples);
             match tx.try_send(CaptureEvent::Audio(chunk)) {
                 Ok(()) => CaptureStats::add(&stats.samples, len),
                 Err(TrySendError::Full(_)) => CaptureStats::add(
@@ -259,5 +281,17 @@ fn pump_loop(
                 }
             }
         }
+    }
+}
+
+/// A failed stream: to the supervisor of a supervised microphone (which reopens it), as
+/// a `Failed` event otherwise.
+fn report_failure(watch: &SourceWatch, tx: &SyncSender<CaptureEvent>, error: crate::Error) {
+    if watch.supervised() {
+        log::warn!("{error}");
+        watch.lose(error);
+    } else {
+        log::error!("{error}");
+        let _ = tx.try_send(CaptureEvent::Failed(error));
     }
 }

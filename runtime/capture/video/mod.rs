@@ -19,7 +19,7 @@ pub use overlay::LabelOverlay;
 
 pub(crate) use devices::camera_source;
 
-use super::{CaptureEvent, CaptureStats, VideoSource};
+use super::{CaptureEvent, CaptureStats, SourceWatch, VideoSource};
 use crate::clock::Timeline;
 use crate::{err, Result};
 use gstreamer as gst;
@@ -121,6 +121,7 @@ pub struct VideoCapture {
     threads: Vec<JoinHandle<()>>,
     has_audio: bool,
     source_name: String,
+    live: bool,
 }
 
 impl std::fmt::Debug for VideoCapture {
@@ -153,9 +154,27 @@ impl VideoCapture {
         tx: SyncSender<CaptureEvent>,
         stats: Arc<CaptureStats>,
     ) -> Result<VideoCapture> {
+        let watch = Arc::new(SourceWatch::new(timeline, false));
+        VideoCapture::start_watched(source, cfg, timeline, tx, stats, watch)
+    }
+
+    /// [`start`](Self::start), reporting liveness to `watch`: a supervised watch
+    /// receives the failures of the running source (a bus error, a live stream's end)
+    /// instead of the channel, so that its supervisor can reopen it.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub fn start_watched(
+        source: &VideoSource,
+        cfg: &VideoConfig,
+        timeline: Timeline,
+        tx: SyncSender<CaptureEvent>,
+        stats: Arc<CaptureStats>,
+        watch: Arc<SourceWatch>,
+    ) -> Result<VideoCapture> {
         validate_config(cfg)?;
-        let plan = SourcePlan::resolve(source)?;
         gst::init().map_err(|e| err!(Video, "GStreamer could not be initialised").caused_by(e))?;
+        let plan = SourcePlan::resolve(source)?;
 
         let live = plan.is_live();
         let live_delivery = live || cfg.realtime;
@@ -194,6 +213,10 @@ impl VideoCapture {
                 set_enum_property(&src, "pattern", pattern)?;
                 add_and_link_source(&pipeline, &src, &video_entry)?;
             }
+            SourcePlan::Launch { description, .. } => {
+                let bin = plan::bin_from_description(description)?;
+                add_and_link_source(&pipeline, bin.upcast_ref(), &video_entry)?;
+            }
         }
 
         let source_name = plan.describe();
@@ -203,6 +226,7 @@ impl VideoCapture {
             threads: Vec::new(),
             has_audio: false,
             source_name: source_name.clone(),
+            live,
         };
         // From here on, dropping `capture` on an error path sets the pipeline to NULL.
         wait_until_playing(&pipeline, &plan, &pads, &source_name)?;
@@ -253,6 +277,8 @@ impl VideoCapture {
             live_delivery,
             source_name: source_name.clone(),
             duration,
+            watch,
+            live,
         };
         let branches = 1 + usize::from(audio_sink.is_some());
         capture
@@ -316,6 +342,12 @@ impl VideoCapture {
     /// [`VideoConfig::audio_rate`] set and an audio stream present).
     pub fn has_audio(&self) -> bool {
         self.has_audio
+    }
+
+    /// Whether the source runs on its own clock (camera, RTSP, test pattern, a live
+    /// pipeline description), rather than being read at our pace (a file).
+    pub fn is_live(&self) -> bool {
+        self.live
     }
 
     /// A short description of the source, for logs (`file /path/x.mp4`, `camera /dev/video0`).

@@ -16,6 +16,8 @@ const STALL_GRACE: Duration = Duration::from_millis(500);
 /// How long [`VideoCapture::start`](super::VideoCapture::start) waits for the pipeline to
 /// play or preroll.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Live URIs: how long to wait for more streams (audio) once the video pad is linked.
+const LIVE_PADS_GRACE: Duration = Duration::from_secs(3);
 
 /// What `uridecodebin`'s dynamic pads turned out to contain.
 #[derive(Default)]
@@ -148,6 +150,7 @@ pub(super) fn wait_until_playing(
     }
     let started = Instant::now();
     let deadline = started + START_TIMEOUT;
+    let mut linked_at: Option<Instant> = None;
     let mut missing_plugins: Vec<String> = Vec::new();
     loop {
         if let Some(msg) = bus.timed_pop_filtered(
@@ -229,7 +232,16 @@ pub(super) fn wait_until_playing(
         if result.is_err() {
             return Err(err!(Video, "{source_name}: the pipeline failed to start"));
         }
-        if current == target && (!is_uri || no_more_pads || plan.is_live()) {
+        if video_linked && linked_at.is_none() {
+            linked_at = Some(Instant::now());
+        }
+        // A live URI (RTSP) exposes its streams after PLAYING: wait for the video pad,
+        // and for the others until decodebin says there are no more (audio may come a
+        // little later than video; LIVE_PADS_GRACE bounds the wait).
+        let live_pads_ready =
+            no_more_pads || linked_at.is_some_and(|t| t.elapsed() >= LIVE_PADS_GRACE);
+        let ready = !is_uri || no_more_pads || (plan.is_live() && live_pads_ready);
+        if current == target && ready {
             if target == gst::State::Playing {
                 return Ok(());
             }

@@ -6,6 +6,7 @@ use super::VideoConfig;
 use crate::capture::VideoSource;
 use crate::{err, Error, Result};
 use gstreamer as gst;
+use gstreamer::prelude::*;
 use std::path::{Path, PathBuf};
 
 pub(super) fn validate_config(cfg: &VideoConfig) -> Result<()> {
@@ -53,6 +54,10 @@ pub(super) enum SourcePlan {
     },
     TestPattern {
         pattern: String,
+    },
+    Launch {
+        description: String,
+        live: bool,
     },
 }
 
@@ -105,6 +110,7 @@ impl SourcePlan {
                     p.clone()
                 },
             }),
+            VideoSource::Pipeline(description) => resolve_launch(description),
             VideoSource::None => Err(err!(Config, "no video source was given")),
         }
     }
@@ -112,7 +118,7 @@ impl SourcePlan {
     pub(super) fn is_live(&self) -> bool {
         match self {
             SourcePlan::Camera { .. } | SourcePlan::TestPattern { .. } => true,
-            SourcePlan::Uri { live, .. } => *live,
+            SourcePlan::Uri { live, .. } | SourcePlan::Launch { live, .. } => *live,
         }
     }
 
@@ -122,6 +128,7 @@ impl SourcePlan {
             SourcePlan::Camera { device: None } => "camera (default)".into(),
             SourcePlan::Uri { shown, .. } => shown.clone(),
             SourcePlan::TestPattern { pattern } => format!("test pattern {pattern}"),
+            SourcePlan::Launch { description, .. } => format!("pipeline `{description}`"),
         }
     }
 }
@@ -163,4 +170,52 @@ fn resolve_uri(text: &str) -> Result<SourcePlan> {
         shown: format!("file {}", path.display()),
         live: false,
     })
+}
+
+/// Longest a pipeline description may be (a description is one line of a config).
+const MAX_DESCRIPTION: usize = 4096;
+
+/// Parses a gst-launch description (once, to refuse a bad one clearly) and asks it
+/// whether it is live: a live pipeline answers `NoPreroll` on its way to PAUSED.
+fn resolve_launch(description: &str) -> Result<SourcePlan> {
+    let description = description.trim();
+    if description.is_empty() || description.len() > MAX_DESCRIPTION {
+        return Err(err!(
+            Config,
+            "a pipeline description must have 1 to {MAX_DESCRIPTION} bytes, not {}",
+            description.len()
+        ));
+    }
+    let bin = bin_from_description(description)?;
+    let probe = gst::Pipeline::new();
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .build()
+        .map_err(|e| err!(Video, "GStreamer element 'fakesink' is missing").caused_by(e))?;
+    let linked = probe
+        .add_many([bin.upcast_ref::<gst::Element>(), &sink])
+        .is_ok()
+        && bin.link(&sink).is_ok();
+    if !linked {
+        return Err(err!(
+            Video,
+            "pipeline `{description}` has no video output to link (it must end in an element with an unlinked source pad)"
+        ));
+    }
+    let state = probe.set_state(gst::State::Paused);
+    let live = matches!(state, Ok(gst::StateChangeSuccess::NoPreroll));
+    let _ = probe.set_state(gst::State::Null);
+    if let Err(e) = state {
+        return Err(err!(Video, "pipeline `{description}` cannot start").caused_by(e));
+    }
+    Ok(SourcePlan::Launch {
+        description: description.to_string(),
+        live,
+    })
+}
+
+/// A bin from a gst-launch description, with its unlinked pads ghosted.
+pub(super) fn bin_from_description(description: &str) -> Result<gst::Bin> {
+    gst::parse::bin_from_description(description, true)
+        .map_err(|e| err!(Config, "pipeline description `{description}` is invalid").caused_by(e))
 }

@@ -2,7 +2,7 @@
 //! [`Timeline`], sending [`CaptureEvent`]s (blocking or live) and end-of-stream checks.
 
 use super::pads::describe_gst_error;
-use crate::capture::{CaptureEvent, CaptureStats};
+use crate::capture::{CaptureEvent, CaptureStats, SourceWatch};
 use crate::clock::{AudioChunk, Nanos, Timeline, VideoFrame};
 use crate::{err, Error, Result};
 use gstreamer as gst;
@@ -32,6 +32,8 @@ pub(super) struct Flags {
     pub(super) video_progress: AtomicI64,
     /// The video branch has ended: audio no longer waits for it.
     pub(super) video_done: AtomicBool,
+    /// Time of the end of the last audio buffer delivered (0: none yet).
+    pub(super) audio_end: AtomicI64,
 }
 
 /// Files read as fast as possible: how far audio may run ahead of video. Without
@@ -58,8 +60,12 @@ pub(super) struct PullContext {
     /// Live delivery: `try_send` and count drops; otherwise block until sent.
     pub(super) live_delivery: bool,
     pub(super) source_name: String,
-    /// Declared media duration, to warn about truncated files at end of stream.
+    /// Declared media duration, to tell a truncated file at end of stream.
     pub(super) duration: Option<Nanos>,
+    /// Liveness for the supervisor; a supervised source reports failures there only.
+    pub(super) watch: Arc<SourceWatch>,
+    /// A source that runs on its own clock (its end of stream is a loss).
+    pub(super) live: bool,
 }
 
 /// A GStreamer clock or running time (unsigned nanoseconds) on our signed timeline.
@@ -102,10 +108,16 @@ pub(super) fn bus_loop(bus: gst::Bus, ctx: PullContext) {
         match msg.view() {
             gst::MessageView::Error(e) => {
                 let error = err!(Video, "{}: {}", ctx.source_name, describe_gst_error(e));
-                log::error!("{error}");
-                if !ctx.flags.halted.swap(true, Ordering::SeqCst) {
-                    // Last message from this capture; never blocks for long (stop flag).
-                    deliver(&ctx, CaptureEvent::Failed(error), false, true);
+                let started = ctx.flags.video_progress.load(Ordering::SeqCst) > 0;
+                if !ctx.live && !ctx.watch.supervised() && started {
+                    // A file that fails mid-stream was processed up to there: it ends
+                    // early (complete: false), it does not fail the run.
+                    log::warn!("{error}; ending the file here");
+                    if !ctx.flags.halted.swap(true, Ordering::SeqCst) {
+                        deliver(&ctx, CaptureEvent::Cut(error.to_string()), false, true);
+                    }
+                } else {
+                    fail(&ctx, error);
                 }
                 return;
             }
@@ -146,13 +158,33 @@ fn deliver(ctx: &PullContext, event: CaptureEvent, live: bool, ignore_halt: bool
     }
 }
 
-/// Marks one branch finished; the last one sends `EndOfStream` (once).
-fn finish_branch(ctx: &PullContext) {
-    if ctx.flags.branches_left.fetch_sub(1, Ordering::SeqCst) == 1
-        && !ctx.flags.halted.load(Ordering::SeqCst)
+/// Marks one branch finished; the last one sends `EndOfStream`, or `Cut` for a file
+/// that ends well before its declared duration (once). A live source that ends has
+/// been lost.
+fn finish_branch(ctx: &PullContext, video_end: Option<Nanos>) {
+    if ctx.flags.branches_left.fetch_sub(1, Ordering::SeqCst) != 1
+        || ctx.flags.halted.load(Ordering::SeqCst)
     {
-        log::info!("{}: end of stream", ctx.source_name);
-        deliver(ctx, CaptureEvent::EndOfStream, false, false);
+        return;
+    }
+    if ctx.live {
+        fail(
+            ctx,
+            err!(Video, "{}: the live stream ended", ctx.source_name),
+        );
+        return;
+    }
+    log::info!("{}: end of stream", ctx.source_name);
+    let audio_end = Nanos::from_nanos(ctx.flags.audio_end.load(Ordering::SeqCst));
+    let end = video_end.map_or(audio_end, |v| v.max(audio_end));
+    match truncation(ctx, end) {
+        Some(reason) => {
+            log::warn!("{}: {reason}", ctx.source_name);
+            deliver(ctx, CaptureEvent::Cut(reason), false, false);
+        }
+        None => {
+            deliver(ctx, CaptureEvent::EndOfStream, false, false);
+        }
     }
 }
 
@@ -212,8 +244,7 @@ pub(super) fn video_loop(sink: gst_app::AppSink, ctx: PullContext, fps: u32, siz
         else {
             if sink.is_eos() && !ctx.flags.stop.load(Ordering::SeqCst) {
                 ctx.flags.video_done.store(true, Ordering::SeqCst);
-                warn_if_truncated(&ctx, last_end);
-                finish_branch(&ctx);
+                finish_branch(&ctx, last_end);
                 return;
             }
             continue;
@@ -264,6 +295,7 @@ pub(super) fn video_loop(sink: gst_app::AppSink, ctx: PullContext, fps: u32, siz
                 return;
             }
         };
+        ctx.watch.frame(&rgb);
         let frame = VideoFrame {
             t_ns,
             width: size.0,
@@ -287,7 +319,7 @@ pub(super) fn audio_loop(sink: gst_app::AppSink, ctx: PullContext, rate: u32) {
         let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(POLL_INTERVAL_MS))
         else {
             if sink.is_eos() && !ctx.flags.stop.load(Ordering::SeqCst) {
-                finish_branch(&ctx);
+                finish_branch(&ctx, None);
                 return;
             }
             continue;
@@ -323,6 +355,11 @@ pub(super) fn audio_loop(sink: gst_app::AppSink, ctx: PullContext, rate: u32) {
             wait_for_video(&ctx, t_ns);
         }
         let n = samples.len() as u64;
+        ctx.watch.audio(&samples);
+        let end = t_ns + Nanos::from_count(n as i64, u64::from(rate.max(1)));
+        ctx.flags
+            .audio_end
+            .fetch_max(end.as_nanos(), Ordering::SeqCst);
         let chunk = AudioChunk {
             t_ns,
             rate,
@@ -357,28 +394,36 @@ fn wait_for_video(ctx: &PullContext, t_ns: Nanos) {
     }
 }
 
-/// Reports a failure once and halts delivery.
+/// Reports a failure once and halts delivery: to the supervisor for a supervised
+/// source (which reopens it), as a `Failed` event otherwise (which ends the run).
 fn fail(ctx: &PullContext, error: Error) {
-    log::error!("{error}");
-    if !ctx.flags.halted.swap(true, Ordering::SeqCst) {
+    if ctx.flags.halted.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    if ctx.watch.supervised() {
+        log::warn!("{error}");
+        ctx.watch.lose(error);
+    } else {
+        log::error!("{error}");
         deliver(ctx, CaptureEvent::Failed(error), false, true);
     }
 }
 
-/// Logs a warning when a file ends well before its declared duration (e.g. a truncated
-/// Matroska file, which GStreamer plays up to the cut and then ends normally).
-fn warn_if_truncated(ctx: &PullContext, last_end: Option<Nanos>) {
-    if let (Some(duration), Some(end)) = (ctx.duration, last_end) {
-        if matches!(ctx.stamping, Stamping::RunningTime) {
-            let missing = duration - end;
-            if missing > Nanos::SECOND / 2 && missing > duration / 10 {
-                log::warn!(
-                    "{}: video ended at {:.2} s but the container declares {:.2} s; the file may be truncated",
-                    ctx.source_name,
-                    end.as_secs_f64(),
-                    duration.as_secs_f64()
-                );
-            }
-        }
+/// Why a file that ended at `end` (the later of its tracks) is truncated, if it is: it
+/// ended well before its declared duration (e.g. a Matroska file cut short, which
+/// GStreamer plays up to the cut and then ends normally). A video track shorter than
+/// the audio track is not a truncation: the later track counts.
+fn truncation(ctx: &PullContext, end: Nanos) -> Option<String> {
+    let duration = ctx.duration?;
+    if !matches!(ctx.stamping, Stamping::RunningTime) || end <= Nanos::ZERO {
+        return None;
     }
+    let missing = duration - end;
+    (missing > Nanos::SECOND / 2 && missing > duration / 10).then(|| {
+        format!(
+            "the media ended at {:.2} s but the container declares {:.2} s: the file is probably truncated",
+            end.as_secs_f64(),
+            duration.as_secs_f64()
+        )
+    })
 }
