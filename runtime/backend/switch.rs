@@ -48,6 +48,7 @@ struct StatusInner {
     active: &'static str,
     pending: Option<String>,
     switch: Option<BackendSwitch>,
+    engines_not_cached: u64,
 }
 
 /// Which backend serves now, what is being prepared, and the switch, if any. Written
@@ -84,8 +85,20 @@ impl BackendStatus {
         self.lock().switch.clone()
     }
 
+    /// Engines built for this backend that could not be written to the engine cache
+    /// and are served from memory (they are built again on the next start; the log
+    /// names the cache file and the error).
+    pub fn engines_not_cached(&self) -> u64 {
+        self.lock().engines_not_cached
+    }
+
     fn set_pending(&self, pending: Option<String>) {
         self.lock().pending = pending;
+    }
+
+    /// Counts an engine built but not stored in the cache.
+    pub(crate) fn count_engine_not_cached(&self) {
+        self.lock().engines_not_cached += 1;
     }
 }
 
