@@ -7,7 +7,8 @@
 //! whose embedded key differs from the one asked for (stale) or whose payload does not
 //! match its length or MAC (corrupt, truncated, planted) is deleted and reported, never
 //! returned. Files are written to a temporary name and renamed, so a crash mid-write
-//! leaves no half engine under the real name.
+//! leaves no half engine under the real name; such leftovers (`.<digest>.<pid>.<ns>.tmp`
+//! older than an hour) are swept whenever the cache is opened for a lookup or a store.
 //!
 //! # Trust
 //! A TensorRT engine is code-like: deserialising one runs what it contains, so only
@@ -48,7 +49,8 @@ const MAGIC: &[u8] = b"avaction-engine 2\n";
 const KEY_FILE: &str = "mac.key";
 /// Bytes of the MAC key.
 const KEY_LEN: usize = 32;
-/// Temporary files older than this are left over from a crash and swept on store.
+/// Temporary files older than this are left over from a crash and swept on every
+/// lookup and store (a write takes seconds: a younger one may still be written).
 const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Numeric precision an engine was built for.
@@ -204,15 +206,18 @@ impl EngineCache {
 
     /// The engine of `key`, if a valid one is cached. A stale or corrupt file is deleted
     /// and reported as [`Lookup::Discarded`]; only I/O failures other than "not found"
-    /// are errors.
+    /// are errors. Temporary files left by a crash are swept first.
     ///
     /// # Errors
-    /// [`Io`](crate::ErrorKind::Io) when an engine file exists but cannot be read.
+    /// [`Io`](crate::ErrorKind::Io) when an engine file exists but cannot be read;
+    /// [`Config`](crate::ErrorKind::Config) when there is no folder or it is refused
+    /// (another user's, or writable by others).
     pub fn load(&self, key: &EngineKey) -> Result<Lookup> {
         if !self.folder()?.exists() {
             return Ok(Lookup::Miss);
         }
         check_private_dir(&self.dir)?;
+        sweep_stale_tmp(&self.dir);
         let path = self.path(key);
         let bytes = match read_nofollow(&path) {
             Ok(b) => b,
@@ -256,7 +261,8 @@ impl EngineCache {
     ///
     /// # Errors
     /// [`Io`](crate::ErrorKind::Io) when the cache folder or the engine file cannot be
-    /// written.
+    /// written; [`Config`](crate::ErrorKind::Config) when there is no folder or it is
+    /// refused.
     pub fn store(&self, key: &EngineKey, engine: &[u8]) -> Result<PathBuf> {
         let dir = self.folder()?;
         std::fs::DirBuilder::new()
@@ -798,6 +804,39 @@ mod tests {
         cache.store(&key(), b"plan").expect("store");
         assert!(!stale.exists(), "an hour-old temporary file is swept");
         assert!(fresh.exists(), "a fresh one may belong to a running build");
+        std::fs::remove_dir_all(cache.dir()).ok();
+    }
+
+    #[test]
+    fn opening_the_cache_for_a_lookup_sweeps_stale_temporary_files() {
+        let cache = cache("sweep-load");
+        // a folder that does not exist is not created by a lookup
+        assert_eq!(cache.load(&key()).expect("load"), Lookup::Miss);
+        assert!(!cache.dir().exists());
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(cache.dir())
+            .unwrap();
+        let stale = cache.dir().join(format!(".{}.1.2.tmp", key().digest()));
+        let fresh = cache.dir().join(".abc.1.3.tmp");
+        let other = cache.dir().join("notes.tmp");
+        for p in [&stale, &fresh, &other] {
+            std::fs::write(p, b"half").unwrap();
+        }
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        for p in [&stale, &other] {
+            std::fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        // the first thing a runtime does with its cache: look its engine up
+        assert_eq!(cache.load(&key()).expect("load"), Lookup::Miss);
+        assert!(!stale.exists(), "a crash's leftover is swept on the lookup");
+        assert!(fresh.exists(), "a fresh one may be being written");
+        assert!(other.exists(), "only our own temporary names are swept");
         std::fs::remove_dir_all(cache.dir()).ok();
     }
 }

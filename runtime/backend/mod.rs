@@ -4,6 +4,7 @@
 //! TensorRT engine builds in the background.
 
 pub mod engine_cache;
+mod inflight;
 pub mod switch;
 pub mod tensorrt;
 pub mod tract;
@@ -166,11 +167,9 @@ pub(crate) fn open_with(
             provider
                 .gpu()
                 .map_err(|reason| err!(Unavailable, "tensorrt: {reason}"))?;
-            Ok(settled(tensorrt::open_with(
-                provider.as_ref(),
-                graph,
-                &opts.engine,
-            )?))
+            let status = BackendStatus::new("tensorrt");
+            let backend = tensorrt::open_with(provider.as_ref(), graph, &opts.engine, &status)?;
+            Ok((backend, status))
         }
         BackendChoice::Auto => {
             if let Err(reason) = provider.gpu() {
@@ -200,7 +199,9 @@ pub(crate) fn open_with(
             } else {
                 1e-2
             };
-            let (graph, engine) = (graph.clone(), opts.engine.clone());
+            let (graph, engine, counts) = (graph.clone(), opts.engine.clone(), status.clone());
+            // Joins a build of the same engine already running in this process; the
+            // flag is set when the runtime stops (see `switch` for what happens then).
             let job = Box::new(move |cancel: &AtomicBool| {
                 let prepared = tensorrt::prepare_with(
                     provider.as_ref(),
@@ -208,14 +209,18 @@ pub(crate) fn open_with(
                     &graph.inputs,
                     &engine,
                     false,
+                    cancel,
                 )?;
+                if prepared.not_cached.is_some() {
+                    counts.count_engine_not_cached();
+                }
                 if cancel.load(Ordering::Relaxed) {
                     return Err(err!(
                         Stopped,
                         "runtime stopped before the engine was loaded"
                     ));
                 }
-                provider.load(&prepared.plan, &graph)
+                provider.load(&prepared.engine.plan, &graph)
             });
             let switching =
                 switch::Switching::start(current, "tensorrt", tolerance, status.clone(), job)?;

@@ -6,11 +6,21 @@
 //! kept only if its output agrees with the old one within the tolerance, so a broken
 //! engine can never replace a working model. Every step is recorded in the
 //! [`BackendStatus`] that [`Stats`](crate::Stats) reads.
+//!
+//! The background job runs on a thread this backend owns. Dropping the backend sets
+//! the job's cancel flag and joins the thread, waiting at most one second: a TensorRT
+//! engine build cannot be interrupted once TensorRT has started it, so a drop in the
+//! middle of one logs that the build goes on and leaves the thread to end by itself
+//! (the engine is still stored in the cache for the next start, then the thread exits
+//! without loading it). A drop never waits longer than that. A job that has not begun
+//! building, or is waiting for another runtime's build of the same engine, sees the
+//! flag and ends within milliseconds.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -38,6 +48,7 @@ struct StatusInner {
     active: &'static str,
     pending: Option<String>,
     switch: Option<BackendSwitch>,
+    engines_not_cached: u64,
 }
 
 /// Which backend serves now, what is being prepared, and the switch, if any. Written
@@ -74,10 +85,26 @@ impl BackendStatus {
         self.lock().switch.clone()
     }
 
+    /// Engines built for this backend that could not be written to the engine cache
+    /// and are served from memory (they are built again on the next start; the log
+    /// names the cache file and the error).
+    pub fn engines_not_cached(&self) -> u64 {
+        self.lock().engines_not_cached
+    }
+
     fn set_pending(&self, pending: Option<String>) {
         self.lock().pending = pending;
     }
+
+    /// Counts an engine built but not stored in the cache.
+    pub(crate) fn count_engine_not_cached(&self) {
+        self.lock().engines_not_cached += 1;
+    }
 }
+
+/// How long dropping a [`Switching`] waits for its background job to end before it
+/// leaves the thread to finish alone.
+pub(crate) const JOIN_WAIT: Duration = Duration::from_secs(1);
 
 type Job = Box<dyn FnOnce(&AtomicBool) -> Result<Box<dyn Backend>> + Send>;
 
@@ -87,6 +114,9 @@ pub(crate) struct Switching {
     upcoming: &'static str,
     ready: Option<Receiver<Result<Box<dyn Backend>>>>,
     cancel: Arc<AtomicBool>,
+    /// The job's thread; joined (or, past `join_wait`, left to end alone) on drop.
+    thread: Option<JoinHandle<()>>,
+    join_wait: Duration,
     status: Arc<BackendStatus>,
     tolerance: f32,
     windows: u64,
@@ -95,8 +125,8 @@ pub(crate) struct Switching {
 
 impl Switching {
     /// Starts `job` on its own thread (it gets a flag that is set when this backend is
-    /// dropped, so it can skip loading what nobody will use). `upcoming` names the
-    /// backend it makes; `tolerance` is the largest relative output difference accepted.
+    /// dropped, so it can skip work nobody will use). `upcoming` names the backend it
+    /// makes; `tolerance` is the largest relative output difference accepted.
     pub(crate) fn start(
         current: Box<dyn Backend>,
         upcoming: &'static str,
@@ -107,7 +137,7 @@ impl Switching {
         let (tx, rx) = mpsc::sync_channel(1);
         let cancel = Arc::new(AtomicBool::new(false));
         let flag = cancel.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("avaction-engine".into())
             .spawn(move || {
                 let result = job(&flag);
@@ -126,6 +156,8 @@ impl Switching {
             upcoming,
             ready: Some(rx),
             cancel,
+            thread: Some(thread),
+            join_wait: JOIN_WAIT,
             status,
             tolerance,
             windows: 0,
@@ -223,8 +255,34 @@ impl Backend for Switching {
 }
 
 impl Drop for Switching {
+    /// Cancels the job and joins its thread within `join_wait` (see the module docs).
     fn drop(&mut self) {
         self.cancel.store(true, Ordering::Relaxed);
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        // The thread's last act is sending the job's result: once it is sent (or the
+        // channel closed by a panic), the thread is ending and joins at once.
+        let ended = match &self.ready {
+            None => true,
+            Some(rx) => match rx.recv_timeout(self.join_wait) {
+                Ok(_) | Err(RecvTimeoutError::Disconnected) => true,
+                Err(RecvTimeoutError::Timeout) => false,
+            },
+        };
+        if !ended {
+            log::info!(
+                "backend: {} preparation still running {:.1} s after the runtime stopped; it \
+                 cannot be interrupted mid-build, so it finishes in the background (an engine \
+                 built is still stored in the cache) and its thread ends then",
+                self.upcoming,
+                self.join_wait.as_secs_f64()
+            );
+            return;
+        }
+        if thread.join().is_err() {
+            log::warn!("backend: the {} preparation thread panicked", self.upcoming);
+        }
     }
 }
 
@@ -369,24 +427,77 @@ mod tests {
         assert!(pending.contains("first run failed"), "{pending}");
     }
 
+    /// Sets its flag when dropped: the job that owns it has ended.
+    struct Ended(Arc<AtomicBool>);
+
+    impl Drop for Ended {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
     #[test]
-    fn dropping_the_runtime_cancels_the_job() {
-        let status = BackendStatus::new("good");
-        let (seen_tx, seen_rx) = mpsc::channel::<bool>();
-        let (go_tx, go_rx) = mpsc::channel::<()>();
+    fn dropping_the_runtime_cancels_the_job_and_joins_its_thread() {
+        let ended = Arc::new(AtomicBool::new(false));
+        let guard = Ended(ended.clone());
+        let (started_tx, started_rx) = mpsc::channel::<()>();
         let sw = Switching::start(
             constant("good", 2.0),
             "next",
             1e-2,
-            status,
+            BackendStatus::new("good"),
             Box::new(move |cancel| {
+                let _guard = guard;
+                started_tx.send(()).ok();
+                // a job that checks its flag between steps (bounded, so a bug fails
+                // the test instead of hanging it)
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while !cancel.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(crate::err!(Stopped, "cancelled"))
+            }),
+        )
+        .unwrap();
+        started_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        let t0 = Instant::now();
+        drop(sw);
+        assert!(
+            t0.elapsed() < JOIN_WAIT,
+            "joined, not timed out: {:?}",
+            t0.elapsed()
+        );
+        assert!(
+            ended.load(Ordering::SeqCst),
+            "the job ended before drop returned"
+        );
+    }
+
+    #[test]
+    fn a_job_that_cannot_stop_is_left_to_finish_after_a_bounded_wait() {
+        let (seen_tx, seen_rx) = mpsc::channel::<bool>();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let mut sw = Switching::start(
+            constant("good", 2.0),
+            "next",
+            1e-2,
+            BackendStatus::new("good"),
+            Box::new(move |cancel| {
+                // an uninterruptible step (a TensorRT build), then the flag is seen
                 go_rx.recv().ok();
                 seen_tx.send(cancel.load(Ordering::Relaxed)).ok();
                 Err(crate::err!(Stopped, "cancelled"))
             }),
         )
         .unwrap();
+        sw.join_wait = Duration::from_millis(100);
+        let t0 = Instant::now();
         drop(sw);
+        let waited = t0.elapsed();
+        assert!(
+            waited >= Duration::from_millis(100) && waited < Duration::from_secs(3),
+            "{waited:?}"
+        );
         go_tx.send(()).unwrap();
         assert!(seen_rx.recv_timeout(Duration::from_secs(5)).unwrap());
     }

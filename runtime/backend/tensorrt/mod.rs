@@ -13,6 +13,13 @@
 //! too). INT8 needs a calibration set, which avaction does not provide, so it
 //! is refused with a message saying so.
 //!
+//! One process builds an engine once at a time: a request for an engine that is being
+//! built (a second runtime opening the same model, the same cache) waits for that
+//! build and shares its engine. An engine built but not written to the cache (a full
+//! disk, a read-only folder) is still served, from memory, with a warning naming the
+//! cache file and the error; only `avaction engine build`, whose purpose is the cache,
+//! fails then.
+//!
 //! ```
 //! match avaction::backend::tensorrt::availability() {
 //!     Ok(gpu) => println!("TensorRT {} on {}", gpu.tensorrt_version, gpu.name),
@@ -25,11 +32,13 @@ mod ffi;
 pub mod probe;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use super::engine_cache::{EngineCache, EngineKey, Lookup, Precision};
-use super::{Backend, Graph, TensorShape};
+use super::inflight::InFlight;
+use super::{Backend, BackendStatus, Graph, TensorShape};
 use crate::{err, Error, Result};
 
 /// The GPU TensorRT would run on.
@@ -152,57 +161,112 @@ fn keyed(
     Ok((gpu, onnx, key))
 }
 
+/// An engine ready to load, and the error of its cache write if that failed (the
+/// engine is then served from memory).
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared {
+    pub(crate) engine: PreparedEngine,
+    pub(crate) not_cached: Option<Error>,
+}
+
+/// Engine builds in progress in this process, by cache file (see the module docs).
+static BUILDS: LazyLock<InFlight<Result<Prepared>>> = LazyLock::new(InFlight::new);
+
 /// Finds the engine for `graph` in the cache, or builds and stores it. `force`
-/// rebuilds even on a hit.
+/// rebuilds even on a hit. A build of the same engine already running in this process
+/// is joined, not repeated. `cancel` is checked before a build starts and while
+/// waiting for another's (a build in progress is not interrupted); once it is set the
+/// answer is a [`Stopped`](crate::ErrorKind::Stopped) error.
 pub(crate) fn prepare_with(
     provider: &dyn EngineProvider,
     graph: &Path,
     shapes: &[TensorShape],
     opts: &EngineOptions,
     force: bool,
-) -> Result<PreparedEngine> {
+    cancel: &AtomicBool,
+) -> Result<Prepared> {
     let (gpu, onnx, key) = keyed(provider, graph, shapes, opts.precision)?;
     let path = opts.cache.path(&key);
-    let replaced = match opts.cache.load(&key)? {
-        Lookup::Hit(plan) if !force => {
-            log::info!(
-                "tensorrt: engine for {} from {}",
-                graph.display(),
-                path.display()
-            );
-            return Ok(PreparedEngine {
+    let cached = |plan| {
+        log::info!(
+            "tensorrt: engine for {} from {}",
+            graph.display(),
+            path.display()
+        );
+        Ok(Prepared {
+            engine: PreparedEngine {
                 plan,
-                key,
-                path,
+                key: key.clone(),
+                path: path.clone(),
                 source: EngineSource::Cache,
-            });
-        }
+            },
+            not_cached: None,
+        })
+    };
+    let replaced = match opts.cache.load(&key)? {
+        Lookup::Hit(plan) if !force => return cached(plan),
         Lookup::Hit(_) => Some("rebuild forced".to_string()),
         Lookup::Miss => None,
         Lookup::Discarded(reason) => Some(reason),
     };
-    log::info!(
-        "tensorrt: building a {} engine for {} on {} (TensorRT {}); this can take minutes on a Jetson",
-        opts.precision.as_str(),
-        graph.display(),
-        gpu.name,
-        gpu.tensorrt_version
-    );
-    let t0 = Instant::now();
-    let plan = provider
-        .build(&onnx, shapes, opts.precision)
-        .map_err(|e| e.context(graph.display()))?;
-    let seconds = t0.elapsed().as_secs_f64();
-    let path = opts.cache.store(&key, &plan)?;
-    log::info!(
-        "tensorrt: engine built in {seconds:.1} s, stored in {}",
-        path.display()
-    );
-    Ok(PreparedEngine {
-        plan,
-        key,
-        path,
-        source: EngineSource::Built { seconds, replaced },
+    let build = || -> Result<Prepared> {
+        log::info!(
+            "tensorrt: building a {} engine for {} on {} (TensorRT {}); this can take minutes on a Jetson",
+            opts.precision.as_str(),
+            graph.display(),
+            gpu.name,
+            gpu.tensorrt_version
+        );
+        let t0 = Instant::now();
+        let plan = provider
+            .build(&onnx, shapes, opts.precision)
+            .map_err(|e| e.context(graph.display()))?;
+        let seconds = t0.elapsed().as_secs_f64();
+        let not_cached = match opts.cache.store(&key, &plan) {
+            Ok(stored) => {
+                log::info!(
+                    "tensorrt: engine built in {seconds:.1} s, stored in {}",
+                    stored.display()
+                );
+                None
+            }
+            Err(e) => {
+                log::warn!(
+                    "tensorrt: engine built in {seconds:.1} s but not stored in the cache as {} \
+                     ({e}); it is served from memory and will be built again on the next start",
+                    path.display()
+                );
+                Some(e)
+            }
+        };
+        Ok(Prepared {
+            engine: PreparedEngine {
+                plan,
+                key: key.clone(),
+                path: path.clone(),
+                source: EngineSource::Built { seconds, replaced },
+            },
+            not_cached,
+        })
+    };
+    let run = |cancel: &AtomicBool| {
+        // A build of this process may have ended and stored it since the lookup.
+        if !force {
+            if let Ok(Lookup::Hit(plan)) = opts.cache.load(&key) {
+                return Some(cached(plan));
+            }
+        }
+        if cancel.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(build())
+    };
+    BUILDS.run(&path, cancel, run).unwrap_or_else(|| {
+        Err(err!(
+            Stopped,
+            "tensorrt: engine for {} not prepared: the runtime stopped",
+            graph.display()
+        ))
     })
 }
 
@@ -250,17 +314,23 @@ pub(crate) fn open_cached(
 }
 
 /// Loads the graph's engine from the cache, or builds, stores and loads it now. A
-/// cached engine that TensorRT refuses to load is deleted and rebuilt once.
+/// cached engine that TensorRT refuses to load is deleted and rebuilt once. An engine
+/// the cache could not store is counted in `status` and served all the same.
 pub(crate) fn open_with(
     provider: &dyn EngineProvider,
     graph: &Graph,
     opts: &EngineOptions,
+    status: &BackendStatus,
 ) -> Result<Box<dyn Backend>> {
     if let Cached::Loaded(backend) = open_cached(provider, graph, opts)? {
         return Ok(backend);
     }
-    let prepared = prepare_with(provider, &graph.path, &graph.inputs, opts, false)?;
-    provider.load(&prepared.plan, graph)
+    let never = AtomicBool::new(false);
+    let prepared = prepare_with(provider, &graph.path, &graph.inputs, opts, false, &never)?;
+    if prepared.not_cached.is_some() {
+        status.count_engine_not_cached();
+    }
+    provider.load(&prepared.engine.plan, graph)
 }
 
 /// TensorRT on this machine: the provider the runtime uses.
@@ -287,16 +357,31 @@ pub fn availability() -> std::result::Result<GpuInfo, String> {
 /// # Errors
 /// [`Unavailable`](crate::ErrorKind::Unavailable) where TensorRT cannot run;
 /// [`Backend`](crate::ErrorKind::Backend) when a build or the test load of an engine fails;
-/// [`Io`](crate::ErrorKind::Io) when the cache cannot be written.
+/// [`Io`](crate::ErrorKind::Io) (or [`Config`](crate::ErrorKind::Config) for a folder
+/// refused as shared) when the cache cannot be written: filling it is the point.
 pub fn build_engines(
     graphs: &[Graph],
     opts: &EngineOptions,
     force: bool,
 ) -> Result<Vec<PreparedEngine>> {
-    let provider = provider();
+    build_engines_with(provider().as_ref(), graphs, opts, force)
+}
+
+/// [`build_engines`] with `provider`.
+pub(crate) fn build_engines_with(
+    provider: &dyn EngineProvider,
+    graphs: &[Graph],
+    opts: &EngineOptions,
+    force: bool,
+) -> Result<Vec<PreparedEngine>> {
+    let never = AtomicBool::new(false);
     let mut engines = Vec::new();
     for graph in graphs {
-        let prepared = prepare_with(provider.as_ref(), &graph.path, &graph.inputs, opts, force)?;
+        let prepared = prepare_with(provider, &graph.path, &graph.inputs, opts, force, &never)?;
+        if let Some(e) = prepared.not_cached {
+            return Err(e);
+        }
+        let prepared = prepared.engine;
         // Load it once: an engine that builds but does not deserialise is caught here,
         // not on the device at first start.
         provider
