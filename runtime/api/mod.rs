@@ -484,6 +484,7 @@ impl RuntimeBuilder {
                     callback: self.callback,
                     live,
                     broken: false,
+                    backlog: std::collections::VecDeque::new(),
                 },
                 timeline,
                 live,
@@ -709,22 +710,35 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".into())
 }
 
+/// Events and health changes a live run holds back while its reader is behind, before
+/// the inference thread waits for the reader.
+const BACKLOG: usize = 1024;
+
 struct Sink {
     tx: SyncSender<Output>,
     callback: Option<Callback>,
     live: bool,
     /// Set once the callback panicked: it is never called again.
     broken: bool,
+    /// Events, health changes and end records that found the channel full (live runs):
+    /// sent, in order, before anything else.
+    backlog: std::collections::VecDeque<Output>,
 }
 
 impl Sink {
-    /// Delivers an output; false when nobody can receive any more. Under a slow reader
-    /// of a live run, predictions are dropped (counted); events, health changes and the
-    /// end record never are: they wait for room (until the run stops).
+    /// Delivers an output; false when nobody can receive any more.
+    ///
+    /// Under a slow reader of a live run, predictions are dropped (counted in
+    /// `outputs_dropped`); events, health changes and the end record never are: they
+    /// queue in a backlog (in order, ahead of later outputs) so that inference goes on,
+    /// and only when [`BACKLOG`] of them wait does the inference thread wait for the
+    /// reader. A file run (not live) waits for room for every output: nothing is dropped.
     fn emit(&mut self, output: Output, shared: &Shared) -> bool {
-        let droppable = matches!(output, Output::Prediction(_));
         if self.broken {
             return false;
+        }
+        if matches!(output, Output::Event(_)) {
+            shared.events.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(cb) = self.callback.as_mut() {
             let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(&output)));
@@ -739,19 +753,85 @@ impl Sink {
             }
             return true;
         }
+        if !self.flush() {
+            return false;
+        }
+        let droppable = matches!(output, Output::Prediction(_));
+        if !self.live {
+            return self.send_waiting(output, shared);
+        }
+        if !self.backlog.is_empty() {
+            // Keep the order: nothing overtakes the backlog.
+            if droppable {
+                shared.outputs_dropped.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+            if self.backlog.len() >= BACKLOG {
+                let Some(oldest) = self.backlog.pop_front() else {
+                    return true;
+                };
+                if !self.send_waiting(oldest, shared) {
+                    return false;
+                }
+            }
+            self.backlog.push_back(output);
+            return true;
+        }
+        match self.tx.try_send(output) {
+            Ok(()) => true,
+            Err(TrySendError::Disconnected(_)) => false,
+            Err(TrySendError::Full(_)) if droppable => {
+                shared.outputs_dropped.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(TrySendError::Full(o)) => {
+                self.backlog.push_back(o);
+                true
+            }
+        }
+    }
+
+    /// Sends what the backlog holds while there is room; false when nobody can receive
+    /// any more.
+    fn flush(&mut self) -> bool {
+        while let Some(o) = self.backlog.pop_front() {
+            match self.tx.try_send(o) {
+                Ok(()) => {}
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(o)) => {
+                    self.backlog.push_front(o);
+                    return true;
+                }
+            }
+        }
+        true
+    }
+
+    /// Waits for room (until the run stops: what is left then is counted as dropped).
+    fn send_waiting(&mut self, output: Output, shared: &Shared) -> bool {
         let mut output = output;
         loop {
             match self.tx.try_send(output) {
                 Ok(()) => return true,
                 Err(TrySendError::Disconnected(_)) => return false,
                 Err(TrySendError::Full(o)) => {
-                    if (self.live && droppable) || shared.stop.load(Ordering::Relaxed) {
+                    if shared.stop.load(Ordering::Relaxed) {
                         shared.outputs_dropped.fetch_add(1, Ordering::Relaxed);
                         return true;
                     }
                     output = o;
                     std::thread::sleep(Duration::from_millis(2));
                 }
+            }
+        }
+    }
+
+    /// At the end of the run: everything held back, waiting for the reader (until the
+    /// run is stopped).
+    fn drain(&mut self, shared: &Shared) {
+        while let Some(o) = self.backlog.pop_front() {
+            if !self.send_waiting(o, shared) {
+                return;
             }
         }
     }
@@ -783,7 +863,7 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
     let mut health_version = None;
     let mut paused = false;
     loop {
-        if !emit_health(&mut ctx.out, shared, &mut health_version) {
+        if !ctx.out.flush() || !emit_health(&mut ctx.out, shared, &mut health_version) {
             break;
         }
         let window = match mailbox.take(Duration::from_millis(50)) {
@@ -894,6 +974,7 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
         emit_health(&mut ctx.out, shared, &mut health_version);
         ctx.out.emit(Output::End(end), shared);
     }
+    ctx.out.drain(shared);
 }
 
 /// Emits the health when it changed since `seen` (the board's version); false when

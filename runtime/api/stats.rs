@@ -52,7 +52,10 @@ pub struct Stats {
     pub windows_invalid: u64,
     /// Audio samples that were not finite (NaN, +-inf).
     pub samples_invalid: u64,
-    /// Outputs dropped because the reader fell behind (live only).
+    /// Onset and offset events emitted (every one reaches the reader: they are never
+    /// dropped while the run goes on).
+    pub events: u64,
+    /// Predictions dropped because the reader fell behind (live only).
     pub outputs_dropped: u64,
     /// Median latency over recent windows, ms.
     pub latency_p50_ms: f64,
@@ -88,6 +91,9 @@ pub struct Stats {
     pub last_audio_age_s: Option<f64>,
     /// How a file ended: complete or cut short (`None`: live, or not ended yet).
     pub end: Option<End>,
+    /// TensorRT engines built but not stored in the engine cache (its write failed):
+    /// served from memory, rebuilt on the next start.
+    pub engines_not_cached: u64,
 }
 
 #[derive(Debug, Default)]
@@ -122,6 +128,7 @@ pub(crate) struct Shared {
     pub(crate) outputs_dropped: AtomicU64,
     pub(crate) windows_invalid: AtomicU64,
     pub(crate) windows_paused: AtomicU64,
+    pub(crate) events: AtomicU64,
     pub(crate) windows_video_only: AtomicU64,
     pub(crate) board: Arc<HealthBoard>,
     pub(crate) end: Mutex<Option<End>>,
@@ -152,6 +159,7 @@ impl Shared {
             outputs_dropped: AtomicU64::new(0),
             windows_invalid: AtomicU64::new(0),
             windows_paused: AtomicU64::new(0),
+            events: AtomicU64::new(0),
             windows_video_only: AtomicU64::new(0),
             board,
             end: Mutex::new(None),
@@ -242,6 +250,7 @@ impl Shared {
             windows_audio_incomplete: ws.windows_audio_incomplete,
             windows_invalid: load(&self.windows_invalid),
             samples_invalid: ws.audio_samples_invalid,
+            events: load(&self.events),
             outputs_dropped: load(&self.outputs_dropped),
             latency_p50_ms: percentile(&r.latency_ms, 0.5),
             latency_p99_ms: percentile(&r.latency_ms, 0.99),
@@ -259,6 +268,7 @@ impl Shared {
             last_frame_age_s: age(SourceKind::Video),
             last_audio_age_s: age(SourceKind::Audio),
             end: self.end.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            engines_not_cached: self.backend.engines_not_cached(),
         }
     }
 }

@@ -78,7 +78,7 @@ def manifest(name: str, desc: str, arch: str, norm: dict, cfg: dict, ov: bool, o
         "frames = 16        # 0.64 s at 25 fps",
         "fps = 25",
         "hop_frames = 2     # a window every 80 ms",
-        "audio_optional = false",
+        "audio_optional = true  # trained with modality dropout 0.3: labels video+flow-only when audio is missing",
         "",
         "[[inputs]]",
         'name = "frames"',

@@ -219,3 +219,30 @@ pub(super) fn bin_from_description(description: &str) -> Result<gst::Bin> {
     gst::parse::bin_from_description(description, true)
         .map_err(|e| err!(Config, "pipeline description `{description}` is invalid").caused_by(e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(description: &str) -> Result<bool> {
+        gst::init().expect("gst");
+        SourcePlan::resolve(&VideoSource::Pipeline(description.into())).map(|p| p.is_live())
+    }
+
+    #[test]
+    fn pipeline_descriptions_say_whether_they_are_live() {
+        assert!(live("videotestsrc is-live=true").unwrap());
+        assert!(live("videotestsrc is-live=true ! identity drop-probability=1.0").unwrap());
+        assert!(!live("videotestsrc num-buffers=10").unwrap());
+    }
+
+    #[test]
+    fn bad_pipeline_descriptions_are_refused_clearly() {
+        let e = live("no-such-element-here").unwrap_err();
+        assert!(e.to_string().contains("no-such-element-here"), "{e}");
+        let e = live("").unwrap_err();
+        assert!(e.to_string().contains("1 to 4096 bytes"), "{e}");
+        let e = live("videotestsrc ! fakesink").unwrap_err();
+        assert!(e.to_string().contains("no video output"), "{e}");
+    }
+}

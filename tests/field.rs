@@ -1,0 +1,403 @@
+//! Field faults, started by the tests themselves: a video source that errors or stalls
+//! mid-run (GStreamer `identity`), a loopback RTSP camera with audio that is killed,
+//! frozen (SIGSTOP) and restarted, a slow reader, injected worker panics, and a
+//! video-only run of an audio-optional model. Every run has a deadline; the measured
+//! detection and recovery times are printed (`--nocapture`) for the fault table.
+
+mod common;
+
+use avaction::health::{Reason, State};
+use avaction::synth::{self, SceneConfig};
+use avaction::{AudioSource, ErrorKind, Output, Policy, Runtime, RuntimeBuilder, VideoSource};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn model(name: &str) -> String {
+    common::repo(&format!("models/{name}"))
+        .display()
+        .to_string()
+}
+
+/// Supervision fast enough for tests.
+fn quick() -> Policy {
+    Policy {
+        stall_after: Duration::from_millis(1500),
+        start_grace: Duration::from_secs(3),
+        first_retry: Duration::from_millis(200),
+        max_retry: Duration::from_secs(2),
+        ..Policy::default()
+    }
+}
+
+/// One output and when it came, seconds after the runtime was built.
+struct Seen {
+    at: f64,
+    output: Output,
+}
+
+/// Runs `builder` for `seconds`, calling `act(t)` about every 50 ms with the time since
+/// the start (faults are injected there); returns the outputs, the stats and how long
+/// `stop()` took.
+fn run_for(
+    builder: RuntimeBuilder,
+    seconds: f64,
+    mut act: impl FnMut(f64) + Send + 'static,
+) -> (Vec<Seen>, avaction::Stats, Duration) {
+    let (tx, rx) = mpsc::channel();
+    let deadline = Duration::from_secs_f64(seconds + 60.0);
+    let worker = std::thread::spawn(move || {
+        let mut runtime = builder.build().expect("runtime");
+        let started = Instant::now();
+        let mut seen = Vec::new();
+        while started.elapsed().as_secs_f64() < seconds {
+            act(started.elapsed().as_secs_f64());
+            match runtime.recv_timeout(Duration::from_millis(50)) {
+                Ok(output) => seen.push(Seen {
+                    at: started.elapsed().as_secs_f64(),
+                    output,
+                }),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let t0 = Instant::now();
+        runtime.stop();
+        let stopped_in = t0.elapsed();
+        assert!(runtime.error().is_none(), "{:?}", runtime.error());
+        let _ = tx.send((seen, runtime.stats(), stopped_in));
+    });
+    match rx.recv_timeout(deadline) {
+        Ok(v) => v,
+        Err(_) => match worker.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => panic!("the run did not end within {deadline:?} (hang)"),
+        },
+    }
+}
+
+/// The video source's state at each health change: `(time, state, reasons)`.
+fn source_states(seen: &[Seen], index: usize) -> Vec<(f64, State, Vec<Reason>)> {
+    let mut states: Vec<(f64, State, Vec<Reason>)> = Vec::new();
+    for s in seen {
+        if let Output::Health(h) = &s.output {
+            if let Some(src) = h.sources.get(index) {
+                if states
+                    .last()
+                    .is_none_or(|l| l.1 != src.state || l.2 != src.reasons)
+                {
+                    states.push((s.at, src.state, src.reasons.clone()));
+                }
+            }
+        }
+    }
+    states
+}
+
+/// The first time at or after `from` the source is in `state`.
+fn first(states: &[(f64, State, Vec<Reason>)], state: State, from: f64) -> Option<f64> {
+    states
+        .iter()
+        .find(|(t, s, _)| *t >= from && *s == state)
+        .map(|x| x.0)
+}
+
+fn predictions_between(seen: &[Seen], from: f64, to: f64) -> usize {
+    seen.iter()
+        .filter(|s| s.at >= from && s.at < to && matches!(s.output, Output::Prediction(_)))
+        .count()
+}
+
+#[test]
+fn a_video_source_that_errors_is_reopened_and_labels_go_on() {
+    let builder = Runtime::builder()
+        .model(model("mov-small"))
+        .video(VideoSource::Pipeline(
+            "videotestsrc is-live=true pattern=ball ! identity error-after=75".into(),
+        ))
+        .audio(AudioSource::None)
+        .supervision(quick());
+    let (seen, stats, stopped_in) = run_for(builder, 8.0, |_| {});
+    let states = source_states(&seen, 0);
+    let lost = states
+        .iter()
+        .find(|(_, s, r)| *s == State::Reconnecting && r.contains(&Reason::Lost))
+        .map(|x| x.0)
+        .unwrap_or_else(|| panic!("no reconnect after the bus error: {states:?}"));
+    let back = first(&states, State::Running, lost)
+        .unwrap_or_else(|| panic!("never running again: {states:?}"));
+    println!(
+        "bus error: detected at {lost:.2} s (75 frames = 3.0 s after the start), running again {:.2} s later; stop took {stopped_in:?}",
+        back - lost
+    );
+    assert!(stats.reconnects >= 1 && stats.video_gaps >= 1, "{stats:?}");
+    assert!(
+        predictions_between(&seen, back, 8.0) > 5,
+        "labels go on after the reconnect"
+    );
+    assert!(
+        stopped_in < Duration::from_secs(3),
+        "stop took {stopped_in:?}"
+    );
+    // The video-only run of an audio-optional model says so.
+    assert!(seen.iter().any(
+        |s| matches!(&s.output, Output::Health(h) if h.reasons.contains(&Reason::AudioMissing))
+    ));
+}
+
+#[test]
+fn a_stalled_video_source_is_reopened() {
+    // identity sleeps 2.5 s on every buffer: a frame now and then, no error (the
+    // pipeline plays once the first frame is through).
+    let builder = Runtime::builder()
+        .model(model("mov-small"))
+        .video(VideoSource::Pipeline(
+            "videotestsrc is-live=true ! identity sleep-time=2500000".into(),
+        ))
+        .audio(AudioSource::None)
+        .supervision(quick());
+    let (seen, stats, stopped_in) = run_for(builder, 8.0, |_| {});
+    let states = source_states(&seen, 0);
+    let stalled = states
+        .iter()
+        .find(|(_, s, r)| *s == State::Reconnecting && r.contains(&Reason::Stalled))
+        .unwrap_or_else(|| panic!("no stall reported: {states:?}"));
+    println!(
+        "stall (a frame every 2.5 s): reported at {:.2} s (stall after 1.5 s); {} reopenings in 8 s; stop took {stopped_in:?}",
+        stalled.0, stats.reconnects
+    );
+    assert!(stats.reconnects >= 1, "{stats:?}");
+    assert!(
+        stopped_in < Duration::from_secs(3),
+        "stop took {stopped_in:?}"
+    );
+}
+
+/// The loopback RTSP server of `tests/tools/rtsp_server.py`, killed on drop.
+struct RtspServer {
+    child: Child,
+}
+
+impl RtspServer {
+    fn start(port: u16) -> RtspServer {
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(common::repo("tests/tools/rtsp_server.py"))
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tests/tools/rtsp_server.py (python3-gi, gir1.2-gst-rtsp-server-1.0)");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        BufReader::new(stdout).read_line(&mut line).expect("read");
+        assert_eq!(line.trim(), "ready", "the RTSP server did not start");
+        RtspServer { child }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig}");
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[test]
+fn an_rtsp_camera_with_audio_survives_a_stall_and_a_restart() {
+    let port = free_port();
+    let mut server = Some(RtspServer::start(port));
+    let builder = Runtime::builder()
+        .model(model("mov-small"))
+        .video(VideoSource::Uri(format!("rtsp://127.0.0.1:{port}/av")))
+        .audio(AudioSource::FromVideo)
+        .supervision(quick());
+    // 4 s: freeze the server (a stall: no frame, no error); 7 s: thaw it.
+    // 13 s: kill it (a loss); 15 s: start a new one on the same port.
+    let mut step = 0;
+    let (seen, stats, stopped_in) = run_for(builder, 24.0, move |t| {
+        let at = [4.0, 7.0, 13.0, 15.0];
+        if step < at.len() && t >= at[step] {
+            match step {
+                0 => server.as_ref().expect("server").signal("-STOP"),
+                1 => server.as_ref().expect("server").signal("-CONT"),
+                2 => server = None,
+                _ => server = Some(RtspServer::start(port)),
+            }
+            step += 1;
+        }
+    });
+    let states = source_states(&seen, 0);
+    println!("rtsp health: {states:?}");
+    let stalled = states
+        .iter()
+        .find(|(t, s, _)| *t >= 4.0 && *s == State::Reconnecting)
+        .map(|x| x.0)
+        .unwrap_or_else(|| panic!("the frozen server was not noticed: {states:?}"));
+    let back1 = first(&states, State::Running, stalled).expect("running after the thaw");
+    let lost = states
+        .iter()
+        .find(|(t, s, _)| *t >= 13.0 && *s == State::Reconnecting)
+        .map(|x| x.0)
+        .unwrap_or_else(|| panic!("the killed server was not noticed: {states:?}"));
+    let back2 = first(&states, State::Running, lost).expect("running after the restart");
+    println!(
+        "rtsp frozen at 4.0 s: reconnecting at {stalled:.2} s, running at {back1:.2} s (thawed at 7.0 s); \
+         killed at 13.0 s: reconnecting at {lost:.2} s, running at {back2:.2} s (restarted at 15.0 s); stop {stopped_in:?}"
+    );
+    assert!(stalled - 4.0 < 3.0 && lost - 13.0 < 3.0);
+    assert!(
+        back2 - 15.0 < 6.0,
+        "back {:.2} s after the restart",
+        back2 - 15.0
+    );
+    assert!(stats.reconnects >= 2, "{stats:?}");
+    assert!(
+        stats.samples > 16_000,
+        "the camera's audio track is used: {stats:?}"
+    );
+    assert!(predictions_between(&seen, back2, 24.0) > 5);
+    // Timestamps stay monotonic across the reconnects.
+    let ends: Vec<f64> = seen
+        .iter()
+        .filter_map(|s| match &s.output {
+            Output::Prediction(p) => Some(p.end_s),
+            _ => None,
+        })
+        .collect();
+    assert!(ends.windows(2).all(|w| w[1] > w[0]), "monotonic windows");
+    assert!(
+        stopped_in < Duration::from_secs(3),
+        "stop took {stopped_in:?}"
+    );
+}
+
+fn scene(seed: u64, seconds: f64) -> std::path::PathBuf {
+    let path = common::temp_dir("field").join(format!("scene-{seed}.mkv"));
+    if !path.exists() {
+        let config = SceneConfig {
+            seed,
+            duration_s: seconds,
+            ..SceneConfig::default()
+        };
+        synth::render_to_file(&config, &path).expect("media");
+    }
+    path
+}
+
+#[test]
+fn a_slow_reader_loses_predictions_but_no_event() {
+    let path = scene(9101, 20.0);
+    let builder = Runtime::builder()
+        .model(model("mov-small"))
+        .video(VideoSource::Uri(path.display().to_string()))
+        .audio(AudioSource::FromVideo)
+        .realtime(true) // delivered like a live source: a slow reader loses outputs
+        .output_capacity(2);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = builder.build().expect("runtime");
+        let mut events = Vec::new();
+        for output in runtime.outputs() {
+            std::thread::sleep(Duration::from_millis(150)); // ~7 outputs/s for ~12 windows/s
+            if let Output::Event(e) = output {
+                events.push(e);
+            }
+        }
+        let _ = tx.send((events, runtime.finish()));
+    });
+    let (events, stats) = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the run ends (no hang)");
+    let stats = stats.expect("finish");
+    println!(
+        "slow reader: {} events received of {} emitted, {} predictions dropped",
+        events.len(),
+        stats.events,
+        stats.outputs_dropped
+    );
+    assert!(stats.outputs_dropped > 10, "the reader was slow: {stats:?}");
+    assert!(stats.events > 0);
+    assert_eq!(events.len() as u64, stats.events, "no event lost");
+    let onsets = events
+        .iter()
+        .filter(|e| e.kind == avaction::EventKind::Onset)
+        .count();
+    assert_eq!(onsets * 2, events.len(), "every onset has its offset");
+}
+
+#[test]
+fn injected_worker_panics_end_the_run_with_an_error() {
+    let path = scene(9102, 3.0);
+    for worker in ["window", "inference"] {
+        let (tx, rx) = mpsc::channel();
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let runtime = Runtime::builder()
+                .model(model("cavnet-small"))
+                .video(VideoSource::Uri(path.display().to_string()))
+                .audio(AudioSource::FromVideo)
+                .inject_panic(worker)
+                .build()
+                .expect("runtime");
+            let outputs = runtime.outputs().count();
+            let _ = tx.send((outputs, runtime.finish()));
+        });
+        let (_, result) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{worker}: the run hung after the panic"));
+        let e = result.expect_err("the panic ends the run");
+        assert_eq!(e.kind(), ErrorKind::Stopped);
+        assert!(
+            e.message()
+                .contains(&format!("the {worker} thread panicked"))
+                && e.message().contains("injected fault"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn an_audio_optional_model_labels_a_file_without_audio() {
+    let path = scene(9103, 6.0);
+    let runtime = Runtime::builder()
+        .model(model("mov-small"))
+        .video(VideoSource::Uri(path.display().to_string()))
+        .audio(AudioSource::None)
+        .build()
+        .expect("mov-small runs video-only");
+    let mut predictions = 0;
+    let mut end = None;
+    for output in runtime.outputs() {
+        match output {
+            Output::Prediction(p) => {
+                predictions += 1;
+                assert!(p.audio_missing > 0, "the audio is marked missing");
+            }
+            Output::End(e) => end = Some(e),
+            _ => {}
+        }
+    }
+    let health = runtime.health();
+    let stats = runtime.finish().expect("finish");
+    assert!(predictions > 30, "{predictions}");
+    assert!(end.is_some_and(|e| e.complete));
+    assert!(health.reasons.contains(&Reason::AudioMissing), "{health:?}");
+    assert!(stats.degraded.is_some_and(|d| d.contains("video-only")));
+}
