@@ -35,7 +35,7 @@ unit:
 	cargo test
 
 realtime:
-	./tests/virtual_mic.sh cargo test --test realtime --test capture -- --nocapture
+	./tests/virtual_mic.sh cargo test --test realtime --test capture --test mic_loss -- --nocapture
 
 bench:
 	cargo bench --bench pipeline

@@ -126,6 +126,8 @@ fn no_microphone() {
     let run = avaction(
         &[
             "run",
+            "--model",
+            "models/cavnet-small", // needs audio (the others label video-only)
             "--video",
             "test:ball",
             "--audio",
@@ -144,7 +146,16 @@ fn file_without_audio_track_for_an_audio_model() {
         "videotestsrc num-buffers=30 ! video/x-raw,width=160,height=120,framerate=25/1 ! videoconvert ! avenc_mpeg4 ! matroskamux ! filesink location={}",
         path.display()
     ));
-    let run = run_file(path.to_str().unwrap());
+    let run = avaction(
+        &[
+            "run",
+            "--model",
+            "models/cavnet-small",
+            "--video",
+            path.to_str().unwrap(),
+        ],
+        LIMIT,
+    );
     assert_clear_failure(&run, &["no audio track", "needs audio"]);
 }
 
@@ -296,4 +307,71 @@ mod media_limits {
             assert_eq!(e.kind(), ErrorKind::Config, "{e}");
         }
     }
+}
+
+/// The last JSON line of a run: its end record.
+fn end_record(run: &common::CliRun) -> serde_json::Value {
+    let last = run.stdout.lines().last().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!(
+            "last line is not JSON ({e}): {last:?}; stderr {}",
+            run.stderr
+        )
+    });
+    assert_eq!(v["type"], "end", "the last line is the end record: {last}");
+    v
+}
+
+#[test]
+fn a_file_cut_short_exits_3_with_an_incomplete_end_record() {
+    // Matroska plays up to the cut and then ends normally: only the declared duration
+    // tells that the rest is missing. (MJPEG: avenc_mpeg4 in Matroska declares a
+    // wrapped-around duration here, which the capture treats as unknown.)
+    let dir = temp_dir("cut-mkv");
+    let full = dir.join("full.mkv");
+    gst_launch(&format!(
+        "videotestsrc num-buffers=150 pattern=snow ! video/x-raw,width=160,height=120,framerate=25/1 \
+         ! videoconvert ! jpegenc ! queue ! matroskamux name=mux ! filesink location={} \
+         audiotestsrc num-buffers=300 samplesperbuffer=800 ! audio/x-raw,rate=40000,channels=1 \
+         ! audioconvert ! vorbisenc ! queue ! mux.",
+        full.display()
+    ));
+    let bytes = std::fs::read(&full).unwrap();
+    let cut = dir.join("cut.mkv");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let run = run_file(cut.to_str().unwrap());
+    assert_eq!(run.code, Some(3), "exit code 3; stderr: {}", run.stderr);
+    let end = end_record(&run);
+    assert_eq!(end["complete"], false, "{end}");
+    assert!(
+        end["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("truncated"),
+        "{end}"
+    );
+    let media_end = end["media_end_s"].as_f64().unwrap_or(-1.0);
+    assert!((0.5..5.5).contains(&media_end), "{end}");
+}
+
+#[test]
+fn a_video_track_shorter_than_the_audio_is_not_a_truncation() {
+    let dir = temp_dir("short-video");
+    let path = dir.join("short-video.mkv");
+    gst_launch(&format!(
+        "videotestsrc num-buffers=50 pattern=ball ! video/x-raw,width=160,height=120,framerate=25/1 \
+         ! videoconvert ! jpegenc ! queue ! matroskamux name=mux ! filesink location={} \
+         audiotestsrc num-buffers=200 samplesperbuffer=800 ! audio/x-raw,rate=40000,channels=1 \
+         ! audioconvert ! vorbisenc ! queue ! mux.",
+        path.display()
+    ));
+    let run = run_file(path.to_str().unwrap());
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    assert!(
+        !run.stderr.contains("truncated"),
+        "no false warning: {}",
+        run.stderr
+    );
+    let end = end_record(&run);
+    assert_eq!(end["complete"], true, "{end}");
 }

@@ -37,31 +37,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# As root PulseAudio warns that it is "not intended to be run as root": harmless here.
-pulseaudio --daemonize=yes --exit-idle-time=-1 --system=false -n \
-    --load="module-native-protocol-unix" --load="module-null-sink sink_name=vsink" \
-    --load="module-always-sink" 2>"$XDG_RUNTIME_DIR/pulseaudio.log" || {
-    cat "$XDG_RUNTIME_DIR/pulseaudio.log" >&2
-    echo "$0: pulseaudio did not start" >&2
-    exit 1
-}
-
-ready=""
-for _ in $(seq 1 50); do
-    if pactl info >/dev/null 2>&1; then
-        ready=1
-        break
-    fi
-    sleep 0.1
-done
-if [ -z "$ready" ]; then
-    echo "$0: pulseaudio is not answering" >&2
-    exit 1
-fi
+"$(dirname "$0")/tools/pulse_start.sh"
 PULSE_PID=$(cat "$XDG_RUNTIME_DIR/pulse/pid" 2>/dev/null || true)
-
-pactl set-default-sink vsink
-pactl set-default-source vsink.monitor
 
 export AVACTION_TEST_PULSE=1
 "$@"

@@ -36,6 +36,10 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(50);
 /// How long a lost source may take to stop before it is left behind.
 pub const RETIRE_WAIT: Duration = Duration::from_secs(1);
+/// A reopened source that fails again within this time continues the backoff instead
+/// of starting it over, so that a flapping source is retried (and logged) less and less
+/// often.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
 
 /// When a source counts as stalled, frozen or silent, and how reconnects back off.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -258,6 +262,8 @@ enum Phase {
         source: Box<dyn Source>,
         watch: Arc<SourceWatch>,
         opened: Instant,
+        /// The attempt that opened it (0: opened at start).
+        attempt: u32,
     },
     Waiting {
         attempt: u32,
@@ -280,6 +286,7 @@ fn watchdog(source: Supervised, slot: usize, ctx: &Context) {
             source,
             watch,
             opened: Instant::now(),
+            attempt: 0,
         },
         None => {
             board.update(slot, |h| {
@@ -300,6 +307,7 @@ fn watchdog(source: Supervised, slot: usize, ctx: &Context) {
                 source,
                 watch,
                 opened,
+                attempt,
             } => match check(&watch, opened, live, &ctx.policy) {
                 Ok(()) => {
                     report_running(board, slot, &watch, live, &ctx.policy);
@@ -307,13 +315,22 @@ fn watchdog(source: Supervised, slot: usize, ctx: &Context) {
                         source,
                         watch,
                         opened,
+                        attempt,
                     }
+                }
+                Err((_, detail)) if !live => {
+                    // A file (or a non-live pipeline) is not retried.
+                    retire(source, &name);
+                    give_up(ctx, slot, kind, err!(Video, "{name}: {detail}"));
+                    Phase::Done
                 }
                 Err((reason, detail)) => {
                     log::warn!("{name}: {detail}; reconnecting");
                     retire(source, &name);
                     send_gap(ctx, kind);
-                    schedule_retry(board, slot, 1, reason, detail, &ctx.policy)
+                    let stable = attempt == 0 || opened.elapsed() >= STABLE_AFTER;
+                    let next = if stable { 1 } else { attempt.saturating_add(1) };
+                    schedule_retry(board, slot, next, reason, detail, &ctx.policy)
                 }
             },
             Phase::Waiting { attempt, retry_at } if Instant::now() >= retry_at => {
@@ -331,10 +348,12 @@ fn watchdog(source: Supervised, slot: usize, ctx: &Context) {
                             source,
                             watch,
                             opened: Instant::now(),
+                            attempt,
                         }
                     }
                     Err(e) if ctx.policy.max_attempts.is_some_and(|m| attempt >= m) => {
-                        give_up(ctx, slot, &name, kind, e);
+                        let e = e.context(format!("{name}: gave up reconnecting"));
+                        give_up(ctx, slot, kind, e);
                         Phase::Done
                     }
                     Err(e) => {
@@ -444,9 +463,8 @@ fn schedule_retry(
     }
 }
 
-/// No more attempts: the source is failed; a video source ends the run.
-fn give_up(ctx: &Context, slot: usize, name: &str, kind: SourceKind, e: Error) {
-    let error = e.context(format!("{name}: gave up reconnecting"));
+/// The source is failed for good; a video source ends the run.
+fn give_up(ctx: &Context, slot: usize, kind: SourceKind, error: Error) {
     log::error!("{error}");
     ctx.board.update(slot, |h| {
         h.state = State::Failed;

@@ -136,3 +136,32 @@ pub(super) fn bound_decoder_threads(decoder: &gst::Element, threads: u32) {
         }
     });
 }
+
+/// Parsers `uridecodebin` must not plug. GStreamer 1.22's `mpeg4videoparse`
+/// (plugins-bad) stamps MPEG-4 part 2 video from Matroska with wrapped-around
+/// timestamps (about 2^63 ns); `videorate` then fills the gap from 0 with copies of the
+/// first frame and a 2-second file never ends. `avdec_mpeg4` decodes the demuxer's
+/// output directly, as it does where plugins-bad is not installed.
+const SKIPPED_FACTORIES: &[&str] = &["mpeg4videoparse"];
+
+/// Makes `uridecodebin` skip the factories of [`SKIPPED_FACTORIES`].
+pub(super) fn skip_broken_parsers(decoder: &gst::Element) {
+    let Some(result_type) = gst::glib::Type::from_name("GstAutoplugSelectResult") else {
+        log::debug!("decodebin has no GstAutoplugSelectResult: no factory is skipped");
+        return;
+    };
+    decoder.connect("autoplug-select", false, move |args| {
+        let factory = args
+            .get(3)
+            .and_then(|v| v.get::<gst::ElementFactory>().ok());
+        let skipped = factory
+            .as_ref()
+            .is_some_and(|f| SKIPPED_FACTORIES.contains(&f.name().as_str()));
+        if skipped {
+            log::debug!("decodebin: skipping {:?}", factory.map(|f| f.name()));
+        }
+        // GST_AUTOPLUG_SELECT_TRY = 0, GST_AUTOPLUG_SELECT_SKIP = 2.
+        gst::glib::EnumClass::with_type(result_type)
+            .and_then(|class| class.to_value(if skipped { 2 } else { 0 }))
+    });
+}

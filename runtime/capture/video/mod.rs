@@ -20,7 +20,7 @@ pub use overlay::LabelOverlay;
 pub(crate) use devices::camera_source;
 
 use super::{CaptureEvent, CaptureStats, SourceWatch, VideoSource};
-use crate::clock::Timeline;
+use crate::clock::{Nanos, Timeline};
 use crate::{err, Result};
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -191,6 +191,7 @@ impl VideoCapture {
                 let decoder = make_element("uridecodebin")?;
                 decoder.set_property("uri", uri);
                 limits::bound_decoder_threads(&decoder, cfg.limits.decoder_threads);
+                limits::skip_broken_parsers(&decoder);
                 pipeline
                     .add(&decoder)
                     .map_err(|e| err!(Video, "cannot add uridecodebin").caused_by(e))?;
@@ -264,9 +265,18 @@ impl VideoCapture {
         let duration = if live {
             None
         } else {
-            pipeline
-                .query_duration::<gst::ClockTime>()
+            // Asked of each branch: a decoder chain may answer with a wrapped-around
+            // value (about 2^63 ns, seen for MPEG-4 video in Matroska), which a year
+            // or more marks as unknown; the longest plausible answer wins.
+            let sinks = [Some(video_sink.clone()), audio_sink.clone()];
+            sinks
+                .iter()
+                .flatten()
+                .filter_map(|s| s.query_duration::<gst::ClockTime>())
+                .inspect(|d| log::debug!("declared duration {d}"))
                 .map(|d| pull::gst_nanos(d.nseconds()))
+                .filter(|d| *d < Nanos::SECOND * (365 * 24 * 3600))
+                .max()
         };
 
         let ctx = PullContext {
