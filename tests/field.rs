@@ -401,3 +401,74 @@ fn an_audio_optional_model_labels_a_file_without_audio() {
     assert!(health.reasons.contains(&Reason::AudioMissing), "{health:?}");
     assert!(stats.degraded.is_some_and(|d| d.contains("video-only")));
 }
+
+/// `--duration` and Ctrl-C end the process within a second or two, even while the
+/// source is blocked in its streaming thread (identity sleeps 3 s per frame).
+#[test]
+fn duration_and_ctrl_c_end_the_process_promptly_whatever_the_source_does() {
+    let blocked = "gst:videotestsrc is-live=true ! identity sleep-time=3000000";
+    let run = common::avaction(
+        &[
+            "run",
+            "--model",
+            "models/mov-small",
+            "--video",
+            blocked,
+            "--audio",
+            "none",
+            "--duration",
+            "4",
+            "--json",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    // Start-up waits for the first frame (6 s: videorate lets a frame out when the next
+    // one comes), then 4 s of run, then the stop (at most 1.5 s for the sources).
+    println!(
+        "--duration 4 with a blocked source: exited after {:?}",
+        run.elapsed
+    );
+    assert!(run.elapsed < Duration::from_secs(13), "{:?}", run.elapsed);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_avaction"))
+        .args([
+            "run",
+            "--model",
+            "models/mov-small",
+            "--video",
+            blocked,
+            "--audio",
+            "none",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn avaction");
+    std::thread::sleep(Duration::from_secs(8));
+    let sent = Instant::now();
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -INT");
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code();
+        }
+        if sent.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("Ctrl-C did not end the run within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    println!("Ctrl-C: exited {:?} after the signal", sent.elapsed());
+    assert_eq!(code, Some(0), "a clean stop");
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        sent.elapsed()
+    );
+}

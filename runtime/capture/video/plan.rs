@@ -204,7 +204,19 @@ fn resolve_launch(description: &str) -> Result<SourcePlan> {
     }
     let state = probe.set_state(gst::State::Paused);
     let live = matches!(state, Ok(gst::StateChangeSuccess::NoPreroll));
-    let _ = probe.set_state(gst::State::Null);
+    // Shutting the probe down waits for its streaming thread, which a slow source may
+    // hold for a while: not on the caller's time.
+    let shut = std::thread::Builder::new()
+        .name("avaction-probe".into())
+        .spawn({
+            let probe = probe.clone();
+            move || {
+                let _ = probe.set_state(gst::State::Null);
+            }
+        });
+    if shut.is_err() {
+        let _ = probe.set_state(gst::State::Null);
+    }
     if let Err(e) = state {
         return Err(err!(Video, "pipeline `{description}` cannot start").caused_by(e));
     }
