@@ -322,20 +322,27 @@ fn end_record(run: &common::CliRun) -> serde_json::Value {
     v
 }
 
+/// Matroska with `frames` of MJPEG video (25 fps) and `audio_s` seconds of Vorbis.
+/// MJPEG: avenc_mpeg4 in Matroska declares a wrapped-around duration with GStreamer
+/// 1.22, which the capture treats as unknown.
+fn mkv(path: &std::path::Path, frames: u32, audio_s: f64) {
+    gst_launch(&format!(
+        "videotestsrc num-buffers={frames} pattern=snow ! video/x-raw,width=160,height=120,framerate=25/1 \
+         ! videoconvert ! jpegenc ! queue ! matroskamux name=mux ! filesink location={} \
+         audiotestsrc num-buffers={} samplesperbuffer=800 ! audio/x-raw,rate=40000,channels=1 \
+         ! audioconvert ! vorbisenc ! queue ! mux.",
+        path.display(),
+        (audio_s * 50.0).round()
+    ));
+}
+
 #[test]
 fn a_file_cut_short_exits_3_with_an_incomplete_end_record() {
     // Matroska plays up to the cut and then ends normally: only the declared duration
-    // tells that the rest is missing. (MJPEG: avenc_mpeg4 in Matroska declares a
-    // wrapped-around duration here, which the capture treats as unknown.)
+    // tells that the rest is missing.
     let dir = temp_dir("cut-mkv");
     let full = dir.join("full.mkv");
-    gst_launch(&format!(
-        "videotestsrc num-buffers=150 pattern=snow ! video/x-raw,width=160,height=120,framerate=25/1 \
-         ! videoconvert ! jpegenc ! queue ! matroskamux name=mux ! filesink location={} \
-         audiotestsrc num-buffers=300 samplesperbuffer=800 ! audio/x-raw,rate=40000,channels=1 \
-         ! audioconvert ! vorbisenc ! queue ! mux.",
-        full.display()
-    ));
+    mkv(&full, 150, 6.0);
     let bytes = std::fs::read(&full).unwrap();
     let cut = dir.join("cut.mkv");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
@@ -358,13 +365,7 @@ fn a_file_cut_short_exits_3_with_an_incomplete_end_record() {
 fn a_video_track_shorter_than_the_audio_is_not_a_truncation() {
     let dir = temp_dir("short-video");
     let path = dir.join("short-video.mkv");
-    gst_launch(&format!(
-        "videotestsrc num-buffers=50 pattern=ball ! video/x-raw,width=160,height=120,framerate=25/1 \
-         ! videoconvert ! jpegenc ! queue ! matroskamux name=mux ! filesink location={} \
-         audiotestsrc num-buffers=200 samplesperbuffer=800 ! audio/x-raw,rate=40000,channels=1 \
-         ! audioconvert ! vorbisenc ! queue ! mux.",
-        path.display()
-    ));
+    mkv(&path, 50, 4.0);
     let run = run_file(path.to_str().unwrap());
     assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
     assert!(

@@ -103,6 +103,28 @@ fn first(states: &[(f64, State, Vec<Reason>)], state: State, from: f64) -> Optio
         .map(|x| x.0)
 }
 
+/// The first time the source is in `state` for `reason`.
+fn when(states: &[(f64, State, Vec<Reason>)], state: State, reason: Reason) -> Option<f64> {
+    states
+        .iter()
+        .find(|(_, s, r)| *s == state && r.contains(&reason))
+        .map(|x| x.0)
+}
+
+/// A video-only run of mov-small on a `gst:` pipeline description for `seconds`.
+fn run_pipeline(
+    description: &str,
+    policy: Policy,
+    seconds: f64,
+) -> (Vec<Seen>, avaction::Stats, Duration) {
+    let builder = Runtime::builder()
+        .model(model("mov-small"))
+        .video(VideoSource::Pipeline(description.into()))
+        .audio(AudioSource::None)
+        .supervision(policy);
+    run_for(builder, seconds, |_| {})
+}
+
 fn predictions_between(seen: &[Seen], from: f64, to: f64) -> usize {
     seen.iter()
         .filter(|s| s.at >= from && s.at < to && matches!(s.output, Output::Prediction(_)))
@@ -111,19 +133,13 @@ fn predictions_between(seen: &[Seen], from: f64, to: f64) -> usize {
 
 #[test]
 fn a_video_source_that_errors_is_reopened_and_labels_go_on() {
-    let builder = Runtime::builder()
-        .model(model("mov-small"))
-        .video(VideoSource::Pipeline(
-            "videotestsrc is-live=true pattern=ball ! identity error-after=75".into(),
-        ))
-        .audio(AudioSource::None)
-        .supervision(quick());
-    let (seen, stats, stopped_in) = run_for(builder, 8.0, |_| {});
+    let (seen, stats, stopped_in) = run_pipeline(
+        "videotestsrc is-live=true pattern=ball ! identity error-after=75",
+        quick(),
+        8.0,
+    );
     let states = source_states(&seen, 0);
-    let lost = states
-        .iter()
-        .find(|(_, s, r)| *s == State::Reconnecting && r.contains(&Reason::Lost))
-        .map(|x| x.0)
+    let lost = when(&states, State::Reconnecting, Reason::Lost)
         .unwrap_or_else(|| panic!("no reconnect after the bus error: {states:?}"));
     let back = first(&states, State::Running, lost)
         .unwrap_or_else(|| panic!("never running again: {states:?}"));
@@ -150,22 +166,17 @@ fn a_video_source_that_errors_is_reopened_and_labels_go_on() {
 fn a_stalled_video_source_is_reopened() {
     // identity sleeps 2.5 s on every buffer: a frame now and then, no error (the
     // pipeline plays once the first frame is through).
-    let builder = Runtime::builder()
-        .model(model("mov-small"))
-        .video(VideoSource::Pipeline(
-            "videotestsrc is-live=true ! identity sleep-time=2500000".into(),
-        ))
-        .audio(AudioSource::None)
-        .supervision(quick());
-    let (seen, stats, stopped_in) = run_for(builder, 8.0, |_| {});
+    let (seen, stats, stopped_in) = run_pipeline(
+        "videotestsrc is-live=true ! identity sleep-time=2500000",
+        quick(),
+        8.0,
+    );
     let states = source_states(&seen, 0);
-    let stalled = states
-        .iter()
-        .find(|(_, s, r)| *s == State::Reconnecting && r.contains(&Reason::Stalled))
+    let stalled = when(&states, State::Reconnecting, Reason::Stalled)
         .unwrap_or_else(|| panic!("no stall reported: {states:?}"));
     println!(
         "stall (a frame every 2.5 s): reported at {:.2} s (stall after 1.5 s); {} reopenings in 8 s; stop took {stopped_in:?}",
-        stalled.0, stats.reconnects
+        stalled, stats.reconnects
     );
     assert!(stats.reconnects >= 1, "{stats:?}");
     assert!(
@@ -471,4 +482,60 @@ fn duration_and_ctrl_c_end_the_process_promptly_whatever_the_source_does() {
         "{:?}",
         sent.elapsed()
     );
+}
+
+#[test]
+fn a_frozen_picture_is_reported_not_restarted() {
+    let policy = Policy {
+        frozen_after: Duration::from_secs(1),
+        ..quick()
+    };
+    let (seen, stats, _) = run_pipeline(
+        "videotestsrc is-live=true pattern=solid-color foreground-color=0xff4080c0",
+        policy,
+        4.0,
+    );
+    let states = source_states(&seen, 0);
+    let frozen = when(&states, State::Degraded, Reason::Frozen)
+        .unwrap_or_else(|| panic!("no frozen picture reported: {states:?}"));
+    println!("frozen picture: reported at {frozen:.2} s (frozen after 1 s)");
+    assert_eq!(stats.reconnects, 0, "a frozen picture is not restarted");
+    assert!(predictions_between(&seen, 0.0, 4.0) > 10, "labels go on");
+}
+
+#[test]
+fn a_camera_that_never_comes_back_fails_the_run_after_the_last_attempt() {
+    let port = free_port();
+    let server = RtspServer::start(port);
+    let policy = Policy {
+        max_attempts: Some(2),
+        ..quick()
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = Runtime::builder()
+            .model(model("mov-small"))
+            .video(VideoSource::Uri(format!("rtsp://127.0.0.1:{port}/av")))
+            .audio(AudioSource::FromVideo)
+            .supervision(policy)
+            .build()
+            .expect("runtime");
+        std::thread::sleep(Duration::from_secs(2));
+        drop(server); // gone for good
+        let mut last_health = None;
+        for output in runtime.outputs() {
+            if let Output::Health(h) = output {
+                last_health = Some(h);
+            }
+        }
+        let _ = tx.send((last_health, runtime.finish()));
+    });
+    let (health, result) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the run ends after the last attempt (no hang)");
+    let e = result.expect_err("a camera gone for good ends the run");
+    assert_eq!(e.kind(), ErrorKind::Video);
+    assert!(e.to_string().contains("gave up reconnecting"), "{e}");
+    let health = health.expect("health changes were delivered");
+    assert_eq!(health.sources[0].state, State::Failed, "{health:?}");
 }

@@ -973,6 +973,9 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
         shared.board.end();
         emit_health(&mut ctx.out, shared, &mut health_version);
         ctx.out.emit(Output::End(end), shared);
+    } else {
+        // The last word on a run that failed (a source given up) or was stopped.
+        emit_health(&mut ctx.out, shared, &mut health_version);
     }
     ctx.out.drain(shared);
 }
