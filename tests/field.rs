@@ -567,3 +567,35 @@ fn a_camera_that_never_comes_back_fails_the_run_after_the_last_attempt() {
     let health = health.expect("health changes were delivered");
     assert_eq!(health.sources[0].state, State::Failed, "{health:?}");
 }
+
+#[test]
+fn a_non_live_pipeline_that_fails_mid_stream_ends_incomplete() {
+    let runtime = Runtime::builder()
+        .model(model("mov-small"))
+        .video(VideoSource::Pipeline(
+            "videotestsrc num-buffers=500 pattern=ball ! capsfilter caps=video/x-raw,width=160,height=120,framerate=25/1 ! identity error-after=100".into(),
+        ))
+        .audio(AudioSource::None)
+        .build()
+        .expect("runtime");
+    let mut end = None;
+    let mut predictions = 0;
+    for output in runtime.outputs() {
+        match output {
+            Output::Prediction(_) => predictions += 1,
+            Output::End(e) => end = Some(e),
+            _ => {}
+        }
+    }
+    let stats = runtime.finish().expect("a cut is not a failure");
+    let end = end.expect("an end record");
+    assert!(!end.complete, "{end:?}");
+    assert!(
+        end.reason.as_deref().unwrap_or_default().contains("error"),
+        "{end:?}"
+    );
+    assert!(
+        predictions > 20 && stats.frames < 500,
+        "{predictions} {stats:?}"
+    );
+}

@@ -332,16 +332,21 @@ impl RuntimeBuilder {
             opener: {
                 let (source, tx, stats) =
                     (self.video.clone(), cap_tx.clone(), capture_stats.clone());
+                let overlay = overlay.clone();
                 Box::new(move |watch: Arc<SourceWatch>| {
-                    VideoCapture::start_watched(
+                    let video = VideoCapture::start_watched(
                         &source,
                         &vcfg,
                         timeline,
                         tx.clone(),
                         stats.clone(),
                         watch,
-                    )
-                    .map(|v| Box::new(v) as Box<dyn Source>)
+                    )?;
+                    // The display keeps drawing the labels through the new pipeline.
+                    if let (Some(shown), Some(new)) = (&overlay, video.overlay()) {
+                        shown.follow(&new);
+                    }
+                    Ok(Box::new(video) as Box<dyn Source>)
                 })
             },
             running: Some((Box::new(video), video_watch)),

@@ -319,9 +319,18 @@ fn watchdog(source: Supervised, slot: usize, ctx: &Context) {
                     }
                 }
                 Err((_, detail)) if !live => {
-                    // A file (or a non-live pipeline) is not retried.
+                    // A non-live pipeline is not retried. What it delivered was
+                    // processed: the run ends incomplete, as a file cut short does.
                     retire(source, &name);
-                    give_up(ctx, slot, kind, err!(Video, "{name}: {detail}"));
+                    if watch.data_age().is_some() {
+                        board.update(slot, |h| {
+                            h.state = State::Ended;
+                            h.detail = Some(detail.clone());
+                        });
+                        send(ctx, CaptureEvent::Cut(format!("{name}: {detail}")));
+                    } else {
+                        give_up(ctx, slot, kind, err!(Video, "{name}: {detail}"));
+                    }
                     Phase::Done
                 }
                 Err((reason, detail)) => {
