@@ -35,7 +35,7 @@ fn demo() -> avaction::Result<()> {
     let model = arg("--model").unwrap_or_else(|| "models/cavnet-ov-small".into());
     // An open-vocabulary bundle trained on the compositional task also gets its
     // held-out sentences, and the synthetic scene draws from all its classes.
-    let bundle = Bundle::load(&model)?;
+    let bundle = Bundle::load(avaction::model::locate(&model)?)?;
     let open_vocabulary = bundle.vocabulary.is_some();
     let novel: Vec<String> = std::fs::read_to_string(bundle.dir.join("novel_labels.txt"))
         .map(|t| {

@@ -114,7 +114,8 @@ impl Default for RuntimeBuilder {
 }
 
 impl RuntimeBuilder {
-    /// The model bundle folder (with `model.toml`). Required.
+    /// The model bundle: a folder with `model.toml`, or the name of an installed bundle
+    /// (e.g. `"mov-small"`, found as [`crate::model::search`] describes). Required.
     pub fn model(mut self, dir: impl Into<PathBuf>) -> Self {
         self.model = Some(dir.into());
         self
@@ -281,6 +282,7 @@ impl RuntimeBuilder {
             .model
             .clone()
             .ok_or_else(|| err!(Config, "no model given: call .model(\"models/<name>\")"))?;
+        let model_dir = crate::model::locate(&model_dir)?;
         let bundle = Bundle::load(&model_dir)?;
         let m = &bundle.manifest;
         let (backend, backend_status) = ModelRunner::open(&bundle, &self.backend)?;

@@ -140,7 +140,9 @@ enum EngineCommand {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Model bundle folder.
+    /// Model bundle: a folder, or the name of an installed bundle (searched in
+    /// $AVACTION_MODELS, ~/.local/share/avaction/models, /usr/share/avaction/models, then
+    /// the source tree).
     #[arg(long, short, default_value = "models/cavnet-ov-small")]
     model: PathBuf,
     /// Video: `camera`, `camera:/dev/video0`, `test:ball`, a file path, a URI (rtsp://…)
@@ -536,7 +538,7 @@ fn engine_build(
         gpu.tensorrt_version,
         opts.cache.dir().display()
     );
-    let graphs = Bundle::load(&bundle)?.runtime_graphs();
+    let graphs = Bundle::load(avaction::model::locate(&bundle)?)?.runtime_graphs();
     // Building takes minutes on a Jetson: say that it is still going.
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let ticker = {
@@ -570,7 +572,7 @@ fn engine_build(
 }
 
 fn inspect(dir: PathBuf) -> Result<()> {
-    let b = Bundle::load(&dir)?;
+    let b = Bundle::load(avaction::model::locate(&dir)?)?;
     let m = &b.manifest;
     outln!("model: {} {} ({})", m.name, m.version, dir.display());
     if !m.description.is_empty() {

@@ -5,9 +5,11 @@
 pub mod files;
 pub mod limits;
 mod manifest;
+pub mod search;
 
 pub use files::FileKind;
 pub use limits::Limits;
+pub use search::locate;
 
 pub use manifest::{
     BranchSpec, DecoderConfig, DecoderKind, EncoderSpec, FlowEncodingName, FlowInput, Frontend,
