@@ -52,7 +52,12 @@ enum Command {
     )]
     Run(RunArgs),
     /// List cameras, microphones and backends found on this machine.
-    Devices,
+    Devices {
+        /// Also list ALSA's converter, routing and output plugins (`lavrate`, `upmix`…),
+        /// which are not microphones.
+        #[arg(long)]
+        all: bool,
+    },
     /// Show a model bundle: inputs, outputs, labels, window, decoder.
     Inspect {
         /// The bundle folder (with model.toml).
@@ -211,7 +216,7 @@ fn main() {
             Ok(Ran::Incomplete) => std::process::exit(3),
             other => other.map(|_| ()),
         },
-        Command::Devices => devices(),
+        Command::Devices { all } => devices(all),
         Command::Inspect { bundle } => inspect(bundle),
         Command::Engine {
             command:
@@ -469,7 +474,7 @@ fn human(output: &Output) -> String {
     }
 }
 
-fn devices() -> Result<()> {
+fn devices(all: bool) -> Result<()> {
     let cameras = video::list_cameras();
     outln!("cameras:");
     if cameras.is_empty() {
@@ -478,13 +483,27 @@ fn devices() -> Result<()> {
     for c in cameras {
         outln!("  {c}");
     }
-    let mics = audio::list_microphones();
+    let mics = audio::microphones();
+    let hidden = mics.iter().filter(|m| !(all || m.is_capture)).count();
     outln!("microphones:");
-    if mics.is_empty() {
+    if mics.len() == hidden {
         outln!("  (none found)");
     }
-    for m in mics {
-        outln!("  {m}");
+    for m in mics.iter().filter(|m| all || m.is_capture) {
+        let format = m
+            .format
+            .as_deref()
+            .map(|f| format!(": {f}"))
+            .unwrap_or_default();
+        let default = if m.is_default {
+            " [default: what `mic` opens]"
+        } else {
+            ""
+        };
+        outln!("  {}{format}{default}", m.label);
+    }
+    if hidden > 0 {
+        outln!("  ({hidden} ALSA converter/routing plugins hidden; --all shows them)");
     }
     match avaction::target::Target::detect() {
         Ok((target, why)) => outln!("target: {} ({why})", target.name),

@@ -6,7 +6,7 @@ mod convert;
 mod devices;
 mod ring;
 
-pub use devices::list_microphones;
+pub use devices::{is_capture_device, list_microphones, microphones, MicrophoneInfo};
 
 use super::{AudioSource, CaptureEvent, CaptureStats, SourceWatch};
 use crate::clock::{Nanos, Timeline};
