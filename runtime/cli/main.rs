@@ -10,6 +10,7 @@ macro_rules! err {
 
 mod args;
 mod features;
+mod notify;
 mod npy;
 
 use avaction::backend::engine_cache::{EngineCache, Precision};
@@ -358,17 +359,28 @@ fn run(args: RunArgs) -> Result<Ran> {
     let deadline = args.duration.map(|d| started + Duration::from_secs_f64(d));
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    let mut notifier = notify::Notifier::from_env();
     loop {
         if deadline.is_some_and(|d| Instant::now() >= d)
             || INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
         {
             break;
         }
+        if let Some(n) = notifier.as_mut() {
+            n.tick(runtime.health().state);
+        }
         let output = match runtime.recv_timeout(Duration::from_millis(100)) {
             Ok(o) => o,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         };
+        if let Some(n) = notifier.as_mut() {
+            match &output {
+                Output::Prediction(_) => n.labels_flow(),
+                Output::Health(h) => n.health(h),
+                _ => {}
+            }
+        }
         if args.events_only && matches!(output, Output::Prediction(_)) {
             continue;
         }
@@ -382,6 +394,9 @@ fn run(args: RunArgs) -> Result<Ran> {
         }
     }
     drop(out);
+    if let Some(n) = notifier.as_mut() {
+        n.stopping();
+    }
     runtime.stop();
     let stats = runtime.stats();
     if args.stats {
