@@ -470,22 +470,19 @@ fn duration_and_ctrl_c_end_the_process_promptly_whatever_the_source_does() {
     );
     assert!(run.elapsed < Duration::from_secs(13), "{:?}", run.elapsed);
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_avaction"))
-        .args([
-            "run",
-            "--model",
-            "models/mov-small",
-            "--video",
-            blocked,
-            "--audio",
-            "none",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn avaction");
+    let mut child = common::avaction_command(&[
+        "run",
+        "--model",
+        "models/mov-small",
+        "--video",
+        blocked,
+        "--audio",
+        "none",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("spawn avaction");
     std::thread::sleep(Duration::from_secs(8));
     let sent = Instant::now();
     let ok = Command::new("kill")

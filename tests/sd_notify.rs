@@ -6,7 +6,7 @@
 mod common;
 
 use std::os::unix::net::UnixDatagram;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -17,26 +17,23 @@ fn ready_watchdog_and_status_follow_the_health() {
     socket
         .set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_avaction"))
-        .args([
-            "run",
-            "--model",
-            "models/mov-small",
-            "--video",
-            "gst:videotestsrc is-live=true pattern=ball ! identity error-after=100",
-            "--audio",
-            "none",
-            "--duration",
-            "9",
-        ])
-        .env("NOTIFY_SOCKET", &path)
-        .env("WATCHDOG_USEC", "400000") // a ping every 0.2 s
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn avaction");
+    let mut child = common::avaction_command(&[
+        "run",
+        "--model",
+        "models/mov-small",
+        "--video",
+        "gst:videotestsrc is-live=true pattern=ball ! identity error-after=100",
+        "--audio",
+        "none",
+        "--duration",
+        "9",
+    ])
+    .env("NOTIFY_SOCKET", &path)
+    .env("WATCHDOG_USEC", "400000") // a ping every 0.2 s
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("spawn avaction");
     let started = Instant::now();
     let mut messages: Vec<(f64, String)> = Vec::new();
     let mut buf = [0u8; 4096];

@@ -20,14 +20,22 @@ pub fn avaction(args: &[&str], timeout: Duration) -> CliRun {
     avaction_env(args, &[], timeout)
 }
 
+/// `avaction args...` ready to start from the repo root with stdin closed (set stdout,
+/// stderr and the environment as needed).
+pub fn avaction_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_avaction"));
+    command
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null());
+    command
+}
+
 /// Like [`avaction`] with extra environment variables.
 pub fn avaction_env(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> CliRun {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_avaction"))
-        .args(args)
+    let mut child = avaction_command(args)
         .envs(env.iter().copied())
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
