@@ -18,15 +18,16 @@ pub fn seconds(text: &str) -> Result<f64, String> {
         .trim()
         .parse()
         .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    seconds_value(v).map_err(|why| format!("{text:?}: {why}"))
+}
+
+/// [`seconds`] for a number already parsed (e.g. from a config file).
+pub fn seconds_value(v: f64) -> Result<f64, String> {
     if !v.is_finite() || v <= 0.0 {
-        return Err(format!(
-            "{text:?}: must be a finite number of seconds above 0"
-        ));
+        return Err(format!("{v}: must be a finite number of seconds above 0"));
     }
     if v > MAX_SECONDS {
-        return Err(format!(
-            "{text:?}: at most {MAX_SECONDS} seconds (10 years)"
-        ));
+        return Err(format!("{v}: at most {MAX_SECONDS} seconds (10 years)"));
     }
     Ok(v)
 }

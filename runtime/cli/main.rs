@@ -9,7 +9,9 @@ macro_rules! err {
 }
 
 mod args;
+mod config;
 mod features;
+mod logging;
 mod notify;
 mod npy;
 
@@ -18,7 +20,7 @@ use avaction::backend::{self, tensorrt, BackendChoice};
 use avaction::capture::{audio, video};
 use avaction::model::{Bundle, Manifest};
 use avaction::synth::{self, SceneConfig, Task};
-use avaction::{AudioSource, EventKind, Output, Result, Runtime, VideoSource};
+use avaction::{EventKind, Output, Result, Runtime, VideoSource};
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
@@ -51,7 +53,7 @@ enum Command {
 (truncated, or failed mid-stream: with --json the last line is \
 {\"type\":\"end\",\"complete\":false,\"reason\":…,\"media_end_s\":…})."
     )]
-    Run(RunArgs),
+    Run(Box<config::RunOptions>),
     /// List cameras, microphones and backends found on this machine.
     Devices {
         /// Also list ALSA's converter, routing and output plugins (`lavrate`, `upmix`…),
@@ -86,6 +88,11 @@ enum Command {
         /// (default `seen`).
         #[arg(long)]
         classes: Option<String>,
+    },
+    /// Check a config file for `avaction run --config`.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
     },
     /// Build TensorRT engines ahead of time (for deployment images).
     Engine {
@@ -124,6 +131,16 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file and print the effective configuration (every key with
+    /// the value `avaction run --config FILE` would use).
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum EngineCommand {
     /// Build (or find in the cache) the TensorRT engine of a bundle and check it loads.
     Build {
@@ -144,79 +161,29 @@ enum EngineCommand {
     },
 }
 
-#[derive(clap::Args)]
-struct RunArgs {
-    /// Model bundle: a folder, or the name of an installed bundle (searched in
-    /// $AVACTION_MODELS, ~/.local/share/avaction/models, /usr/share/avaction/models, then
-    /// the source tree).
-    #[arg(long, short, default_value = "models/cavnet-ov-small")]
-    model: PathBuf,
-    /// Video: `camera`, `camera:/dev/video0`, `test:ball`, a file path, a URI (rtsp://…)
-    /// or `gst:DESCRIPTION` (a gst-launch pipeline ending in a video pad).
-    #[arg(long, short, default_value = "camera")]
-    video: String,
-    /// Audio: `mic`, `mic:NAME`, `video` (the file's own track) or `none`.
-    /// Default: `video` for files and URIs, `mic` otherwise.
-    #[arg(long, short)]
-    audio: Option<String>,
-    /// Backend: auto, tract or tensorrt (default: the target's order, else auto).
-    #[arg(long)]
-    backend: Option<String>,
-    /// Device profile: `auto` (detect this machine), a name from targets/ (e.g.
-    /// `jetson-orin-nano`, `cpu`) or a .toml file. Sets backend order, window stride and
-    /// flow estimator; --backend and --hop still win.
-    #[arg(long)]
-    target: Option<String>,
-    /// TensorRT precision: fp16 or fp32 (default: the target's, else fp16).
-    #[arg(long)]
-    precision: Option<String>,
-    /// Threads tract may use per inference (default: the target's, else 1).
-    #[arg(long, value_parser = args::threads)]
-    threads: Option<usize>,
-    /// TensorRT engine cache folder (default: $AVACTION_CACHE_DIR, else the user cache).
-    #[arg(long)]
-    engine_cache: Option<PathBuf>,
-    /// Play files at real time instead of as fast as possible.
-    #[arg(long)]
-    realtime: bool,
-    /// Write one JSON object per line (predictions, events, health changes and, for
-    /// files, a final end record).
-    #[arg(long)]
-    json: bool,
-    /// Print events only (no per-window predictions).
-    #[arg(long)]
-    events_only: bool,
-    /// Frames between windows (default: the model's).
-    #[arg(long, value_parser = args::hop)]
-    hop: Option<usize>,
-    /// Stop after this many seconds (finite, above 0).
-    #[arg(long, value_parser = args::seconds)]
-    duration: Option<f64>,
-    /// Show the frames with the current label in a window (GStreamer sink, default
-    /// autovideosink; needs a display).
-    #[arg(long, num_args = 0..=1, default_missing_value = "autovideosink")]
-    display: Option<String>,
-    /// Print run statistics to stderr at the end (as JSON with --json).
-    #[arg(long)]
-    stats: bool,
-    /// Open-vocabulary models: add a label sentence (repeatable), e.g.
-    /// --labels "a disc falls with a thud". Sentences without a precomputed embedding
-    /// in the bundle are embedded on this device (needs scripts/setup-minilm.sh).
-    #[arg(long, value_name = "SENTENCE", value_parser = args::sentence)]
-    labels: Vec<String>,
-    /// Open-vocabulary models: add the label sentences of a file, one per line.
-    #[arg(long, value_name = "FILE")]
-    label_file: Vec<PathBuf>,
-}
-
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Run(args) => match run(args) {
+    // The config file may set the log filter: read it before the logger starts.
+    let command = match cli.command {
+        Command::Run(options) => match options.with_file() {
+            Ok(options) => Ok(Command::Run(Box::new(options))),
+            Err(e) => Err(e),
+        },
+        other => Ok(other),
+    };
+    let filter = match &command {
+        Ok(Command::Run(options)) => options.log.clone(),
+        _ => None,
+    };
+    logging::init(filter.as_deref());
+    let result = command.and_then(|command| match command {
+        Command::Run(options) => match run(*options) {
             Ok(Ran::Incomplete) => std::process::exit(3),
             other => other.map(|_| ()),
         },
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => config_check(&file),
         Command::Devices { all } => devices(all),
         Command::Inspect { bundle } => inspect(bundle),
         Command::Engine {
@@ -256,11 +223,29 @@ fn main() {
             flow_estimator.as_deref(),
             &out,
         ),
-    };
+    });
     if let Err(e) = result {
-        eprintln!("avaction: {e}");
+        logging::fatal(&e);
         std::process::exit(1);
     }
+}
+
+/// `avaction config check FILE`: everything that can be checked without opening a
+/// device: the file, its values, the bundle, the target, the label files.
+fn config_check(file: &std::path::Path) -> Result<()> {
+    let options = config::RunOptions::load(file)?;
+    let in_file = |e: avaction::Error| err!(Config, "{}: {}", file.display(), e);
+    let bundle = avaction::model::locate(options.model()).map_err(in_file)?;
+    Bundle::load(&bundle).map_err(in_file)?;
+    if let Some(spec) = &options.target {
+        avaction::target::Target::resolve(spec).map_err(in_file)?;
+    }
+    for f in &options.label_file {
+        args::label_file(f).map_err(in_file)?;
+    }
+    outln!("# {}: valid; bundle {}", file.display(), bundle.display());
+    outln!("{}", options.effective_toml()?.trim_end());
+    Ok(())
 }
 
 fn features_cmd(
@@ -313,19 +298,15 @@ fn catch_interrupts() {
     }
 }
 
-fn run(args: RunArgs) -> Result<Ran> {
-    let video = VideoSource::parse(&args.video);
-    let audio = match &args.audio {
-        Some(a) => AudioSource::parse(a),
-        None if matches!(video, VideoSource::Uri(_)) => AudioSource::FromVideo,
-        None => AudioSource::DefaultMicrophone,
-    };
+fn run(args: config::RunOptions) -> Result<Ran> {
+    let video = VideoSource::parse(args.video());
+    let audio = args.audio();
     let mut labels = args.labels.clone();
     for file in &args.label_file {
         labels.extend(args::label_file(file)?);
     }
     let mut builder = Runtime::builder()
-        .model(&args.model)
+        .model(args.model())
         .video(video)
         .audio(audio)
         .labels(labels)
@@ -353,6 +334,7 @@ fn run(args: RunArgs) -> Result<Ran> {
     if let Some(sink) = &args.display {
         builder = builder.display(sink.clone());
     }
+    builder = builder.supervision(args.supervision.policy()?);
     catch_interrupts();
     let mut runtime = builder.build()?;
     let started = Instant::now();

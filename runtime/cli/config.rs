@@ -1,0 +1,527 @@
+//! The options of `avaction run`, from the command line and from a TOML config file
+//! (`--config FILE`). One struct serves both: every flag of `run` is a key of the file
+//! with the same name (`events_only` for `--events-only`), and the settings that have
+//! no flag (supervision) are tables. A flag given on the command line wins over the
+//! file; a flag that is on in the file cannot be turned off on the command line.
+//!
+//! Relative paths in a file (`model`, `label_file`, `engine_cache`, a `target` ending in
+//! `.toml`) are taken relative to the file's folder; a `model` that is not a folder there
+//! is a bundle name, searched as `runtime/model/search.rs` says.
+//!
+//! `examples/configs/reference.toml` sets and documents every key; the tests check that
+//! it names them all.
+
+use crate::args;
+use avaction::supervise::Policy;
+use avaction::{Error, ErrorKind, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Largest config file read.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+/// The bundle `run` uses when neither the command line nor the file names one.
+pub const DEFAULT_MODEL: &str = "cavnet-ov-small";
+/// The video `run` reads when neither the command line nor the file names one.
+pub const DEFAULT_VIDEO: &str = "camera";
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Everything `avaction run` can be told.
+#[derive(clap::Args, Serialize, Deserialize, Default, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunOptions {
+    /// Read options from this TOML file (see examples/configs/reference.toml); flags
+    /// given here win over it.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Model bundle: a folder, or the name of an installed bundle (searched in
+    /// $AVACTION_MODELS, ~/.local/share/avaction/models, /usr/share/avaction/models, then
+    /// the source tree) [default: cavnet-ov-small].
+    #[arg(long, short)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Video: `camera`, `camera:/dev/video0`, `test:ball`, a file path, a URI (rtsp://…)
+    /// or `gst:DESCRIPTION` (a gst-launch pipeline ending in a video pad) [default:
+    /// camera].
+    #[arg(long, short)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub video: Option<String>,
+    /// Audio: `mic`, `mic:NAME`, `video` (the file's own track) or `none`.
+    /// Default: `video` for files and URIs, `mic` otherwise.
+    #[arg(long, short)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio: Option<String>,
+    /// Backend: auto, tract or tensorrt (default: the target's order, else auto).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// Device profile: `auto` (detect this machine), a name from targets/ (e.g.
+    /// `jetson-orin-nano`, `cpu`) or a .toml file. Sets backend order, window stride and
+    /// flow estimator; --backend and --hop still win.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// TensorRT precision: fp16 or fp32 (default: the target's, else fp16).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
+    /// Threads tract may use per inference (default: the target's, else 1).
+    #[arg(long, value_parser = args::threads)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+    /// TensorRT engine cache folder (default: $AVACTION_CACHE_DIR, else the user cache).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine_cache: Option<PathBuf>,
+    /// Play files at real time instead of as fast as possible.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "is_false")]
+    pub realtime: bool,
+    /// Write one JSON object per line (predictions, events, health changes and, for
+    /// files, a final end record).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "is_false")]
+    pub json: bool,
+    /// Print events only (no per-window predictions).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "is_false")]
+    pub events_only: bool,
+    /// Frames between windows (default: the model's).
+    #[arg(long, value_parser = args::hop)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hop: Option<usize>,
+    /// Stop after this many seconds (finite, above 0).
+    #[arg(long, value_parser = args::seconds)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration: Option<f64>,
+    /// Show the frames with the current label in a window (GStreamer sink, default
+    /// autovideosink; needs a display).
+    #[arg(long, num_args = 0..=1, default_missing_value = "autovideosink")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+    /// Print run statistics to stderr at the end (as JSON with --json).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "is_false")]
+    pub stats: bool,
+    /// Open-vocabulary models: add a label sentence (repeatable), e.g.
+    /// --labels "a disc falls with a thud". Sentences without a precomputed embedding
+    /// in the bundle are embedded on this device (needs scripts/setup-minilm.sh).
+    #[arg(long, value_name = "SENTENCE", value_parser = args::sentence)]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// Open-vocabulary models: add the label sentences of a file, one per line.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub label_file: Vec<PathBuf>,
+    /// Log filter: error, warn, info, debug, trace, or per module
+    /// (`avaction::supervise=debug`) [default: warn; $RUST_LOG wins over both].
+    #[arg(long, value_name = "FILTER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
+    /// Source supervision (config file only): when a source counts as stalled, frozen
+    /// or silent, and how reconnects back off.
+    #[arg(skip)]
+    pub supervision: Supervision,
+}
+
+/// The `[supervision]` table: [`Policy`] in seconds. Unset keys keep the defaults.
+#[derive(Serialize, Deserialize, Default, Debug, Clone, Copy, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Supervision {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stall_after_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_grace_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frozen_after_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub silent_after_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_retry_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_retry_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+}
+
+impl Supervision {
+    /// The policy: defaults where a key is unset.
+    ///
+    /// # Errors
+    /// [`Config`](ErrorKind::Config) naming the key, for a value that is not a usable
+    /// number of seconds or a policy [`Policy::validate`] refuses.
+    pub fn policy(&self) -> Result<Policy> {
+        let mut policy = Policy::default();
+        let fields = [
+            ("stall_after_s", self.stall_after_s, &mut policy.stall_after),
+            ("start_grace_s", self.start_grace_s, &mut policy.start_grace),
+            (
+                "frozen_after_s",
+                self.frozen_after_s,
+                &mut policy.frozen_after,
+            ),
+            (
+                "silent_after_s",
+                self.silent_after_s,
+                &mut policy.silent_after,
+            ),
+            ("first_retry_s", self.first_retry_s, &mut policy.first_retry),
+            ("max_retry_s", self.max_retry_s, &mut policy.max_retry),
+        ];
+        for (key, value, slot) in fields {
+            if let Some(v) = value {
+                let s = args::seconds_value(v).map_err(|why| config_error(key, why))?;
+                *slot = Duration::from_secs_f64(s);
+            }
+        }
+        policy.max_attempts = self.max_attempts;
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    /// Every key set to the value in use (defaults filled in), for `config check`.
+    fn effective(&self) -> Result<Supervision> {
+        let p = self.policy()?;
+        Ok(Supervision {
+            stall_after_s: Some(p.stall_after.as_secs_f64()),
+            start_grace_s: Some(p.start_grace.as_secs_f64()),
+            frozen_after_s: Some(p.frozen_after.as_secs_f64()),
+            silent_after_s: Some(p.silent_after.as_secs_f64()),
+            first_retry_s: Some(p.first_retry.as_secs_f64()),
+            max_retry_s: Some(p.max_retry.as_secs_f64()),
+            max_attempts: p.max_attempts,
+        })
+    }
+}
+
+fn config_error(key: &str, why: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Config, format!("{key}: {why}"))
+}
+
+impl RunOptions {
+    /// Reads and checks a config file: TOML, known keys only, values in range. Relative
+    /// paths are made relative to the file's folder.
+    ///
+    /// # Errors
+    /// [`Io`](ErrorKind::Io) when the file cannot be read, [`Config`](ErrorKind::Config)
+    /// naming the file and the key (and for syntax errors the line) otherwise.
+    pub fn load(path: &Path) -> Result<RunOptions> {
+        use std::io::Read;
+        let origin = path.display().to_string();
+        let in_file = |e: Error| Error::new(e.kind(), format!("{origin}: {}", e.message()));
+        let meta = std::fs::metadata(path)
+            .map_err(|e| Error::new(ErrorKind::Io, format!("config {origin}")).caused_by(e))?;
+        if !meta.is_file() || meta.len() > MAX_CONFIG_BYTES {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("config {origin}: not a regular file of at most {MAX_CONFIG_BYTES} bytes"),
+            ));
+        }
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_CONFIG_BYTES).read_to_string(&mut text))
+            .map_err(|e| Error::new(ErrorKind::Io, format!("config {origin}")).caused_by(e))?;
+        let mut options: RunOptions = toml::from_str(&text).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("{origin}: {}", e.to_string().trim_end()),
+            )
+        })?;
+        options.check().map_err(in_file)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        options.resolve_paths(dir);
+        Ok(options)
+    }
+
+    /// Checks the values clap checks on the command line, for values from a file.
+    fn check(&self) -> Result<()> {
+        if let Some(t) = self.threads {
+            args::threads(&t.to_string()).map_err(|why| config_error("threads", why))?;
+        }
+        if let Some(h) = self.hop {
+            args::hop(&h.to_string()).map_err(|why| config_error("hop", why))?;
+        }
+        if let Some(d) = self.duration {
+            args::seconds_value(d).map_err(|why| config_error("duration", why))?;
+        }
+        for s in &self.labels {
+            args::sentence(s).map_err(|why| config_error("labels", why))?;
+        }
+        for (key, value) in [
+            ("model", &self.model),
+            ("video", &self.video),
+            ("audio", &self.audio),
+            ("backend", &self.backend),
+            ("target", &self.target),
+            ("precision", &self.precision),
+            ("display", &self.display),
+            ("log", &self.log),
+        ] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(config_error(
+                    key,
+                    "empty; leave the key out for the default",
+                ));
+            }
+        }
+        if let Some(b) = &self.backend {
+            b.parse::<avaction::backend::BackendChoice>()
+                .map_err(|e| config_error("backend", e.message()))?;
+        }
+        if let Some(p) = &self.precision {
+            p.parse::<avaction::backend::engine_cache::Precision>()
+                .map_err(|e| config_error("precision", e.message()))?;
+        }
+        self.supervision.policy().map(|_| ())
+    }
+
+    fn resolve_paths(&mut self, dir: &Path) {
+        let join = |p: &Path| {
+            if p.is_relative() {
+                dir.join(p)
+            } else {
+                p.to_path_buf()
+            }
+        };
+        if let Some(m) = &self.model {
+            let beside = dir.join(m);
+            if Path::new(m).is_relative() && beside.is_dir() {
+                self.model = Some(beside.display().to_string());
+            }
+        }
+        if let Some(t) = &self.target {
+            if t.ends_with(".toml") {
+                self.target = Some(join(Path::new(t)).display().to_string());
+            }
+        }
+        self.engine_cache = self.engine_cache.as_deref().map(join);
+        self.label_file = self.label_file.iter().map(|p| join(p)).collect();
+    }
+
+    /// These options (the command line) over `file`'s: a value given here wins.
+    pub fn over(self, file: RunOptions) -> RunOptions {
+        /// Lists of values are replaced, not appended to.
+        fn list<T>(cli: Vec<T>, file: Vec<T>) -> Vec<T> {
+            if cli.is_empty() {
+                file
+            } else {
+                cli
+            }
+        }
+        RunOptions {
+            config: self.config.or(file.config),
+            model: self.model.or(file.model),
+            video: self.video.or(file.video),
+            audio: self.audio.or(file.audio),
+            backend: self.backend.or(file.backend),
+            target: self.target.or(file.target),
+            precision: self.precision.or(file.precision),
+            threads: self.threads.or(file.threads),
+            engine_cache: self.engine_cache.or(file.engine_cache),
+            realtime: self.realtime || file.realtime,
+            json: self.json || file.json,
+            events_only: self.events_only || file.events_only,
+            hop: self.hop.or(file.hop),
+            duration: self.duration.or(file.duration),
+            display: self.display.or(file.display),
+            stats: self.stats || file.stats,
+            labels: list(self.labels, file.labels),
+            label_file: list(self.label_file, file.label_file),
+            log: self.log.or(file.log),
+            supervision: file.supervision,
+        }
+    }
+
+    /// The command line over the file it names (if any).
+    ///
+    /// # Errors
+    /// As [`RunOptions::load`].
+    pub fn with_file(self) -> Result<RunOptions> {
+        match self.config.clone() {
+            Some(path) => Ok(self.over(RunOptions::load(&path)?)),
+            None => Ok(self),
+        }
+    }
+
+    /// The bundle to run (the default when unset).
+    pub fn model(&self) -> &str {
+        self.model.as_deref().unwrap_or(DEFAULT_MODEL)
+    }
+
+    /// The video to read (the default when unset).
+    pub fn video(&self) -> &str {
+        self.video.as_deref().unwrap_or(DEFAULT_VIDEO)
+    }
+
+    /// The audio to read: as set, else the video's own track for files and URIs, the
+    /// default microphone otherwise.
+    pub fn audio(&self) -> avaction::AudioSource {
+        use avaction::{AudioSource, VideoSource};
+        match &self.audio {
+            Some(a) => AudioSource::parse(a),
+            None if matches!(VideoSource::parse(self.video()), VideoSource::Uri(_)) => {
+                AudioSource::FromVideo
+            }
+            None => AudioSource::DefaultMicrophone,
+        }
+    }
+
+    /// The effective options as a TOML document: every value in use, defaults filled
+    /// in, and a comment for each key left to a default decided at run time.
+    ///
+    /// # Errors
+    /// As [`Supervision::policy`].
+    pub fn effective_toml(&self) -> Result<String> {
+        let mut shown = self.clone();
+        shown.model = Some(self.model().to_string());
+        shown.video = Some(self.video().to_string());
+        if self.audio.is_none() {
+            let default = match self.audio() {
+                avaction::AudioSource::FromVideo => "video",
+                _ => "mic",
+            };
+            shown.audio = Some(default.to_string());
+        }
+        shown.log = Some(self.log.clone().unwrap_or_else(|| "warn".into()));
+        shown.supervision = self.supervision.effective()?;
+        let body = toml::to_string(&shown)
+            .map_err(|e| Error::new(ErrorKind::Config, "effective config").caused_by(e))?;
+        let unset: Vec<String> = [
+            (
+                "backend",
+                self.backend.is_none(),
+                "the target's order, else auto",
+            ),
+            ("target", self.target.is_none(), "built-in defaults"),
+            (
+                "precision",
+                self.precision.is_none(),
+                "the target's, else fp16",
+            ),
+            ("threads", self.threads.is_none(), "the target's, else 1"),
+            (
+                "engine_cache",
+                self.engine_cache.is_none(),
+                "$AVACTION_CACHE_DIR, else the user cache",
+            ),
+            ("hop", self.hop.is_none(), "the model's"),
+            (
+                "duration",
+                self.duration.is_none(),
+                "until stopped or the media ends",
+            ),
+            ("display", self.display.is_none(), "no window"),
+        ]
+        .into_iter()
+        .filter(|(_, unset, _)| *unset)
+        .map(|(key, _, default)| format!("# {key} not set: {default}\n"))
+        .collect();
+        Ok(format!("{}{body}", unset.concat()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<RunOptions> {
+        let dir = std::env::temp_dir().join(format!("avaction-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!(
+            "{:x}.toml",
+            text.len() * 31 + text.bytes().map(usize::from).sum::<usize>()
+        ));
+        std::fs::write(&path, text).unwrap();
+        let r = RunOptions::load(&path);
+        std::fs::remove_file(&path).ok();
+        r
+    }
+
+    #[test]
+    fn an_unknown_key_names_the_key_and_the_file() {
+        let e = parse("modle = \"x\"\n").unwrap_err();
+        assert!(
+            e.message().contains("modle") && e.message().contains(".toml"),
+            "{e}"
+        );
+        let e = parse("[supervision]\nstall_afte_s = 3\n").unwrap_err();
+        assert!(e.message().contains("stall_afte_s"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (text, key) in [
+            ("threads = 0", "threads"),
+            ("hop = 0", "hop"),
+            ("duration = -1", "duration"),
+            ("duration = nan", "duration"),
+            ("labels = [\"  \"]", "labels"),
+            ("backend = \"gpu\"", "backend"),
+            ("precision = \"int4\"", "precision"),
+            ("video = \"\"", "video"),
+            ("[supervision]\nstall_after_s = 0", "stall_after_s"),
+            (
+                "[supervision]\nfirst_retry_s = 10\nmax_retry_s = 1",
+                "max_retry",
+            ),
+            ("[supervision]\nmax_attempts = 0", "max_attempts"),
+            ("threads = \"two\"", "threads"),
+        ] {
+            let e = parse(text).expect_err(text);
+            assert!(e.message().contains(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_command_line_wins_and_lists_are_replaced() {
+        let file = RunOptions {
+            model: Some("a".into()),
+            video: Some("test:ball".into()),
+            json: true,
+            labels: vec!["x y".into()],
+            threads: Some(2),
+            ..RunOptions::default()
+        };
+        let cli = RunOptions {
+            model: Some("b".into()),
+            labels: vec!["z w".into()],
+            ..RunOptions::default()
+        };
+        let o = cli.over(file);
+        assert_eq!(o.model(), "b");
+        assert_eq!(o.video(), "test:ball");
+        assert!(o.json);
+        assert_eq!(o.threads, Some(2));
+        assert_eq!(o.labels, vec!["z w".to_string()]);
+    }
+
+    #[test]
+    fn relative_paths_are_relative_to_the_file() {
+        let o = parse(
+            "label_file = [\"labels.txt\"]\nengine_cache = \"cache\"\nmodel = \"cavnet-small\"\n",
+        )
+        .expect("loads");
+        assert!(o.label_file[0].is_absolute() || o.label_file[0].starts_with(std::env::temp_dir()));
+        assert!(o
+            .engine_cache
+            .as_deref()
+            .is_some_and(|p| p.ends_with("cache") && p.components().count() > 1));
+        assert_eq!(o.model(), "cavnet-small", "a bundle name stays a name");
+    }
+
+    #[test]
+    fn the_effective_config_reads_back() {
+        let o = parse("video = \"test:ball\"\n[supervision]\nstall_after_s = 3\n").expect("loads");
+        let text = o.effective_toml().expect("effective");
+        assert!(text.contains("# backend not set"), "{text}");
+        let back: RunOptions = toml::from_str(&text).expect("reads back");
+        assert_eq!(back.model(), DEFAULT_MODEL);
+        assert_eq!(back.audio.as_deref(), Some("mic"));
+        assert_eq!(back.supervision.stall_after_s, Some(3.0));
+        assert_eq!(back.supervision.start_grace_s, Some(10.0));
+    }
+}
