@@ -1,5 +1,5 @@
 # The two entry points of the README. Each installs what it needs and is safe to rerun.
-.PHONY: demo test setup minilm check check-tensorrt unit realtime bench bench-frontends
+.PHONY: demo test setup minilm check check-tensorrt unit realtime bench bench-frontends deb
 
 setup:
 	./scripts/setup-debian.sh
@@ -43,3 +43,8 @@ bench:
 # Frontends against OpenCV, torchaudio and librosa on the same data: one table of ratios.
 bench-frontends:
 	./scripts/bench-frontends.sh
+
+# The Debian package in target/debian (binary, bundles, config, systemd unit):
+# packaging/build-deb.sh. FEATURES=tensorrt on a Jetson.
+deb: setup minilm
+	./packaging/build-deb.sh $(if $(FEATURES),--features $(FEATURES))

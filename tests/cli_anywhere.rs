@@ -99,3 +99,57 @@ fn a_missing_bundle_lists_where_it_looked() {
         assert!(stderr.contains(place), "{place} missing from: {stderr}");
     }
 }
+
+#[test]
+fn the_installed_binary_runs_the_default_model_from_the_root_directory() {
+    // `cargo install --root` into a temp dir, reusing this build's artifacts (the dev
+    // profile, as the tests were built): a copy, not a second build.
+    let root = common::temp_dir("cargo-install");
+    let cargo = option_env!("CARGO").unwrap_or("cargo");
+    // The target folder this test binary was built into: `<target>/debug/avaction`.
+    let target_dir = std::path::Path::new(env!("CARGO_BIN_EXE_avaction"))
+        .ancestors()
+        .nth(2)
+        .expect("target folder");
+    let out = Command::new(cargo)
+        .args(["install", "--debug", "--locked", "--offline", "--path"])
+        .arg(env!("CARGO_MANIFEST_DIR"))
+        .arg("--root")
+        .arg(&root)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .output()
+        .expect("cargo install");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bin = root.join("bin/avaction");
+    let out = Command::new(&bin)
+        .args([
+            "run",
+            "--video",
+            "test:ball",
+            "--audio",
+            "none",
+            "--duration",
+            "2",
+            "--json",
+        ])
+        .env_remove("AVACTION_MODELS")
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the installed avaction");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(r#""type":"prediction""#), "{stdout}");
+    std::fs::remove_dir_all(&root).ok();
+}

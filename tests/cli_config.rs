@@ -72,7 +72,11 @@ fn the_reference_config_sets_and_documents_every_key() {
     // Every run flag has its key (the flag with `-` written `_`).
     let help = common::avaction(&["run", "--help"], T).stdout;
     for flag in help.split_whitespace().filter_map(|w| w.strip_prefix("--")) {
-        let flag = flag.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+        let flag: String = flag
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        let flag = flag.as_str();
         if ["help", "config"].contains(&flag) || flag.is_empty() {
             continue;
         }
@@ -128,7 +132,7 @@ fn run_reads_the_file_and_the_command_line_wins() {
     let path = write_config(
         "run",
         "model = \"cavnet-small\"\nvideo = \"/no/such/file.mkv\"\naudio = \"none\"\n\
-         json = true\nduration = 30\n[supervision]\nstall_after_s = 3\n",
+         json = true\nevents_only = true\nduration = 30\n[supervision]\nstall_after_s = 3\n",
     );
     let run = common::avaction(
         &[
@@ -141,11 +145,17 @@ fn run_reads_the_file_and_the_command_line_wins() {
             "cavnet-ov-small",
             "--duration",
             "2",
+            "--events-only=false",
         ],
         T,
     );
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(run.elapsed < Duration::from_secs(25), "--duration 2 won");
+    assert!(
+        run.stdout.contains(r#""type":"prediction""#),
+        "--events-only=false won: {}",
+        run.stdout
+    );
     let first = run.stdout.lines().next().unwrap_or_default();
     assert!(first.starts_with('{'), "json from the file: {first}");
     // cavnet-ov-small (from the command line) scores sentences, not cavnet-small's classes.

@@ -25,10 +25,6 @@ pub const DEFAULT_MODEL: &str = "cavnet-ov-small";
 /// The video `run` reads when neither the command line nor the file names one.
 pub const DEFAULT_VIDEO: &str = "camera";
 
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
 /// Everything `avaction run` can be told.
 #[derive(clap::Args, Serialize, Deserialize, Default, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -78,18 +74,18 @@ pub struct RunOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine_cache: Option<PathBuf>,
     /// Play files at real time instead of as fast as possible.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "is_false")]
-    pub realtime: bool,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub realtime: Option<bool>,
     /// Write one JSON object per line (predictions, events, health changes and, for
     /// files, a final end record).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "is_false")]
-    pub json: bool,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json: Option<bool>,
     /// Print events only (no per-window predictions).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "is_false")]
-    pub events_only: bool,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_only: Option<bool>,
     /// Frames between windows (default: the model's).
     #[arg(long, value_parser = args::hop)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -104,9 +100,9 @@ pub struct RunOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub display: Option<String>,
     /// Print run statistics to stderr at the end (as JSON with --json).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "is_false")]
-    pub stats: bool,
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<bool>,
     /// Open-vocabulary models: add a label sentence (repeatable), e.g.
     /// --labels "a disc falls with a thud". Sentences without a precomputed embedding
     /// in the bundle are embedded on this device (needs scripts/setup-minilm.sh).
@@ -322,13 +318,13 @@ impl RunOptions {
             precision: self.precision.or(file.precision),
             threads: self.threads.or(file.threads),
             engine_cache: self.engine_cache.or(file.engine_cache),
-            realtime: self.realtime || file.realtime,
-            json: self.json || file.json,
-            events_only: self.events_only || file.events_only,
+            realtime: self.realtime.or(file.realtime),
+            json: self.json.or(file.json),
+            events_only: self.events_only.or(file.events_only),
             hop: self.hop.or(file.hop),
             duration: self.duration.or(file.duration),
             display: self.display.or(file.display),
-            stats: self.stats || file.stats,
+            stats: self.stats.or(file.stats),
             labels: list(self.labels, file.labels),
             label_file: list(self.label_file, file.label_file),
             log: self.log.or(file.log),
@@ -345,6 +341,26 @@ impl RunOptions {
             Some(path) => Ok(self.over(RunOptions::load(&path)?)),
             None => Ok(self),
         }
+    }
+
+    /// Whether files play at real time (off when unset).
+    pub fn realtime(&self) -> bool {
+        self.realtime.unwrap_or(false)
+    }
+
+    /// Whether output lines are JSON (off when unset).
+    pub fn json(&self) -> bool {
+        self.json.unwrap_or(false)
+    }
+
+    /// Whether only events are printed (off when unset).
+    pub fn events_only(&self) -> bool {
+        self.events_only.unwrap_or(false)
+    }
+
+    /// Whether stats are printed at the end (off when unset).
+    pub fn stats(&self) -> bool {
+        self.stats.unwrap_or(false)
     }
 
     /// The bundle to run (the default when unset).
@@ -481,20 +497,23 @@ mod tests {
         let file = RunOptions {
             model: Some("a".into()),
             video: Some("test:ball".into()),
-            json: true,
+            json: Some(true),
+            stats: Some(true),
             labels: vec!["x y".into()],
             threads: Some(2),
             ..RunOptions::default()
         };
         let cli = RunOptions {
             model: Some("b".into()),
+            stats: Some(false),
             labels: vec!["z w".into()],
             ..RunOptions::default()
         };
         let o = cli.over(file);
         assert_eq!(o.model(), "b");
         assert_eq!(o.video(), "test:ball");
-        assert!(o.json);
+        assert!(o.json());
+        assert!(!o.stats(), "--stats=false wins over the file");
         assert_eq!(o.threads, Some(2));
         assert_eq!(o.labels, vec!["z w".to_string()]);
     }

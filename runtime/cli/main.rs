@@ -310,7 +310,7 @@ fn run(args: config::RunOptions) -> Result<Ran> {
         .video(video)
         .audio(audio)
         .labels(labels)
-        .realtime(args.realtime);
+        .realtime(args.realtime());
     if let Some(spec) = &args.target {
         let (target, why) = avaction::target::Target::resolve(spec)?;
         eprintln!("avaction: target {} ({why})", target.name);
@@ -363,10 +363,10 @@ fn run(args: config::RunOptions) -> Result<Ran> {
                 _ => {}
             }
         }
-        if args.events_only && matches!(output, Output::Prediction(_)) {
+        if args.events_only() && matches!(output, Output::Prediction(_)) {
             continue;
         }
-        let line = if args.json {
+        let line = if args.json() {
             serde_json::to_string(&output).map_err(|e| err!(Io, "json").caused_by(e))?
         } else {
             human(&output)
@@ -381,8 +381,8 @@ fn run(args: config::RunOptions) -> Result<Ran> {
     }
     runtime.stop();
     let stats = runtime.stats();
-    if args.stats {
-        if args.json {
+    if args.stats() {
+        if args.json() {
             eprintln!("{}", serde_json::to_string(&stats).unwrap_or_default());
         } else {
             eprintln!(
