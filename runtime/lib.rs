@@ -14,6 +14,8 @@
 //!   (sentences embedded by [`text`]).
 //! - [`decode`]: scores become smoothed top-k [`Prediction`]s and onset/offset
 //!   [`Event`]s.
+//! - [`deliver`]: sinks that take the outputs further: JSON-lines files, an MQTT
+//!   broker, webhooks, with an on-disk spool through outages and restarts.
 //! - [`api`]: the hub: [`Runtime`] wires the stages into threads and hands out
 //!   [`Output`]s; the `avaction` command (runtime/cli) sits on top.
 //!
@@ -34,7 +36,7 @@
 //! |---|---|
 //! | 7 | cli |
 //! | 6 | api |
-//! | 5 | infer, target |
+//! | 5 | infer, target, deliver |
 //! | 4 | model |
 //! | 3 | window, supervise |
 //! | 2 | capture, frontend, backend, decode, text, synth |
@@ -83,6 +85,7 @@ pub mod backend;
 pub mod capture;
 pub mod clock;
 pub mod decode;
+pub mod deliver;
 mod error;
 pub mod frontend;
 pub mod health;

@@ -20,7 +20,7 @@ use crate::capture::{
     AudioSource, CaptureEvent, CaptureStats, LabelOverlay, SourceWatch, VideoSource,
 };
 use crate::clock::{Nanos, Timeline};
-use crate::decode::{Decoder, Event, Prediction, WindowScores};
+use crate::decode::{Decoder, Event, WindowScores};
 use crate::health::{Health, HealthBoard, Reason, SourceKind};
 use crate::infer::{decoder_labels, plan, InputAssembler, ModelRunner};
 use crate::model::Bundle;
@@ -28,7 +28,6 @@ use crate::supervise::{Policy, Source, Supervised, Supervisor};
 use crate::window::{End, Window, WindowConfig, WindowScheduler, WindowStream, WindowStreamStep};
 use crate::{err, Error, Result};
 use mailbox::Mailbox;
-use serde::Serialize;
 use stats::Shared;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -37,24 +36,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// What the runtime emits.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum Output {
-    /// The decoded scores of one window.
-    Prediction(Prediction),
-    /// An onset or offset of a label.
-    Event(Event),
-    /// The runtime's health changed: a source lost, stalled, reconnecting or back,
-    /// labels paused for missing audio (see [`crate::health`]). The first one comes
-    /// when the sources are running.
-    Health(Health),
-    /// A file ended: whether all of it was processed (`complete: false` for a file cut
-    /// short or failed mid-stream; what came before was processed). The last output of
-    /// a run on a file.
-    End(End),
-}
+pub use crate::deliver::Output;
 
 type Callback = Box<dyn FnMut(&Output) + Send>;
 
@@ -76,6 +58,7 @@ pub struct RuntimeBuilder {
     limits: crate::capture::video::MediaLimits,
     supervision: Policy,
     panic_in: Option<String>,
+    sinks: Vec<Box<dyn crate::deliver::Sink>>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -109,6 +92,7 @@ impl Default for RuntimeBuilder {
             limits: crate::capture::video::MediaLimits::default(),
             supervision: Policy::default(),
             panic_in: None,
+            sinks: Vec::new(),
         }
     }
 }
@@ -254,6 +238,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Also delivers outputs to `sink` (repeatable): a file, an MQTT broker, a webhook
+    /// ([`crate::deliver::open`]) or a [`Sink`](crate::deliver::Sink) of your own. Sinks
+    /// run on their own thread; network sinks spool events on disk through outages.
+    pub fn sink(mut self, sink: Box<dyn crate::deliver::Sink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
     /// Delivers every output to `callback` on the inference thread instead of the
     /// channel. Keep it short: it delays the next window. A panic in it ends the run:
     /// [`Runtime::finish`] returns a [`Stopped`](crate::ErrorKind::Stopped) error naming
@@ -275,7 +267,7 @@ impl RuntimeBuilder {
     /// source cannot be opened (a missing audio source is only an error for a model that
     /// needs audio); [`Unavailable`](crate::ErrorKind::Unavailable) for added labels
     /// without the text model.
-    pub fn build(self) -> Result<Runtime> {
+    pub fn build(mut self) -> Result<Runtime> {
         self.check()?;
         self.limits.validate()?;
         let model_dir = self
@@ -464,6 +456,8 @@ impl RuntimeBuilder {
         let panic_in = self.panic_in.clone();
         let mailbox = Arc::new(Mailbox::<Window>::new());
         let (out_tx, out_rx) = mpsc::sync_channel(self.capacity);
+        let deliverer = (!self.sinks.is_empty())
+            .then(|| crate::deliver::Deliverer::start(std::mem::take(&mut self.sinks), &m.name));
 
         let scheduling = {
             let (shared, mailbox) = (shared.clone(), mailbox.clone());
@@ -486,12 +480,13 @@ impl RuntimeBuilder {
                     None => Decoder::new(&m.decoder, &labels),
                 },
                 backend,
-                out: Sink {
+                out: Outlet {
                     tx: out_tx,
                     callback: self.callback,
                     live,
                     broken: false,
                     backlog: std::collections::VecDeque::new(),
+                    deliver: deliverer.as_ref().and_then(|d| d.queue()),
                 },
                 timeline,
                 live,
@@ -517,6 +512,7 @@ impl RuntimeBuilder {
             bundle,
             labels,
             overlay,
+            deliverer,
         })
     }
 }
@@ -531,6 +527,7 @@ pub struct Runtime {
     bundle: Bundle,
     labels: Vec<String>,
     overlay: Option<LabelOverlay>,
+    deliverer: Option<crate::deliver::Deliverer>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -575,7 +572,12 @@ impl Runtime {
 
     /// Counters and timings so far.
     pub fn stats(&self) -> Stats {
-        self.shared.snapshot()
+        let mut stats = self.shared.snapshot();
+        if let Some(d) = &self.deliverer {
+            stats.sinks = d.stats();
+            stats.sink_predictions_dropped = d.dropped();
+        }
+        stats
     }
 
     /// The text the display currently draws on the frames (`None` without a display).
@@ -618,6 +620,9 @@ impl Runtime {
             }
         }
         self.shared.board.end();
+        if let Some(d) = self.deliverer.as_mut() {
+            d.close(SINK_WAIT);
+        }
     }
 
     /// Waits for the end of the source (files), then stops; returns the final stats
@@ -635,7 +640,7 @@ impl Runtime {
         self.stop();
         match self.shared.error() {
             Some(e) => Err(e),
-            None => Ok(self.shared.snapshot()),
+            None => Ok(self.stats()),
         }
     }
 }
@@ -645,6 +650,10 @@ impl Drop for Runtime {
         self.stop();
     }
 }
+
+/// How long [`Runtime::stop`] gives network sinks to send what they spooled (the rest
+/// is sent at the next start).
+const SINK_WAIT: Duration = Duration::from_secs(2);
 
 /// How long [`Runtime::stop`] waits for the sources.
 const STOP_WAIT: Duration = Duration::from_millis(1500);
@@ -721,18 +730,20 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// the inference thread waits for the reader.
 const BACKLOG: usize = 1024;
 
-struct Sink {
+struct Outlet {
     tx: SyncSender<Output>,
     callback: Option<Callback>,
     live: bool,
     /// Set once the callback panicked: it is never called again.
     broken: bool,
+    /// The sinks' queue, when there are sinks.
+    deliver: Option<crate::deliver::DeliveryQueue>,
     /// Events, health changes and end records that found the channel full (live runs):
     /// sent, in order, before anything else.
     backlog: std::collections::VecDeque<Output>,
 }
 
-impl Sink {
+impl Outlet {
     /// Delivers an output; false when nobody can receive any more.
     ///
     /// Under a slow reader of a live run, predictions are dropped (counted in
@@ -746,6 +757,9 @@ impl Sink {
         }
         if matches!(output, Output::Event(_)) {
             shared.events.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(queue) = &self.deliver {
+            queue.push(&output);
         }
         if let Some(cb) = self.callback.as_mut() {
             let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(&output)));
@@ -848,7 +862,7 @@ struct InferenceContext {
     assembler: InputAssembler,
     decoder: Decoder,
     backend: ModelRunner,
-    out: Sink,
+    out: Outlet,
     timeline: Timeline,
     live: bool,
     overlay: Option<LabelOverlay>,
@@ -989,7 +1003,7 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
 
 /// Emits the health when it changed since `seen` (the board's version); false when
 /// nobody can receive any more.
-fn emit_health(out: &mut Sink, shared: &Shared, seen: &mut Option<u64>) -> bool {
+fn emit_health(out: &mut Outlet, shared: &Shared, seen: &mut Option<u64>) -> bool {
     let version = shared.board.version();
     if *seen == Some(version) {
         return true;

@@ -94,6 +94,12 @@ pub struct Stats {
     /// TensorRT engines built but not stored in the engine cache (its write failed):
     /// served from memory, rebuilt on the next start.
     pub engines_not_cached: u64,
+    /// The sinks' counters: delivered, waiting in the spool, dropped from a full spool,
+    /// connected ([`crate::deliver`]).
+    pub sinks: Vec<crate::deliver::SinkStats>,
+    /// Predictions the sinks did not get because they were behind (events never are
+    /// dropped there).
+    pub sink_predictions_dropped: u64,
 }
 
 #[derive(Debug, Default)]
@@ -269,6 +275,8 @@ impl Shared {
             last_audio_age_s: age(SourceKind::Audio),
             end: self.end.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             engines_not_cached: self.backend.engines_not_cached(),
+            sinks: Vec::new(),
+            sink_predictions_dropped: 0,
         }
     }
 }

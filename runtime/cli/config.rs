@@ -118,6 +118,21 @@ pub struct RunOptions {
     #[arg(long, value_name = "FILTER")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<String>,
+    /// Also deliver events to a sink (repeatable): `jsonl:PATH`, `mqtt://HOST:PORT/PREFIX`,
+    /// `mqtts://…`, `http(s)://…` (a webhook); see README "Deliver events".
+    #[arg(long, value_name = "SPEC")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sink: Vec<String>,
+    /// Folder for the network sinks' spools (default: $AVACTION_STATE_DIR, else
+    /// ~/.local/state/avaction).
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
+    /// Most events a network sink's spool keeps through an outage before dropping the
+    /// oldest (default 10000).
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spool_max: Option<usize>,
     /// Source supervision (config file only): when a source counts as stalled, frozen
     /// or silent, and how reconnects back off.
     #[arg(skip)]
@@ -241,6 +256,14 @@ impl RunOptions {
         if let Some(h) = self.hop {
             args::hop(&h.to_string()).map_err(|why| config_error("hop", why))?;
         }
+        if self.spool_max == Some(0) {
+            return Err(config_error("spool_max", "must be at least 1"));
+        }
+        for spec in &self.sink {
+            if spec.trim().is_empty() {
+                return Err(config_error("sink", "an empty sink"));
+            }
+        }
         if let Some(d) = self.duration {
             args::seconds_value(d).map_err(|why| config_error("duration", why))?;
         }
@@ -295,6 +318,7 @@ impl RunOptions {
             }
         }
         self.engine_cache = self.engine_cache.as_deref().map(join);
+        self.state_dir = self.state_dir.as_deref().map(join);
         self.label_file = self.label_file.iter().map(|p| join(p)).collect();
     }
 
@@ -328,6 +352,9 @@ impl RunOptions {
             labels: list(self.labels, file.labels),
             label_file: list(self.label_file, file.label_file),
             log: self.log.or(file.log),
+            sink: list(self.sink, file.sink),
+            state_dir: self.state_dir.or(file.state_dir),
+            spool_max: self.spool_max.or(file.spool_max),
             supervision: file.supervision,
         }
     }
@@ -361,6 +388,18 @@ impl RunOptions {
     /// Whether stats are printed at the end (off when unset).
     pub fn stats(&self) -> bool {
         self.stats.unwrap_or(false)
+    }
+
+    /// The sinks' settings.
+    pub fn sink_options(&self) -> avaction::deliver::SinkOptions {
+        let mut o = avaction::deliver::SinkOptions::default();
+        if let Some(d) = &self.state_dir {
+            o.state_dir = d.clone();
+        }
+        if let Some(n) = self.spool_max {
+            o.spool_max = n;
+        }
+        o
     }
 
     /// The bundle to run (the default when unset).

@@ -243,6 +243,9 @@ fn config_check(file: &std::path::Path) -> Result<()> {
     for f in &options.label_file {
         args::label_file(f).map_err(in_file)?;
     }
+    for spec in &options.sink {
+        avaction::deliver::check(spec).map_err(in_file)?;
+    }
     outln!("# {}: valid; bundle {}", file.display(), bundle.display());
     outln!("{}", options.effective_toml()?.trim_end());
     Ok(())
@@ -335,6 +338,10 @@ fn run(args: config::RunOptions) -> Result<Ran> {
         builder = builder.display(sink.clone());
     }
     builder = builder.supervision(args.supervision.policy()?);
+    let sink_options = args.sink_options();
+    for spec in &args.sink {
+        builder = builder.sink(avaction::deliver::open(spec, &sink_options)?);
+    }
     catch_interrupts();
     let mut runtime = builder.build()?;
     let started = Instant::now();
@@ -405,6 +412,12 @@ fn run(args: config::RunOptions) -> Result<Ran> {
             }
             if let Some(p) = &stats.backend_pending {
                 eprintln!("backend: {p}");
+            }
+            for s in &stats.sinks {
+                eprintln!(
+                    "sink {}: {} delivered, {} waiting in the spool, {} dropped from it, {} refused",
+                    s.name, s.delivered, s.spooled, s.spool_dropped, s.failed
+                );
             }
         }
     }
