@@ -17,7 +17,8 @@
 //! - [`deliver`]: sinks that take the outputs further: JSON-lines files, an MQTT
 //!   broker, webhooks, with an on-disk spool through outages and restarts.
 //! - [`api`]: the hub: [`Runtime`] wires the stages into threads and hands out
-//!   [`Output`]s; the `avaction` command (runtime/cli) sits on top.
+//!   [`Output`]s; [`metrics`] serves Prometheus metrics and a health endpoint over it;
+//!   the `avaction` command (runtime/cli) sits on top.
 //!
 //! Beside the flow: [`supervise`] (watchdogs that reopen lost or stalled live sources),
 //! [`health`] (one health model for sources and runtime), [`clock`] (the timeline and
@@ -34,7 +35,8 @@
 //!
 //! | layer | folders |
 //! |---|---|
-//! | 7 | cli |
+//! | 8 | cli |
+//! | 7 | metrics |
 //! | 6 | api |
 //! | 5 | infer, target, deliver |
 //! | 4 | model |
@@ -90,6 +92,7 @@ mod error;
 pub mod frontend;
 pub mod health;
 pub mod infer;
+pub mod metrics;
 pub mod model;
 pub mod supervise;
 pub mod synth;
@@ -97,7 +100,7 @@ pub mod target;
 pub mod text;
 pub mod window;
 
-pub use api::{Output, Runtime, RuntimeBuilder, Stats};
+pub use api::{Observer, Output, Runtime, RuntimeBuilder, Stats};
 pub use backend::BackendChoice;
 pub use capture::{AudioSource, VideoSource};
 pub use decode::{Event, EventKind, Prediction};

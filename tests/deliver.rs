@@ -17,13 +17,6 @@ use std::time::{Duration, Instant};
 
 const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// A scene with events, rendered once per test.
 fn scene(dir: &Path, seconds: u32) -> PathBuf {
     let path = dir.join("scene.mkv");
@@ -200,7 +193,7 @@ fn mqtt_events_survive_a_broker_outage_in_order() {
     }
     let dir = common::temp_dir("mqtt-outage");
     let media = scene(&dir, 24);
-    let port = free_port();
+    let port = common::free_port();
     let broker = Broker::start(&dir, port);
     let sub = Subscriber::start(port, "box/#", "avaction-test-outage");
     std::thread::sleep(Duration::from_millis(300));
@@ -301,7 +294,7 @@ fn the_broker_says_offline_when_avaction_dies() {
         return;
     }
     let dir = common::temp_dir("mqtt-will");
-    let port = free_port();
+    let port = common::free_port();
     let _broker = Broker::start(&dir, port);
     let sub = Subscriber::start(port, "will/availability", "avaction-test-will");
     let mut child = common::avaction_command(&[
@@ -350,7 +343,7 @@ fn events_spooled_before_a_crash_are_sent_at_the_next_start() {
     }
     let dir = common::temp_dir("mqtt-restart");
     let media = scene(&dir, 12);
-    let port = free_port(); // no broker yet: everything spools
+    let port = common::free_port(); // no broker yet: everything spools
     let state = dir.join("state");
     let jsonl = dir.join("events.jsonl");
     let sink = format!("mqtt://127.0.0.1:{port}/restart");
@@ -510,7 +503,7 @@ fn serve(
 fn webhook_events_survive_errors_and_an_outage() {
     let dir = common::temp_dir("webhook");
     let media = scene(&dir, 20);
-    let port = free_port();
+    let port = common::free_port();
     let (accepted, requests) = receiver(port, 3, Duration::from_secs(6), Duration::from_secs(6));
     let token = dir.join("token");
     std::fs::write(&token, "s3cret\n").unwrap();

@@ -9,8 +9,7 @@ mod common;
 use avaction::health::{Reason, State};
 use avaction::synth::{self, SceneConfig};
 use avaction::{AudioSource, ErrorKind, Output, Policy, Runtime, RuntimeBuilder, VideoSource};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -185,55 +184,10 @@ fn a_stalled_video_source_is_reopened() {
     );
 }
 
-/// The loopback RTSP server of `tests/tools/rtsp_server.py`, killed on drop.
-struct RtspServer {
-    child: Child,
-}
-
-impl RtspServer {
-    fn start(port: u16) -> RtspServer {
-        let mut child = Command::new("/usr/bin/python3")
-            .arg(common::repo("tests/tools/rtsp_server.py"))
-            .arg(port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start tests/tools/rtsp_server.py (python3-gi, gir1.2-gst-rtsp-server-1.0)");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("stdout");
-        BufReader::new(stdout).read_line(&mut line).expect("read");
-        assert_eq!(line.trim(), "ready", "the RTSP server did not start");
-        RtspServer { child }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "kill {sig}");
-    }
-}
-
-impl Drop for RtspServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 #[test]
 fn an_rtsp_camera_with_audio_survives_a_stall_and_a_restart() {
-    let port = free_port();
-    let mut server = Some(RtspServer::start(port));
+    let port = common::free_port();
+    let mut server = Some(common::RtspServer::start(port));
     let builder = Runtime::builder()
         .model(model("mov-small"))
         .video(VideoSource::Uri(format!("rtsp://127.0.0.1:{port}/av")))
@@ -249,7 +203,7 @@ fn an_rtsp_camera_with_audio_survives_a_stall_and_a_restart() {
                 0 => server.as_ref().expect("server").signal("-STOP"),
                 1 => server.as_ref().expect("server").signal("-CONT"),
                 2 => server = None,
-                _ => server = Some(RtspServer::start(port)),
+                _ => server = Some(common::RtspServer::start(port)),
             }
             step += 1;
         }
@@ -530,8 +484,8 @@ fn a_frozen_picture_is_reported_not_restarted() {
 
 #[test]
 fn a_camera_that_never_comes_back_fails_the_run_after_the_last_attempt() {
-    let port = free_port();
-    let server = RtspServer::start(port);
+    let port = common::free_port();
+    let server = common::RtspServer::start(port);
     let policy = Policy {
         max_attempts: Some(2),
         ..quick()

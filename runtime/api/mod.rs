@@ -572,12 +572,16 @@ impl Runtime {
 
     /// Counters and timings so far.
     pub fn stats(&self) -> Stats {
-        let mut stats = self.shared.snapshot();
-        if let Some(d) = &self.deliverer {
-            stats.sinks = d.stats();
-            stats.sink_predictions_dropped = d.dropped();
+        self.observer().stats()
+    }
+
+    /// A handle that reads [`Stats`] and [`Health`] from any thread while the runtime
+    /// runs (for a metrics endpoint, a dashboard, a watchdog of your own).
+    pub fn observer(&self) -> Observer {
+        Observer {
+            shared: self.shared.clone(),
+            sinks: self.deliverer.as_ref().map(|d| d.watch()),
         }
-        stats
     }
 
     /// The text the display currently draws on the frames (`None` without a display).
@@ -648,6 +652,36 @@ impl Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Reads a [`Runtime`]'s stats and health from any thread; see [`Runtime::observer`].
+#[derive(Clone)]
+pub struct Observer {
+    shared: Arc<Shared>,
+    sinks: Option<crate::deliver::DeliveryWatch>,
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observer").finish_non_exhaustive()
+    }
+}
+
+impl Observer {
+    /// The run's statistics now.
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.shared.snapshot();
+        if let Some(w) = &self.sinks {
+            stats.sinks = w.stats();
+            stats.sink_predictions_dropped = w.dropped();
+        }
+        stats
+    }
+
+    /// The health now.
+    pub fn health(&self) -> Health {
+        self.shared.board.health()
     }
 }
 
@@ -950,6 +984,7 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
         };
         shared.add_inference(t0.elapsed());
         shared.set_tokens(ctx.backend.token_counts());
+        shared.set_stages(&ctx.backend.stage_ns());
         let latency_ms = if ctx.live {
             (ctx.timeline.now() - window.t_last_frame).as_millis_f64()
         } else {

@@ -94,6 +94,9 @@ pub struct Stats {
     /// TensorRT engines built but not stored in the engine cache (its write failed):
     /// served from memory, rebuilt on the next start.
     pub engines_not_cached: u64,
+    /// Milliseconds per window in each stage: the encoders (by input name) and `head`
+    /// of a staged model, or `model` for a single graph.
+    pub inference_ms_per_stage: Vec<(String, f64)>,
     /// The sinks' counters: delivered, waiting in the spool, dropped from a full spool,
     /// connected ([`crate::deliver`]).
     pub sinks: Vec<crate::deliver::SinkStats>,
@@ -144,6 +147,8 @@ pub(crate) struct Shared {
     windows_run: AtomicU64,
     frontend_ns: AtomicU64,
     inference_ns: AtomicU64,
+    /// Time per stage of a staged model (name, total ns).
+    stages: std::sync::Mutex<Vec<(String, u64)>>,
     tokens_computed: AtomicU64,
     tokens_reused: AtomicU64,
     window_stats: Mutex<WindowStats>,
@@ -175,6 +180,7 @@ impl Shared {
             windows_run: AtomicU64::new(0),
             frontend_ns: AtomicU64::new(0),
             inference_ns: AtomicU64::new(0),
+            stages: std::sync::Mutex::new(Vec::new()),
             tokens_computed: AtomicU64::new(0),
             tokens_reused: AtomicU64::new(0),
             window_stats: Mutex::new(WindowStats::default()),
@@ -200,6 +206,12 @@ impl Shared {
     pub(crate) fn add_frontend(&self, d: Duration) {
         self.frontend_ns
             .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_stages(&self, stages: &[(&str, u64)]) {
+        let mut g = self.stages.lock().unwrap_or_else(|p| p.into_inner());
+        g.clear();
+        g.extend(stages.iter().map(|(n, ns)| (n.to_string(), *ns)));
     }
 
     pub(crate) fn set_tokens(&self, (computed, reused): (u64, u64)) {
@@ -275,6 +287,19 @@ impl Shared {
             last_audio_age_s: age(SourceKind::Audio),
             end: self.end.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             engines_not_cached: self.backend.engines_not_cached(),
+            inference_ms_per_stage: {
+                let g = self.stages.lock().unwrap_or_else(|p| p.into_inner());
+                if g.is_empty() {
+                    vec![(
+                        "model".to_string(),
+                        load(&self.inference_ns) as f64 / 1e6 / windows.max(1) as f64,
+                    )]
+                } else {
+                    g.iter()
+                        .map(|(n, ns)| (n.clone(), *ns as f64 / 1e6 / windows.max(1) as f64))
+                        .collect()
+                }
+            },
             sinks: Vec::new(),
             sink_predictions_dropped: 0,
         }

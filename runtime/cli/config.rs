@@ -133,6 +133,11 @@ pub struct RunOptions {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spool_max: Option<usize>,
+    /// Serve Prometheus metrics on http://ADDR/metrics and the health as JSON on
+    /// /health (e.g. 127.0.0.1:9108; 0.0.0.0:9108 for other machines).
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
     /// Source supervision (config file only): when a source counts as stalled, frozen
     /// or silent, and how reconnects back off.
     #[arg(skip)]
@@ -278,6 +283,7 @@ impl RunOptions {
             ("target", &self.target),
             ("precision", &self.precision),
             ("display", &self.display),
+            ("metrics", &self.metrics),
             ("log", &self.log),
         ] {
             if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
@@ -355,6 +361,7 @@ impl RunOptions {
             sink: list(self.sink, file.sink),
             state_dir: self.state_dir.or(file.state_dir),
             spool_max: self.spool_max.or(file.spool_max),
+            metrics: self.metrics.or(file.metrics),
             supervision: file.supervision,
         }
     }

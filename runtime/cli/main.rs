@@ -342,8 +342,19 @@ fn run(args: config::RunOptions) -> Result<Ran> {
     for spec in &args.sink {
         builder = builder.sink(avaction::deliver::open(spec, &sink_options)?);
     }
+    let metrics = args
+        .metrics
+        .as_ref()
+        .map(|_| avaction::metrics::Metrics::new());
+    if let Some(m) = &metrics {
+        builder = builder.sink(m.sink());
+    }
     catch_interrupts();
     let mut runtime = builder.build()?;
+    let _metrics_server = match (&metrics, &args.metrics) {
+        (Some(m), Some(addr)) => Some(m.serve(addr, runtime.observer())?),
+        _ => None,
+    };
     let started = Instant::now();
     let deadline = args.duration.map(|d| started + Duration::from_secs_f64(d));
     let stdout = std::io::stdout();
@@ -413,7 +424,7 @@ fn run(args: config::RunOptions) -> Result<Ran> {
             if let Some(p) = &stats.backend_pending {
                 eprintln!("backend: {p}");
             }
-            for s in &stats.sinks {
+            for s in stats.sinks.iter().filter(|s| s.name != "metrics") {
                 eprintln!(
                     "sink {}: {} delivered, {} waiting in the spool, {} dropped from it, {} refused",
                     s.name, s.delivered, s.spooled, s.spool_dropped, s.failed

@@ -328,6 +328,22 @@ impl DeliveryQueue {
     }
 }
 
+/// Reads a [`Deliverer`]'s counters from any thread.
+#[derive(Clone)]
+pub struct DeliveryWatch(Arc<Shared>);
+
+impl DeliveryWatch {
+    /// The sinks' counters (refreshed every 250 ms).
+    pub fn stats(&self) -> Vec<SinkStats> {
+        self.0.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Predictions dropped because the sinks were behind.
+    pub fn dropped(&self) -> u64 {
+        self.0.dropped.load(Ordering::Relaxed)
+    }
+}
+
 /// The thread that hands outputs to the sinks.
 pub struct Deliverer {
     tx: Option<SyncSender<Output>>,
@@ -380,16 +396,17 @@ impl Deliverer {
 
     /// The sinks' counters.
     pub fn stats(&self) -> Vec<SinkStats> {
-        self.shared
-            .stats
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or_default()
+        self.watch().stats()
     }
 
     /// Predictions dropped because the sinks were behind.
     pub fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
+        self.watch().dropped()
+    }
+
+    /// A handle that reads the counters from any thread.
+    pub fn watch(&self) -> DeliveryWatch {
+        DeliveryWatch(self.shared.clone())
     }
 
     /// Delivers what is queued, then closes the sinks, giving network sinks up to

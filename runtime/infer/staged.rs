@@ -14,6 +14,7 @@ use crate::model::{Bundle, EncoderGraph, Frontend};
 use crate::window::Window;
 use crate::{err, Result};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Runs a bundle on windows: the single graph, or its stages with token caches.
 pub enum ModelRunner {
@@ -64,6 +65,7 @@ impl ModelRunner {
                 encoders,
                 head,
                 head_inputs,
+                head_ns: 0,
             }),
             status,
         ))
@@ -91,6 +93,20 @@ impl ModelRunner {
         }
     }
 
+    /// Time spent in each stage so far, in nanoseconds: each encoder (by its input's
+    /// name) and `head`; empty for a single graph (its time is the whole inference).
+    pub fn stage_ns(&self) -> Vec<(&str, u64)> {
+        match self {
+            ModelRunner::Single(_) => Vec::new(),
+            ModelRunner::Staged(s) => s
+                .encoders
+                .iter()
+                .map(|e| (e.name.as_str(), e.ns))
+                .chain(std::iter::once(("head", s.head_ns)))
+                .collect(),
+        }
+    }
+
     /// Tokens computed and tokens reused from the rings so far (0, 0 for a single graph).
     pub fn token_counts(&self) -> (u64, u64) {
         match self {
@@ -108,14 +124,20 @@ pub struct StagedModel {
     encoders: Vec<Encoder>,
     head: Box<dyn Backend>,
     head_inputs: Vec<Tensor>,
+    head_ns: u64,
 }
 
 impl StagedModel {
     fn run(&mut self, window: &Window, assembler: &InputAssembler) -> Result<Tensor> {
         for (enc, tokens) in self.encoders.iter_mut().zip(self.head_inputs.iter_mut()) {
+            let t0 = Instant::now();
             enc.encode(window, assembler, &mut tokens.data)?;
+            enc.ns += t0.elapsed().as_nanos() as u64;
         }
-        self.head.run(&self.head_inputs)
+        let t0 = Instant::now();
+        let out = self.head.run(&self.head_inputs);
+        self.head_ns += t0.elapsed().as_nanos() as u64;
+        out
     }
 }
 
@@ -132,6 +154,9 @@ struct Encoder {
     ring: TokenRing,
     computed: u64,
     reused: u64,
+    /// The input's name, and the time spent encoding so far.
+    name: String,
+    ns: u64,
 }
 
 impl Encoder {
@@ -154,6 +179,8 @@ impl Encoder {
             ring: TokenRing::new(2 * e.tokens, e.dim),
             computed: 0,
             reused: 0,
+            name: e.input.name.clone(),
+            ns: 0,
         })
     }
 

@@ -3,8 +3,9 @@
 #![allow(dead_code)]
 
 use std::io::Read;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// What a CLI run produced.
@@ -129,4 +130,52 @@ pub fn gst_launch(description: &str) {
         Some(m) if m.type_() == gst::MessageType::Eos => {}
         other => panic!("pipeline {description:?} did not reach EOS: {other:?}"),
     }
+}
+
+/// The loopback RTSP server of `tests/tools/rtsp_server.py`, killed on drop.
+pub struct RtspServer {
+    child: Child,
+}
+
+impl RtspServer {
+    /// Starts it on `port` and waits for it to listen.
+    pub fn start(port: u16) -> RtspServer {
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(repo("tests/tools/rtsp_server.py"))
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tests/tools/rtsp_server.py (python3-gi, gir1.2-gst-rtsp-server-1.0)");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        BufReader::new(stdout).read_line(&mut line).expect("read");
+        assert_eq!(line.trim(), "ready", "the RTSP server did not start");
+        RtspServer { child }
+    }
+
+    /// Sends `kill SIG` (e.g. `-STOP`, `-CONT`) to the server.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig}");
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP port free on loopback now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
