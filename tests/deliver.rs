@@ -16,6 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+/// Started as root, Mosquitto drops to the `mosquitto` user, which cannot read the
+/// test's files; keep it as the user that started it (ignored when not root).
+const USER: &str = "user root\n";
 
 /// A scene with events, rendered once per test.
 fn scene(dir: &Path, seconds: u32) -> PathBuf {
@@ -49,7 +52,7 @@ impl Broker {
             &conf,
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-                 persistence_location {}/\nlog_dest none\n",
+                 persistence_location {}/\nlog_dest none\n{USER}",
                 dir.display()
             ),
         )
@@ -554,4 +557,204 @@ fn webhook_events_survive_errors_and_an_outage() {
         "webhook: {} events, {n} requests (3 refused, 6 s down), all delivered once",
         want.len()
     );
+}
+
+/// A CA and a server certificate for 127.0.0.1, made by `openssl`; returns the CA path.
+fn certificates(dir: &Path) -> PathBuf {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=avaction test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
+    dir.join("ca.pem")
+}
+
+#[test]
+fn mqtts_with_a_password_delivers_and_a_wrong_password_keeps_the_spool() {
+    if skip_without_mosquitto() {
+        return;
+    }
+    let dir = common::temp_dir("mqtts");
+    let ca = certificates(&dir);
+    let media = scene(&dir, 10);
+    let out = Command::new("mosquitto_passwd")
+        .args([
+            "-b",
+            "-c",
+            dir.join("passwd").to_str().unwrap(),
+            "bob",
+            "s3cret",
+        ])
+        .output()
+        .expect("mosquitto_passwd");
+    assert!(out.status.success());
+    let port = common::free_port();
+    let conf = dir.join("tls.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {d}/passwd\n\
+             cafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\nlog_dest none\n{USER}",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let mut broker = Command::new(MOSQUITTO)
+        .arg("-c")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "mosquitto (TLS) did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut sub = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "tls/events",
+            "-q",
+            "1",
+        ])
+        .args([
+            "--cafile",
+            ca.to_str().unwrap(),
+            "-u",
+            "bob",
+            "-P",
+            "s3cret",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto_sub");
+    let out = sub.stdout.take().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(|l| l.ok()) {
+                lines.lock().unwrap().push(l);
+            }
+        });
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let password = dir.join("password");
+    std::fs::write(&password, "s3cret\n").unwrap();
+    let run_with = |name: &str, password: &Path| {
+        let jsonl = dir.join(format!("{name}.jsonl"));
+        let run = common::avaction(
+            &[
+                "run",
+                "--model",
+                "cavnet-small",
+                "--video",
+                media.to_str().unwrap(),
+                "--events-only",
+                "--sink",
+                &format!(
+                    "mqtts://bob@127.0.0.1:{port}/tls?ca={}&password_file={}",
+                    ca.display(),
+                    password.display()
+                ),
+                "--sink",
+                &format!("jsonl:{}", jsonl.display()),
+                "--state-dir",
+                dir.join(format!("state-{name}")).to_str().unwrap(),
+                "--stats",
+            ],
+            Duration::from_secs(60),
+        );
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        (jsonl_ids(&jsonl), run.stderr)
+    };
+    let (want, _) = run_with("good", &password);
+    assert!(!want.is_empty());
+    let got = wait_for(&want, Duration::from_secs(10), || {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["id"].as_str().map(String::from))
+            .collect()
+    });
+    same_events(&want, &got);
+
+    let wrong = dir.join("wrong");
+    std::fs::write(&wrong, "nope\n").unwrap();
+    let (want, stderr) = run_with("wrong", &wrong);
+    assert!(
+        stderr.contains(&format!("{} waiting in the spool", want.len())),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("nope"),
+        "the password is never printed: {stderr}"
+    );
+    let _ = sub.kill();
+    let _ = sub.wait();
+    let _ = broker.kill();
+    let _ = broker.wait();
 }
