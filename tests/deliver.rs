@@ -47,14 +47,19 @@ struct Broker {
 
 impl Broker {
     fn start(dir: &Path, port: u16) -> Broker {
-        let conf = dir.join("mosquitto.conf");
+        let persist = format!(
+            "allow_anonymous true\npersistence true\npersistence_location {}/\n",
+            dir.display()
+        );
+        Broker::with_config(dir, port, "mosquitto.conf", &persist)
+    }
+
+    /// A broker on `port` with the `settings` lines added to its config file `name`.
+    fn with_config(dir: &Path, port: u16, name: &str, settings: &str) -> Broker {
+        let conf = dir.join(name);
         std::fs::write(
             &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-                 persistence_location {}/\nlog_dest none\n{USER}",
-                dir.display()
-            ),
+            format!("listener {port} 127.0.0.1\nlog_dest none\n{USER}{settings}"),
         )
         .unwrap();
         let child = Command::new(MOSQUITTO)
@@ -642,29 +647,12 @@ fn mqtts_with_a_password_delivers_and_a_wrong_password_keeps_the_spool() {
         .expect("mosquitto_passwd");
     assert!(out.status.success());
     let port = common::free_port();
-    let conf = dir.join("tls.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {d}/passwd\n\
-             cafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\nlog_dest none\n{USER}",
-            d = dir.display()
-        ),
-    )
-    .unwrap();
-    let mut broker = Command::new(MOSQUITTO)
-        .arg("-c")
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "mosquitto (TLS) did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let tls = format!(
+        "allow_anonymous false\npassword_file {d}/passwd\n\
+         cafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n",
+        d = dir.display()
+    );
+    let _broker = Broker::with_config(&dir, port, "tls.conf", &tls);
     let mut sub = Command::new("mosquitto_sub")
         .args([
             "-h",
@@ -755,6 +743,4 @@ fn mqtts_with_a_password_delivers_and_a_wrong_password_keeps_the_spool() {
     );
     let _ = sub.kill();
     let _ = sub.wait();
-    let _ = broker.kill();
-    let _ = broker.wait();
 }

@@ -45,6 +45,7 @@
 //! ```
 
 pub mod jsonl;
+mod link;
 pub mod mqtt;
 pub mod spool;
 pub mod webhook;

@@ -17,34 +17,19 @@
 //! `password_file=PATH` (instead of a password in the URL), `ca=PEM` (mqtts: the CA to
 //! trust; default the system's `/etc/ssl/certs/ca-certificates.crt`).
 
+use super::link::{Link, LinkState};
 use super::spool::Spool;
 use super::Output;
 use super::{backoff, known_keys, redact, split_query, Record, Sink, SinkOptions, SinkStats};
 use crate::{err, Result};
 use rumqttc::{Client, Connection, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The MQTT sink.
 pub struct MqttSink {
-    name: String,
-    spool: Arc<Spool>,
-    shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
-}
-
-#[derive(Default)]
-struct Shared {
-    delivered: AtomicU64,
-    connected: AtomicBool,
-    stop: AtomicBool,
-    /// Give up sending at this time once stopping.
-    deadline: Mutex<Option<Instant>>,
-    /// The latest health, to publish (retained) when connected.
-    health: Mutex<Option<String>>,
+    link: Link,
 }
 
 /// What the URL says.
@@ -192,42 +177,36 @@ impl MqttSink {
             let _ = rustls::crypto::ring::default_provider().install_default();
             mqtt.set_transport(rumqttc::Transport::tls(ca, None, None));
         }
-        let spool = Arc::new(Spool::open(&options.spool_dir(&name), options.spool_max)?);
+        let spool = Spool::open(&options.spool_dir(&name), options.spool_max)?;
         if spool.depth() > 0 {
             log::info!(
                 "sink {name}: {} events spooled by an earlier run will be sent first",
                 spool.depth()
             );
         }
-        let shared = Arc::new(Shared::default());
         let (client, connection) = Client::new(mqtt, 64);
-        let thread = {
-            let (spool, shared, named) = (spool.clone(), shared.clone(), name.clone());
-            let prefix = target.prefix.clone();
-            std::thread::Builder::new()
-                .name("avaction-mqtt".into())
-                .spawn(move || Sender::new(client, &prefix, spool, shared, named).run(connection))
-                .map_err(|e| err!(Io, "sink {name}: thread").caused_by(e))?
-        };
-        Ok(MqttSink {
-            name,
-            spool,
-            shared,
-            thread: Some(thread),
-        })
+        let named = name.clone();
+        let prefix = target.prefix.clone();
+        let link = Link::start(name, spool, "avaction-mqtt", move |spool, state| {
+            Sender::new(client, &prefix, spool, state, named).run(connection)
+        })?;
+        Ok(MqttSink { link })
     }
 }
 
 impl Sink for MqttSink {
     fn name(&self) -> String {
-        self.name.clone()
+        self.link.name.clone()
     }
 
     fn deliver(&mut self, record: &Record) -> Result<()> {
         match record.output {
-            Output::Event(_) => self.spool.push(record.to_json().to_string().as_bytes()),
+            Output::Event(_) => self
+                .link
+                .spool
+                .push(record.to_json().to_string().as_bytes()),
             Output::Health(_) => {
-                if let Ok(mut h) = self.shared.health.lock() {
+                if let Ok(mut h) = self.link.state.health.lock() {
                     *h = Some(record.to_json().to_string());
                 }
                 Ok(())
@@ -237,33 +216,11 @@ impl Sink for MqttSink {
     }
 
     fn close(&mut self, within: Duration) {
-        let deadline = Instant::now() + within;
-        if let Ok(mut d) = self.shared.deadline.lock() {
-            *d = Some(deadline);
-        }
-        self.shared.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            super::join_by(t, deadline);
-        }
+        self.link.close(within);
     }
 
     fn stats(&self) -> SinkStats {
-        SinkStats {
-            name: self.name.clone(),
-            delivered: self.shared.delivered.load(Ordering::Relaxed),
-            failed: 0,
-            spooled: self.spool.depth(),
-            spool_dropped: self.spool.dropped(),
-            connected: self.shared.connected.load(Ordering::Relaxed),
-        }
-    }
-}
-
-impl Drop for MqttSink {
-    fn drop(&mut self) {
-        if self.thread.is_some() {
-            self.close(Duration::ZERO);
-        }
+        self.link.stats()
     }
 }
 
@@ -272,7 +229,7 @@ struct Sender {
     client: Client,
     prefix: String,
     spool: Arc<Spool>,
-    shared: Arc<Shared>,
+    state: Arc<LinkState>,
     name: String,
     connected: bool,
     /// What each publish request sent since the connection began is: `Some(seq)` for
@@ -289,14 +246,14 @@ impl Sender {
         client: Client,
         prefix: &str,
         spool: Arc<Spool>,
-        shared: Arc<Shared>,
+        state: Arc<LinkState>,
         name: String,
     ) -> Sender {
         Sender {
             client,
             prefix: prefix.to_string(),
             spool,
-            shared,
+            state,
             name,
             connected: false,
             requests: VecDeque::new(),
@@ -327,17 +284,8 @@ impl Sender {
     }
 
     fn stopping_done(&self) -> bool {
-        if !self.shared.stop.load(Ordering::SeqCst) {
-            return false;
-        }
-        let past = self
-            .shared
-            .deadline
-            .lock()
-            .ok()
-            .and_then(|d| *d)
-            .is_none_or(|d| Instant::now() >= d);
-        past || (self.spool.depth() == 0 && self.inflight.is_none())
+        self.state
+            .done(self.spool.depth() == 0 && self.inflight.is_none())
     }
 
     fn run(mut self, mut connection: Connection) {
@@ -356,11 +304,9 @@ impl Sender {
                         );
                     }
                     self.disconnected();
-                    let wait = backoff(self.failures);
-                    let until = Instant::now() + wait;
-                    while Instant::now() < until && !self.stopping_done() {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
+                    let spool = self.spool.clone();
+                    self.state
+                        .pause(backoff(self.failures), &|| spool.depth() == 0);
                 }
                 Err(rumqttc::RecvTimeoutError::Timeout) => {}
                 Err(rumqttc::RecvTimeoutError::Disconnected) => break,
@@ -387,7 +333,7 @@ impl Sender {
 
     fn disconnected(&mut self) {
         self.connected = false;
-        self.shared.connected.store(false, Ordering::Relaxed);
+        self.state.set_connected(false);
         self.requests.clear();
         self.inflight = None;
         self.health_sent = None;
@@ -405,7 +351,7 @@ impl Sender {
                 }
                 self.failures = 0;
                 self.connected = true;
-                self.shared.connected.store(true, Ordering::Relaxed);
+                self.state.set_connected(true);
                 self.requests.clear();
                 self.inflight = None;
                 self.publish("availability", "online", true, None);
@@ -423,7 +369,7 @@ impl Sender {
                 if let Some((seq, Some(pkid))) = self.inflight {
                     if pkid == ack.pkid {
                         self.spool.remove(seq);
-                        self.shared.delivered.fetch_add(1, Ordering::Relaxed);
+                        self.state.delivered();
                         self.inflight = None;
                     }
                 }
@@ -435,7 +381,7 @@ impl Sender {
     /// Publishes the latest health if it changed, and the oldest spooled event if none
     /// is waiting for its PUBACK.
     fn send_next(&mut self) {
-        let health = self.shared.health.lock().ok().and_then(|h| h.clone());
+        let health = self.state.health.lock().ok().and_then(|h| h.clone());
         if health.is_some() && health != self.health_sent {
             if let Some(h) = &health {
                 if self.publish("health", h.clone(), true, None) {

@@ -7,44 +7,16 @@
 //! `Authorization: Bearer TOKEN`; the environment variable `AVACTION_WEBHOOK_TOKEN`
 //! works too), `timeout_s=N` (per request, default 10).
 
+use super::link::{Link, LinkState};
 use super::spool::Spool;
 use super::Output;
 use super::{backoff, known_keys, redact, split_query, Record, Sink, SinkOptions, SinkStats};
 use crate::{err, Result};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The webhook sink.
 pub struct WebhookSink {
-    name: String,
-    spool: Arc<Spool>,
-    shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
-}
-
-#[derive(Default)]
-struct Shared {
-    delivered: AtomicU64,
-    connected: AtomicBool,
-    stop: AtomicBool,
-    deadline: Mutex<Option<Instant>>,
-}
-
-impl Shared {
-    fn stopping_done(&self, spool: &Spool) -> bool {
-        if !self.stop.load(Ordering::SeqCst) {
-            return false;
-        }
-        let past = self
-            .deadline
-            .lock()
-            .ok()
-            .and_then(|d| *d)
-            .is_none_or(|d| Instant::now() >= d);
-        past || spool.depth() == 0
-    }
+    link: Link,
 }
 
 /// Checks the URL has a host and the options are known and in range.
@@ -97,27 +69,18 @@ impl WebhookSink {
             None => Duration::from_secs(10),
             Some(v) => timeout(&v).map_err(|why| err!(Config, "sink {name}: {why}"))?,
         };
-        let spool = Arc::new(Spool::open(&options.spool_dir(&name), options.spool_max)?);
-        let shared = Arc::new(Shared::default());
+        let spool = Spool::open(&options.spool_dir(&name), options.spool_max)?;
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
             .build()
             .into();
-        let thread = {
-            let (spool, shared, named) = (spool.clone(), shared.clone(), name.clone());
-            let url = url.to_string();
-            std::thread::Builder::new()
-                .name("avaction-webhook".into())
-                .spawn(move || send_loop(&agent, &url, token.as_deref(), &spool, &shared, &named))
-                .map_err(|e| err!(Io, "sink {name}: thread").caused_by(e))?
-        };
-        Ok(WebhookSink {
-            name,
-            spool,
-            shared,
-            thread: Some(thread),
-        })
+        let named = name.clone();
+        let url = url.to_string();
+        let link = Link::start(name, spool, "avaction-webhook", move |spool, state| {
+            send_loop(&agent, &url, token.as_deref(), &spool, &state, &named)
+        })?;
+        Ok(WebhookSink { link })
     }
 }
 
@@ -126,11 +89,12 @@ fn send_loop(
     url: &str,
     token: Option<&str>,
     spool: &Spool,
-    shared: &Shared,
+    state: &LinkState,
     name: &str,
 ) {
     let mut failures = 0u32;
-    while !shared.stopping_done(spool) {
+    let idle = || spool.depth() == 0;
+    while !state.done(idle()) {
         let Some((seq, body)) = spool.oldest(Duration::from_millis(100)) else {
             continue;
         };
@@ -146,8 +110,8 @@ fn send_loop(
         match outcome {
             Ok(()) => {
                 spool.remove(seq);
-                shared.delivered.fetch_add(1, Ordering::Relaxed);
-                shared.connected.store(true, Ordering::Relaxed);
+                state.delivered();
+                state.set_connected(true);
                 if failures > 0 {
                     log::info!(
                         "sink {name}: delivering again; {} events to send",
@@ -158,14 +122,11 @@ fn send_loop(
             }
             Err(why) => {
                 failures += 1;
-                shared.connected.store(false, Ordering::Relaxed);
+                state.set_connected(false);
                 if failures == 1 {
                     log::warn!("sink {name}: {why}; retrying, events wait in the spool");
                 }
-                let until = Instant::now() + backoff(failures);
-                while Instant::now() < until && !shared.stopping_done(spool) {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
+                state.pause(backoff(failures), &idle);
             }
         }
     }
@@ -173,43 +134,24 @@ fn send_loop(
 
 impl Sink for WebhookSink {
     fn name(&self) -> String {
-        self.name.clone()
+        self.link.name.clone()
     }
 
     fn deliver(&mut self, record: &Record) -> Result<()> {
         match record.output {
-            Output::Event(_) => self.spool.push(record.to_json().to_string().as_bytes()),
+            Output::Event(_) => self
+                .link
+                .spool
+                .push(record.to_json().to_string().as_bytes()),
             _ => Ok(()),
         }
     }
 
     fn close(&mut self, within: Duration) {
-        let deadline = Instant::now() + within;
-        if let Ok(mut d) = self.shared.deadline.lock() {
-            *d = Some(deadline);
-        }
-        self.shared.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            super::join_by(t, deadline);
-        }
+        self.link.close(within);
     }
 
     fn stats(&self) -> SinkStats {
-        SinkStats {
-            name: self.name.clone(),
-            delivered: self.shared.delivered.load(Ordering::Relaxed),
-            failed: 0,
-            spooled: self.spool.depth(),
-            spool_dropped: self.spool.dropped(),
-            connected: self.shared.connected.load(Ordering::Relaxed),
-        }
-    }
-}
-
-impl Drop for WebhookSink {
-    fn drop(&mut self) {
-        if self.thread.is_some() {
-            self.close(Duration::ZERO);
-        }
+        self.link.stats()
     }
 }
