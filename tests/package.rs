@@ -116,6 +116,15 @@ fn the_package_installs_runs_and_uninstalls() {
         "systemd-analyze has remarks on the unit: {log}"
     );
 
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata("/etc/avaction/avaction.toml").expect("the config");
+        assert_eq!(
+            meta.mode() & 0o777,
+            0o640,
+            "the config is not world-readable"
+        );
+    }
     let (ok, version) = sh("/usr/bin/avaction", &["--version"]);
     assert!(ok && version.starts_with("avaction "), "{version}");
     let (ok, check) = sh(
