@@ -4,11 +4,17 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// Runs the binary from `/` with `env`; returns (exit code, stdout, stderr).
 fn from_root(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_avaction"))
+    run_from_root(Path::new(env!("CARGO_BIN_EXE_avaction")), args, env)
+}
+
+/// Runs `bin` from `/` with `env`; returns (exit code, stdout, stderr).
+fn run_from_root(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = Command::new(bin)
         .args(args)
         .envs(env.iter().copied())
         .current_dir("/")
@@ -107,7 +113,7 @@ fn the_installed_binary_runs_the_default_model_from_the_root_directory() {
     let root = common::temp_dir("cargo-install");
     let cargo = option_env!("CARGO").unwrap_or("cargo");
     // The target folder this test binary was built into: `<target>/debug/avaction`.
-    let target_dir = std::path::Path::new(env!("CARGO_BIN_EXE_avaction"))
+    let target_dir = Path::new(env!("CARGO_BIN_EXE_avaction"))
         .ancestors()
         .nth(2)
         .expect("target folder");
@@ -126,9 +132,10 @@ fn the_installed_binary_runs_the_default_model_from_the_root_directory() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let bin = root.join("bin/avaction");
-    let out = Command::new(&bin)
-        .args([
+    // An empty AVACTION_MODELS names no folder: the bundle comes from the search.
+    let (code, stdout, stderr) = run_from_root(
+        &root.join("bin/avaction"),
+        &[
             "run",
             "--video",
             "test:ball",
@@ -137,19 +144,10 @@ fn the_installed_binary_runs_the_default_model_from_the_root_directory() {
             "--duration",
             "2",
             "--json",
-        ])
-        .env_remove("AVACTION_MODELS")
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run the installed avaction");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &[("AVACTION_MODELS", "")],
     );
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains(r#""type":"prediction""#), "{stdout}");
     std::fs::remove_dir_all(&root).ok();
 }
