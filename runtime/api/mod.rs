@@ -15,12 +15,14 @@ pub use stats::Stats;
 use crate::backend::engine_cache::{EngineCache, Precision};
 use crate::backend::{BackendChoice, BackendOptions};
 use crate::capture::audio::Microphone;
+use crate::capture::clip::{ClipBranch, ClipTap};
 use crate::capture::video::VideoCapture;
 use crate::capture::{
     AudioSource, CaptureEvent, CaptureStats, LabelOverlay, SourceWatch, VideoSource,
 };
 use crate::clock::{Nanos, Timeline};
 use crate::decode::{Decoder, Event, WindowScores};
+use crate::deliver::clips::{ClipModel, ClipSink};
 use crate::health::{Health, HealthBoard, Reason, SourceKind};
 use crate::infer::{decoder_labels, plan, InputAssembler, ModelRunner};
 use crate::model::Bundle;
@@ -59,6 +61,8 @@ pub struct RuntimeBuilder {
     supervision: Policy,
     panic_in: Option<String>,
     sinks: Vec<Box<dyn crate::deliver::Sink>>,
+    clips: Option<crate::deliver::clips::ClipOptions>,
+    target_clip_encoder: Option<crate::capture::clip::ClipEncoder>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -93,6 +97,8 @@ impl Default for RuntimeBuilder {
             supervision: Policy::default(),
             panic_in: None,
             sinks: Vec::new(),
+            clips: None,
+            target_clip_encoder: None,
         }
     }
 }
@@ -158,6 +164,9 @@ impl RuntimeBuilder {
     /// is invalid.
     pub fn target(mut self, target: &crate::target::Target) -> Result<Self> {
         self.camera = Some(target.capture.clone());
+        if let Some(encoder) = &target.clips.encoder {
+            self.target_clip_encoder = Some(crate::capture::clip::ClipEncoder::new(encoder)?);
+        }
         Ok(self
             .backend(target.backend_choice()?)
             .precision(target.precision()?)
@@ -246,6 +255,16 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Writes an evidence clip around each event onset (all labels, or
+    /// [`ClipOptions::labels`](crate::deliver::clips::ClipOptions::labels)): the video
+    /// and audio from the pre-roll to the post-roll as one playable file with a JSON
+    /// sidecar; see [`crate::deliver::clips`]. The capture then also encodes its frames
+    /// (full size up to a height) into a bounded ring in memory.
+    pub fn clips(mut self, options: crate::deliver::clips::ClipOptions) -> Self {
+        self.clips = Some(options);
+        self
+    }
+
     /// Delivers every output to `callback` on the inference thread instead of the
     /// channel. Keep it short: it delays the next window. A panic in it ends the run:
     /// [`Runtime::finish`] returns a [`Stopped`](crate::ErrorKind::Stopped) error naming
@@ -305,6 +324,22 @@ impl RuntimeBuilder {
         if !from_video {
             vcfg.audio_rate = None;
         }
+        let clip_tap = match &mut self.clips {
+            Some(options) => {
+                options.validate()?;
+                if options.encoder.is_none() {
+                    options.encoder = self.target_clip_encoder.clone();
+                }
+                let tap = Arc::new(ClipTap::new(options.ring_span(), options.memory_bytes));
+                vcfg.clip = Some(ClipBranch {
+                    tap: tap.clone(),
+                    encoder: options.encoder.clone().unwrap_or_default(),
+                    max_height: options.max_height,
+                });
+                Some(tap)
+            }
+            None => None,
+        };
         let board = Arc::new(HealthBoard::new());
         let mut supervised = Vec::new();
         let video_watch = Arc::new(SourceWatch::new(timeline, self.video.is_live()));
@@ -446,7 +481,17 @@ impl RuntimeBuilder {
             max_pending: if live { 8 } else { defaults.max_pending },
             ..defaults
         };
-        let stream = WindowStream::new(WindowScheduler::new(wcfg)?, cap_rx);
+        let mut stream = WindowStream::new(WindowScheduler::new(wcfg)?, cap_rx);
+        if let (Some(options), Some(tap)) = (&self.clips, &clip_tap) {
+            stream = stream.with_clip_tap(tap.clone());
+            let mut graphs = vec![bundle.graph.clone()];
+            graphs.extend(bundle.runtime_graphs().into_iter().map(|g| g.path));
+            graphs.dedup();
+            let model = ClipModel::hash(&m.name, &m.version, &bundle.dir, &graphs)?;
+            let sink =
+                ClipSink::start(options, tap.clone(), model, timeline, (live, m.window.fps))?;
+            self.sinks.push(Box::new(sink));
+        }
         let shared = Arc::new(Shared::new(
             capture_stats,
             backend_status,

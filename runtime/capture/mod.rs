@@ -4,6 +4,7 @@
 //! bounded channel; drops are counted in [`CaptureStats`].
 
 pub mod audio;
+pub mod clip;
 pub mod video;
 mod watch;
 

@@ -21,6 +21,23 @@ pub fn seconds(text: &str) -> Result<f64, String> {
     seconds_value(v).map_err(|why| format!("{text:?}: {why}"))
 }
 
+/// A clip's pre-roll or post-roll: seconds from 0 to 120.
+pub fn roll(text: &str) -> Result<f64, String> {
+    let v: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    roll_value(v).map_err(|why| format!("{text:?}: {why}"))
+}
+
+/// [`roll`] for a number already parsed.
+pub fn roll_value(v: f64) -> Result<f64, String> {
+    if !(0.0..=120.0).contains(&v) {
+        return Err(format!("{v}: must be from 0 to 120 seconds"));
+    }
+    Ok(v)
+}
+
 /// [`seconds`] for a number already parsed (e.g. from a config file).
 pub fn seconds_value(v: f64) -> Result<f64, String> {
     if !v.is_finite() || v <= 0.0 {

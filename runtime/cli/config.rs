@@ -138,6 +138,36 @@ pub struct RunOptions {
     #[arg(long, value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
+    /// Write an evidence clip (video + audio around each event onset, with a JSON
+    /// sidecar) into this folder; see README "Evidence clips".
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clips: Option<PathBuf>,
+    /// Only onsets of this label make a clip (repeatable) [default: every label].
+    #[arg(long, value_name = "LABEL")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clip_label: Vec<String>,
+    /// Seconds of a clip before the onset [default: 5; 0 to 120].
+    #[arg(long, value_name = "SECS", value_parser = args::roll)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_pre_roll: Option<f64>,
+    /// Seconds of a clip after the onset [default: 5; 0 to 120].
+    #[arg(long, value_name = "SECS", value_parser = args::roll)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_post_roll: Option<f64>,
+    /// Most megabytes of clips kept in the folder; the oldest go first [default: 1024].
+    #[arg(long, value_name = "MB")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_max_mb: Option<u64>,
+    /// Days a clip is kept [default: 7].
+    #[arg(long, value_name = "DAYS", value_parser = args::seconds)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_max_days: Option<f64>,
+    /// Video encoder of clips: vp8enc (WebM), openh264enc, x264enc or nvv4l2h264enc
+    /// (H.264 in Matroska) [default: the target's, else vp8enc].
+    #[arg(long, value_name = "ELEMENT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_encoder: Option<String>,
     /// Source supervision (config file only): when a source counts as stalled, frozen
     /// or silent, and how reconnects back off.
     #[arg(skip)]
@@ -272,6 +302,24 @@ impl RunOptions {
         if let Some(d) = self.duration {
             args::seconds_value(d).map_err(|why| config_error("duration", why))?;
         }
+        for (key, roll) in [
+            ("clip_pre_roll", self.clip_pre_roll),
+            ("clip_post_roll", self.clip_post_roll),
+        ] {
+            if let Some(r) = roll {
+                args::roll_value(r).map_err(|why| config_error(key, why))?;
+            }
+        }
+        if let Some(d) = self.clip_max_days {
+            args::seconds_value(d).map_err(|why| config_error("clip_max_days", why))?;
+        }
+        if self.clip_max_mb == Some(0) {
+            return Err(config_error("clip_max_mb", "must be at least 1"));
+        }
+        if let Some(e) = &self.clip_encoder {
+            avaction::capture::clip::ClipEncoder::new(e)
+                .map_err(|e| config_error("clip_encoder", e.message()))?;
+        }
         for s in &self.labels {
             args::sentence(s).map_err(|why| config_error("labels", why))?;
         }
@@ -325,6 +373,7 @@ impl RunOptions {
         }
         self.engine_cache = self.engine_cache.as_deref().map(join);
         self.state_dir = self.state_dir.as_deref().map(join);
+        self.clips = self.clips.as_deref().map(join);
         self.label_file = self.label_file.iter().map(|p| join(p)).collect();
     }
 
@@ -362,6 +411,13 @@ impl RunOptions {
             state_dir: self.state_dir.or(file.state_dir),
             spool_max: self.spool_max.or(file.spool_max),
             metrics: self.metrics.or(file.metrics),
+            clips: self.clips.or(file.clips),
+            clip_label: list(self.clip_label, file.clip_label),
+            clip_pre_roll: self.clip_pre_roll.or(file.clip_pre_roll),
+            clip_post_roll: self.clip_post_roll.or(file.clip_post_roll),
+            clip_max_mb: self.clip_max_mb.or(file.clip_max_mb),
+            clip_max_days: self.clip_max_days.or(file.clip_max_days),
+            clip_encoder: self.clip_encoder.or(file.clip_encoder),
             supervision: file.supervision,
         }
     }
@@ -407,6 +463,35 @@ impl RunOptions {
             o.spool_max = n;
         }
         o
+    }
+
+    /// The evidence-clip settings, when `clips` is set.
+    ///
+    /// # Errors
+    /// [`Config`](ErrorKind::Config) for an unknown encoder.
+    pub fn clip_options(&self) -> Result<Option<avaction::deliver::clips::ClipOptions>> {
+        let Some(dir) = &self.clips else {
+            return Ok(None);
+        };
+        let mut o = avaction::deliver::clips::ClipOptions::new(dir);
+        o.labels = self.clip_label.clone();
+        if let Some(s) = self.clip_pre_roll {
+            o.pre_roll = Duration::from_secs_f64(s);
+        }
+        if let Some(s) = self.clip_post_roll {
+            o.post_roll = Duration::from_secs_f64(s);
+        }
+        if let Some(mb) = self.clip_max_mb {
+            o.max_bytes = mb.saturating_mul(1 << 20);
+        }
+        if let Some(days) = self.clip_max_days {
+            o.max_age = Duration::from_secs_f64((days * 86_400.0).min(1e12));
+        }
+        if let Some(e) = &self.clip_encoder {
+            o.encoder = Some(avaction::capture::clip::ClipEncoder::new(e)?);
+        }
+        o.validate()?;
+        Ok(Some(o))
     }
 
     /// The bundle to run (the default when unset).
@@ -477,6 +562,12 @@ impl RunOptions {
                 "until stopped or the media ends",
             ),
             ("display", self.display.is_none(), "no window"),
+            ("clips", self.clips.is_none(), "no evidence clips"),
+            (
+                "clip_encoder",
+                self.clip_encoder.is_none(),
+                "the target's, else vp8enc",
+            ),
         ]
         .into_iter()
         .filter(|(_, unset, _)| *unset)
@@ -532,10 +623,36 @@ mod tests {
             ),
             ("[supervision]\nmax_attempts = 0", "max_attempts"),
             ("threads = \"two\"", "threads"),
+            ("clip_pre_roll = 121", "clip_pre_roll"),
+            ("clip_post_roll = -1", "clip_post_roll"),
+            ("clip_max_mb = 0", "clip_max_mb"),
+            ("clip_max_days = 0", "clip_max_days"),
+            ("clip_encoder = \"nvh264enc\"", "clip_encoder"),
         ] {
             let e = parse(text).expect_err(text);
             assert!(e.message().contains(key), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn clip_keys_make_clip_options_with_paths_beside_the_file() {
+        let o = parse(
+            "clips = \"clips\"\nclip_label = [\"a\", \"b\"]\nclip_pre_roll = 0\nclip_post_roll = 2.5\nclip_max_mb = 3\nclip_max_days = 0.5\nclip_encoder = \"openh264enc\"\n",
+        )
+        .unwrap();
+        let c = o.clip_options().unwrap().unwrap();
+        assert!(
+            c.dir.is_absolute() && c.dir.ends_with("clips"),
+            "{:?}",
+            c.dir
+        );
+        assert_eq!(c.labels, ["a", "b"]);
+        assert_eq!(c.pre_roll, Duration::ZERO);
+        assert_eq!(c.post_roll, Duration::from_millis(2500));
+        assert_eq!(c.max_bytes, 3 << 20);
+        assert_eq!(c.max_age, Duration::from_secs(43_200));
+        assert_eq!(c.encoder.unwrap().element, "openh264enc");
+        assert!(parse("").unwrap().clip_options().unwrap().is_none());
     }
 
     #[test]

@@ -246,6 +246,7 @@ fn config_check(file: &std::path::Path) -> Result<()> {
     for spec in &options.sink {
         avaction::deliver::check(spec).map_err(in_file)?;
     }
+    options.clip_options().map_err(in_file)?;
     outln!("# {}: valid; bundle {}", file.display(), bundle.display());
     outln!("{}", options.effective_toml()?.trim_end());
     Ok(())
@@ -338,6 +339,9 @@ fn run(args: config::RunOptions) -> Result<Ran> {
         builder = builder.display(sink.clone());
     }
     builder = builder.supervision(args.supervision.policy()?);
+    if let Some(clips) = args.clip_options()? {
+        builder = builder.clips(clips);
+    }
     let sink_options = args.sink_options();
     for spec in &args.sink {
         builder = builder.sink(avaction::deliver::open(spec, &sink_options)?);

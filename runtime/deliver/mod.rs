@@ -6,7 +6,9 @@
 //!   file, fsynced per event, rotated by size;
 //! - [`mqtt`]: events on `PREFIX/events`, a retained ON/OFF state per label, retained
 //!   availability and health, to an MQTT broker;
-//! - [`webhook`]: an HTTP POST per event.
+//! - [`webhook`]: an HTTP POST per event;
+//! - [`clips`]: evidence clips, the video and audio around each onset with a JSON
+//!   sidecar (made by the runtime builder's `clips`, which taps the capture).
 //!
 //! Network sinks never block the runtime: each event is first written to the sink's
 //! [`spool`] on disk, then sent by the sink's own thread, oldest first, and removed only
@@ -44,6 +46,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod clips;
 pub mod jsonl;
 mod link;
 pub mod mqtt;

@@ -63,6 +63,18 @@ pub struct Target {
     pub window: TargetWindow,
     /// Optical-flow settings.
     pub flow: TargetFlow,
+    /// Evidence-clip settings (`[clips]`, optional).
+    #[serde(default)]
+    pub clips: TargetClips,
+}
+
+/// `[clips]` of a profile.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetClips {
+    /// The clips' video encoder (one of
+    /// [`CLIP_ENCODERS`](crate::capture::clip::CLIP_ENCODERS)); unset: `vp8enc`.
+    pub encoder: Option<String>,
 }
 
 /// `[backend]` of a profile.
@@ -267,6 +279,10 @@ impl Target {
                 "backend.threads {} must be in 1..=64",
                 self.backend.threads
             )));
+        }
+        if let Some(encoder) = &self.clips.encoder {
+            crate::capture::clip::ClipEncoder::new(encoder)
+                .map_err(|e| fail(format!("clips.{}", e.message())))?;
         }
         let c = &self.capture;
         if c.width > 16384 || c.height > 16384 || c.fps > 1000 || (c.width == 0) != (c.height == 0)

@@ -3,12 +3,14 @@
 //! every reader of windows: the runtime's window thread and `avaction features`.
 
 use super::{Window, WindowScheduler, WindowStats};
+use crate::capture::clip::ClipTap;
 use crate::capture::CaptureEvent;
 use crate::clock::Nanos;
 use crate::health::SourceKind;
 use crate::Result;
 use serde::Serialize;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What [`WindowStream::next`] found.
@@ -36,6 +38,7 @@ pub struct WindowStream {
     /// The times of the two latest frames (to tell where the media ended).
     last_frames: (Option<Nanos>, Option<Nanos>),
     frontend_time: Duration,
+    clip_tap: Option<Arc<ClipTap>>,
 }
 
 /// How a source that ends by itself (a file) ended.
@@ -61,7 +64,14 @@ impl WindowStream {
             end: None,
             last_frames: (None, None),
             frontend_time: Duration::ZERO,
+            clip_tap: None,
         }
+    }
+
+    /// Also keeps every audio chunk received in `tap`, for evidence clips.
+    pub fn with_clip_tap(mut self, tap: Arc<ClipTap>) -> WindowStream {
+        self.clip_tap = Some(tap);
+        self
     }
 
     /// The next window. A window already complete is returned at once; otherwise the
@@ -96,6 +106,9 @@ impl WindowStream {
                 pushed?;
             }
             Ok(CaptureEvent::Audio(chunk)) => {
+                if let Some(tap) = &self.clip_tap {
+                    tap.push_audio(&chunk);
+                }
                 let t0 = Instant::now();
                 self.scheduler.push_audio(&chunk);
                 self.frontend_time += t0.elapsed();

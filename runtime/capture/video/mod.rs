@@ -19,17 +19,19 @@ pub use overlay::LabelOverlay;
 
 pub(crate) use devices::camera_source;
 
+use super::clip::ClipBranch;
 use super::{CaptureEvent, CaptureStats, SourceWatch, VideoSource};
 use crate::clock::{Nanos, Timeline};
 use crate::{err, Result};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use pads::{connect_decoder_pads, wait_until_playing, PadState};
-use pipeline::{add_and_link_source, build_video_branch, make_element, set_enum_property};
+use pipeline::{add_and_link_source, build_video_branch};
+pub(crate) use pipeline::{make_element, set_enum_property};
 use plan::{validate_config, SourcePlan};
 use pull::{
-    audio_loop, bus_loop, measure_clock_offset, spawn_named, video_loop, Flags, PullContext,
-    Stamping,
+    audio_loop, bus_loop, clip_loop, measure_clock_offset, spawn_named, video_loop, Flags,
+    PullContext, Stamping,
 };
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
@@ -65,6 +67,9 @@ pub struct VideoConfig {
     /// them is refused with a [`Video`](crate::ErrorKind::Video) error naming its size and
     /// the limit, before frames of that size are scaled or converted.
     pub limits: MediaLimits,
+    /// Evidence clips: also encode the frames (full size, up to a height) into a ring in
+    /// memory ([`ClipBranch`]); `None`: no clip branch.
+    pub clip: Option<ClipBranch>,
 }
 
 impl VideoConfig {
@@ -82,6 +87,7 @@ impl VideoConfig {
             display_sink: None,
             camera: None,
             limits: MediaLimits::default(),
+            clip: None,
         }
     }
 }
@@ -179,7 +185,7 @@ impl VideoCapture {
         let live = plan.is_live();
         let live_delivery = live || cfg.realtime;
         let pipeline = gst::Pipeline::new();
-        let video_sink = build_video_branch(&pipeline, cfg, live, live_delivery)?;
+        let (video_sink, clip_sink) = build_video_branch(&pipeline, cfg, live, live_delivery)?;
         let video_entry = pipeline
             .by_name("avaction-video-in")
             .ok_or_else(|| err!(Video, "internal: video branch entry missing"))?;
@@ -309,6 +315,13 @@ impl VideoCapture {
             let size = (cfg.width, cfg.height);
             move || video_loop(video_sink, ctx, fps, size)
         })?);
+        if let (Some(sink), Some(clip)) = (clip_sink, &cfg.clip) {
+            capture.threads.push(spawn_named("avaction-clip", {
+                let ctx = ctx.clone();
+                let tap = clip.tap.clone();
+                move || clip_loop(sink, ctx, tap)
+            })?);
+        }
         if let (Some(sink), Some(rate)) = (audio_sink, cfg.audio_rate) {
             capture.threads.push(spawn_named("avaction-file-audio", {
                 let ctx = ctx.clone();

@@ -7,12 +7,16 @@
 //!        v
 //!  {videorate "avaction-video-in"}
 //!        |
-//!        |  with a display sink only:
+//!        |  with a display sink or clips only:
 //!        |  {tee} -+- {queue} ---------------------------------------------------+
 //!        |         |                                                              |
-//!        |         +- {queue leaky=downstream} - {videoconvert}                   |
-//!        |              - {textoverlay "avaction-overlay"} - {videoconvert}       |
-//!        |              - {display sink, sync=false}                              |
+//!        |         +- display: {queue leaky=downstream} - {videoconvert}          |
+//!        |         |    - {textoverlay "avaction-overlay"} - {videoconvert}       |
+//!        |         |    - {display sink, sync=false}                              |
+//!        |         +- clips: {queue (leaky when live)} - {videoconvert}           |
+//!        |              - {videoscale} - {capsfilter I420, height <= max}         |
+//!        |              - {encoder} - [{h264parse}] - {appsink} ==> clip puller   |
+//!        |              (nvv4l2h264enc: {nvvidconv} - NVMM caps instead)         |
 //!        v                                                                        |
 //!  {videoconvert} - {videoscale} - {videoconvert} <-------------------------------+
 //!        - {capsfilter RGB WxH PAR 1/1 fps} - {appsink}  ==> video puller
@@ -25,6 +29,7 @@
 
 use super::overlay::OVERLAY_NAME;
 use super::VideoConfig;
+use crate::capture::clip::ClipBranch;
 use crate::{err, Result};
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -38,11 +43,15 @@ pub(super) fn plugin_package(factory: &str) -> &'static str {
     match factory {
         "v4l2src" => "gstreamer1.0-plugins-good",
         "autovideosrc" => "gstreamer1.0-plugins-good",
+        "vp8enc" => "gstreamer1.0-plugins-good",
+        "openh264enc" | "h264parse" => "gstreamer1.0-plugins-bad",
+        "x264enc" => "gstreamer1.0-plugins-ugly",
+        "nvv4l2h264enc" | "nvvidconv" => "nvidia-l4t-gstreamer (JetPack)",
         _ => "gstreamer1.0-plugins-base",
     }
 }
 
-pub(super) fn make_element(factory: &str) -> Result<gst::Element> {
+pub(crate) fn make_element(factory: &str) -> Result<gst::Element> {
     gst::ElementFactory::make(factory).build().map_err(|_| {
         err!(
             Video,
@@ -54,7 +63,7 @@ pub(super) fn make_element(factory: &str) -> Result<gst::Element> {
 
 /// Sets an enum property from its nick, name or number, with a clear error listing the
 /// allowed values (GStreamer's own string setter panics on a bad value).
-pub(super) fn set_enum_property(element: &gst::Element, property: &str, value: &str) -> Result<()> {
+pub(crate) fn set_enum_property(element: &gst::Element, property: &str, value: &str) -> Result<()> {
     let pspec = element
         .find_property(property)
         .ok_or_else(|| err!(Video, "element has no property '{property}'"))?;
@@ -98,13 +107,14 @@ pub(super) fn add_and_link_source(
 }
 
 /// `videorate ! videoconvert ! videoscale ! videoconvert ! capsfilter ! appsink`; the
-/// first element is named `avaction-video-in`.
+/// first element is named `avaction-video-in`. With a display or clips, a `tee` after
+/// `videorate` feeds their branches too; returns the model's appsink and the clips'.
 pub(super) fn build_video_branch(
     pipeline: &gst::Pipeline,
     cfg: &VideoConfig,
     live: bool,
     live_delivery: bool,
-) -> Result<gst_app::AppSink> {
+) -> Result<(gst_app::AppSink, Option<gst_app::AppSink>)> {
     let rate = make_element("videorate")?;
     rate.set_property("name", "avaction-video-in");
     let convert_in = make_element("videoconvert")?;
@@ -139,27 +149,118 @@ pub(super) fn build_video_branch(
         .add_many([&rate])
         .and_then(|_| pipeline.add_many(model_path))
         .map_err(|e| err!(Video, "cannot assemble the video branch").caused_by(e))?;
-    match &cfg.display_sink {
-        None => gst::Element::link_many([&rate, &convert_in])
-            .map_err(|e| err!(Video, "cannot link the video branch").caused_by(e))?,
-        Some(display) => add_display_branch(pipeline, &rate, &convert_in, display)?,
+    let mut clip_sink = None;
+    if cfg.display_sink.is_none() && cfg.clip.is_none() {
+        gst::Element::link_many([&rate, &convert_in])
+            .map_err(|e| err!(Video, "cannot link the video branch").caused_by(e))?;
+    } else {
+        let tee = make_element("tee")?;
+        let model_queue = make_element("queue")?;
+        pipeline
+            .add_many([&tee, &model_queue])
+            .map_err(|e| err!(Video, "cannot assemble the video branch").caused_by(e))?;
+        gst::Element::link_many([&rate, &tee, &model_queue, &convert_in])
+            .map_err(|e| err!(Video, "cannot link the video branch").caused_by(e))?;
+        if let Some(display) = &cfg.display_sink {
+            add_display_branch(pipeline, &tee, display)?;
+        }
+        if let Some(clip) = &cfg.clip {
+            clip_sink = Some(add_clip_branch(
+                pipeline,
+                &tee,
+                clip,
+                cfg.fps,
+                live_delivery,
+            )?);
+        }
     }
     gst::Element::link_many(model_path)
         .map_err(|e| err!(Video, "cannot link the video branch").caused_by(e))?;
+    Ok((sink, clip_sink))
+}
+
+/// The clips' branch off `tee`: a queue (leaky for live sources, so that the encoder
+/// never holds the model back; files wait for it so that clips are whole), the picture
+/// scaled down to the clip's height, the encoder, the H.264 parser where there is one,
+/// and an appsink read by the clip puller.
+fn add_clip_branch(
+    pipeline: &gst::Pipeline,
+    tee: &gst::Element,
+    clip: &ClipBranch,
+    fps: u32,
+    live_delivery: bool,
+) -> Result<gst_app::AppSink> {
+    let queue = make_element("queue")?;
+    if live_delivery {
+        set_enum_property(&queue, "leaky", "downstream")?;
+    }
+    // Full-size raw frames: a few are enough to ride out the encoder's jitter.
+    queue.set_property("max-size-buffers", 4u32);
+    queue.set_property("max-size-time", 0u64);
+    queue.set_property("max-size-bytes", 0u32);
+    let height = gst::IntRange::new(2, clip.max_height.max(2) as i32);
+    let mut elements = vec![queue];
+    if clip.encoder.uses_nvmm() {
+        let caps = gst::Caps::builder("video/x-raw")
+            .features(["memory:NVMM"])
+            .field("format", "NV12")
+            .field("height", height)
+            .build();
+        elements.push(make_element("nvvidconv")?);
+        elements.push(capsfilter(&caps)?);
+    } else {
+        let caps = gst::Caps::builder("video/x-raw")
+            .field("format", "I420")
+            .field("height", height)
+            .build();
+        elements.push(make_element("videoconvert")?);
+        elements.push(make_element("videoscale")?);
+        elements.push(capsfilter(&caps)?);
+    }
+    let encoder = make_element(&clip.encoder.element)?;
+    clip.encoder.configure(&encoder, fps);
+    elements.push(encoder);
+    if let Some(parser) = clip.encoder.parser() {
+        elements.push(make_element(parser)?);
+        let caps = gst::Caps::builder("video/x-h264")
+            .field("stream-format", "avc")
+            .field("alignment", "au")
+            .build();
+        elements.push(capsfilter(&caps)?);
+    }
+    let sink = gst_app::AppSink::builder()
+        .max_buffers(64)
+        .drop(false)
+        .sync(false)
+        .enable_last_sample(false)
+        .build();
+    elements.push(sink.clone().upcast());
+    pipeline
+        .add_many(&elements)
+        .map_err(|e| err!(Video, "cannot assemble the clip branch").caused_by(e))?;
+    let mut chain = vec![tee];
+    chain.extend(elements.iter());
+    gst::Element::link_many(chain).map_err(|e| {
+        err!(
+            Video,
+            "cannot link the clip branch ({})",
+            clip.encoder.element
+        )
+        .caused_by(e)
+    })?;
     Ok(sink)
 }
 
-/// `rate ! tee`, one side `queue ! <model path>`, the other a leaky
+fn capsfilter(caps: &gst::Caps) -> Result<gst::Element> {
+    let filter = make_element("capsfilter")?;
+    filter.set_property("caps", caps);
+    Ok(filter)
+}
+
+/// The display's branch off `tee`: a leaky
 /// `queue ! videoconvert ! textoverlay ! videoconvert ! <display sink>`: the display
 /// shows the full-size frames with the current label and never holds the model back.
-fn add_display_branch(
-    pipeline: &gst::Pipeline,
-    rate: &gst::Element,
-    model_in: &gst::Element,
-    display: &str,
-) -> Result<()> {
-    let tee = make_element("tee")?;
-    let model_queue = make_element("queue")?;
+fn add_display_branch(pipeline: &gst::Pipeline, tee: &gst::Element, display: &str) -> Result<()> {
     let show_queue = make_element("queue")?;
     set_enum_property(&show_queue, "leaky", "downstream")?;
     show_queue.set_property("max-size-buffers", 2u32);
@@ -178,11 +279,9 @@ fn add_display_branch(
     }
     let show = [&show_queue, &convert_a, &overlay, &convert_b, &sink];
     pipeline
-        .add_many([&tee, &model_queue])
-        .and_then(|_| pipeline.add_many(show))
+        .add_many(show)
         .map_err(|e| err!(Video, "cannot assemble the display branch").caused_by(e))?;
-    gst::Element::link_many([rate, &tee, &model_queue, model_in])
-        .and_then(|_| tee.link(&show_queue))
+    tee.link(&show_queue)
         .and_then(|_| gst::Element::link_many(show))
         .map_err(|e| err!(Video, "cannot link the display branch ({display})").caused_by(e))?;
     Ok(())

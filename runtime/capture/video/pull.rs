@@ -2,6 +2,7 @@
 //! [`Timeline`], sending [`CaptureEvent`]s (blocking or live) and end-of-stream checks.
 
 use super::pads::describe_gst_error;
+use crate::capture::clip::{ClipTap, EncodedFrame};
 use crate::capture::{CaptureEvent, CaptureStats, SourceWatch};
 use crate::clock::{AudioChunk, Nanos, Timeline, VideoFrame};
 use crate::{err, Error, Result};
@@ -310,6 +311,33 @@ pub(super) fn video_loop(sink: gst_app::AppSink, ctx: PullContext, fps: u32, siz
         } else if ctx.live_delivery && !ctx.flags.halted.load(Ordering::SeqCst) {
             CaptureStats::add(&ctx.stats.frames_dropped, 1);
         }
+    }
+}
+
+/// Pulls encoded frames from the clip appsink into the clip tap until end of stream or
+/// stop. It neither ends nor fails the capture: clips are a side product.
+pub(super) fn clip_loop(sink: gst_app::AppSink, ctx: PullContext, tap: Arc<ClipTap>) {
+    while !ctx.flags.stop.load(Ordering::SeqCst) {
+        let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(POLL_INTERVAL_MS))
+        else {
+            if sink.is_eos() {
+                return;
+            }
+            continue;
+        };
+        let (Some(caps), Some(buffer)) = (sample.caps_owned(), sample.buffer_owned()) else {
+            continue;
+        };
+        let Some(t_ns) = buffer_time(&sample, &buffer, ctx.stamping) else {
+            continue;
+        };
+        let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        tap.push_video(EncodedFrame {
+            t_ns,
+            keyframe,
+            buffer,
+            caps,
+        });
     }
 }
 
