@@ -34,7 +34,7 @@
 //! let runtime = Runtime::builder()
 //!     .model("cavnet-ov-small")
 //!     .video(VideoSource::parse("camera"))
-//!     .audio(AudioSource::parse("mic")?)
+//!     .audio(AudioSource::parse("mic"))
 //!     .clips(clips)
 //!     .build()?;
 //! # Ok::<(), avaction::Error>(())
