@@ -229,10 +229,12 @@ struct ChunkEntry {
 }
 
 /// The media, in two contiguous rings (bytes and samples) with an index each. Kept
-/// contiguous on purpose: one small heap block per frame or chunk, living for the
-/// ring's span between short-lived full-size video frames, fragments the C heap that
-/// GStreamer shares (measured: +14 MB of resident memory per second of span with
-/// 1080p sources); these rings only grow, by doubling, until they fit the span.
+/// contiguous on purpose: a heap block per frame or chunk, living for the ring's span
+/// between GStreamer's short-lived full-size frames, fragments the C heap they share.
+/// With a 1080p source played at real time and 5 s + 5 s clips, resident memory
+/// settled at 415 MB with one block per frame, chunk and prediction, at 236 MB with
+/// these rings and the recorder's ([`crate::deliver::clips`]), against 129 MB without
+/// clips. The rings only grow, by doubling, until they hold the span.
 #[derive(Debug, Default)]
 struct Rings {
     frames: VecDeque<FrameEntry>,

@@ -429,6 +429,13 @@ fn run(args: config::RunOptions) -> Result<Ran> {
                 eprintln!("backend: {p}");
             }
             for s in stats.sinks.iter().filter(|s| s.name != "metrics") {
+                if s.name.starts_with("clips:") {
+                    eprintln!(
+                        "{}: {} clips written, {} onsets skipped, {} failed",
+                        s.name, s.delivered, s.spool_dropped, s.failed
+                    );
+                    continue;
+                }
                 eprintln!(
                     "sink {}: {} delivered, {} waiting in the spool, {} dropped from it, {} refused",
                     s.name, s.delivered, s.spooled, s.spool_dropped, s.failed

@@ -354,9 +354,9 @@ impl Drop for ClipSink {
 }
 
 /// The predictions of the last seconds, as JSON text in one contiguous ring with an
-/// index of (start, end, length): one heap block per prediction, living for seconds
-/// between GStreamer's full-size frames, fragments the C heap (measured: resident
-/// memory grew by hundreds of MB with a 1080p source; flat this way).
+/// index of (start, end, length), for the same reason as the capture's rings
+/// ([`ClipTap`]): parsed JSON values, dozens of heap blocks per prediction living for
+/// seconds, fragmented the C heap that GStreamer's full-size frames churn through.
 #[derive(Debug, Default)]
 struct ScoreRing {
     index: VecDeque<(f64, f64, usize)>,
