@@ -5,7 +5,7 @@
 # server for the loopback camera of tests/field.rs, dpkg-dev and systemd for the package
 # and its unit in tests/package.rs, mosquitto and its clients for the MQTT sink in
 # tests/deliver.rs, promtool (Debian prometheus) for tests/metrics.rs, ffprobe (Debian
-# ffmpeg) to check the evidence clips of tests/clips.rs). Safe to run twice: it only
+# ffmpeg) to check the evidence clips in tests/deliver.rs). Safe to run twice: it only
 # calls apt-get when something is missing.
 set -euo pipefail
 PACKAGES=(pkg-config build-essential libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev

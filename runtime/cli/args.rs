@@ -14,20 +14,21 @@ pub const MAX_SEEDS: u64 = 100_000;
 
 /// A number of seconds: finite, above zero, at most [`MAX_SECONDS`].
 pub fn seconds(text: &str) -> Result<f64, String> {
-    let v: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    seconds_value(v).map_err(|why| format!("{text:?}: {why}"))
+    parse_seconds(text, seconds_value)
 }
 
 /// A clip's pre-roll or post-roll: seconds from 0 to 120.
 pub fn roll(text: &str) -> Result<f64, String> {
+    parse_seconds(text, roll_value)
+}
+
+/// A number of seconds, checked by `check`; errors quote the text.
+fn parse_seconds(text: &str, check: fn(f64) -> Result<f64, String>) -> Result<f64, String> {
     let v: f64 = text
         .trim()
         .parse()
         .map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    roll_value(v).map_err(|why| format!("{text:?}: {why}"))
+    check(v).map_err(|why| format!("{text:?}: {why}"))
 }
 
 /// [`roll`] for a number already parsed.
