@@ -51,6 +51,68 @@ fn durations_must_be_finite_and_positive() {
 }
 
 #[test]
+fn clip_settings_are_checked_before_anything_opens() {
+    for (flag, bad) in [
+        ("--clip-pre-roll", "121"),
+        ("--clip-post-roll", "-1"),
+        ("--clip-pre-roll", "NaN"),
+        ("--clip-max-days", "0"),
+        ("--clip-max-days", "inf"),
+    ] {
+        let arg = format!("{flag}={bad}");
+        let first = refused(
+            &["run", "--video", "test:ball", "--audio", "none", &arg],
+            &[
+                flag,
+                if flag.ends_with("days") {
+                    "days"
+                } else {
+                    "seconds"
+                },
+            ],
+        );
+        println!("{flag} {bad}: {first}");
+    }
+    // Refused by the runtime (exit 1), naming what is wrong, before any source opens.
+    let dir = temp_dir("clips-args");
+    let file = dir.join("not-a-folder");
+    std::fs::write(&file, b"x").unwrap();
+    let inside = file.join("clips");
+    for (args, needle) in [
+        (
+            vec!["--clips", inside.to_str().unwrap()],
+            "cannot create the clips folder",
+        ),
+        (
+            vec![
+                "--clips",
+                dir.to_str().unwrap(),
+                "--clip-encoder",
+                "nvh264enc",
+            ],
+            "unknown clip encoder 'nvh264enc'",
+        ),
+    ] {
+        let mut all = vec![
+            "run",
+            "--video",
+            "camera:/dev/nonexistent",
+            "--audio",
+            "none",
+        ];
+        all.extend(args);
+        let run = avaction(&all, LIMIT);
+        assert_eq!(run.code, Some(1), "{all:?}: {}", run.stderr);
+        assert!(run.stderr.contains(needle), "{all:?}: {}", run.stderr);
+        assert!(
+            !run.stderr.contains("/dev/nonexistent"),
+            "{all:?}: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
 fn counts_must_be_at_least_one() {
     for (flag, bad) in [("--hop", "0"), ("--threads", "0"), ("--threads", "100000")] {
         let first = refused(

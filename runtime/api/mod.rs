@@ -289,6 +289,10 @@ impl RuntimeBuilder {
     pub fn build(mut self) -> Result<Runtime> {
         self.check()?;
         self.limits.validate()?;
+        if let Some(clips) = &self.clips {
+            // Before the model loads and the sources open: a bad folder fails at once.
+            clips.prepare()?;
+        }
         let model_dir = self
             .model
             .clone()
@@ -326,7 +330,6 @@ impl RuntimeBuilder {
         }
         let clip_tap = match &mut self.clips {
             Some(options) => {
-                options.validate()?;
                 if options.encoder.is_none() {
                     options.encoder = self.target_clip_encoder.clone();
                 }

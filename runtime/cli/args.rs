@@ -14,20 +14,39 @@ pub const MAX_SEEDS: u64 = 100_000;
 
 /// A number of seconds: finite, above zero, at most [`MAX_SECONDS`].
 pub fn seconds(text: &str) -> Result<f64, String> {
-    parse_seconds(text, seconds_value)
+    parse_number(text, "seconds", seconds_value)
 }
 
 /// A clip's pre-roll or post-roll: seconds from 0 to 120.
 pub fn roll(text: &str) -> Result<f64, String> {
-    parse_seconds(text, roll_value)
+    parse_number(text, "seconds", roll_value)
 }
 
-/// A number of seconds, checked by `check`; errors quote the text.
-fn parse_seconds(text: &str, check: fn(f64) -> Result<f64, String>) -> Result<f64, String> {
+/// A number of days: finite, above zero.
+pub fn days(text: &str) -> Result<f64, String> {
+    parse_number(text, "days", days_value)
+}
+
+/// [`days`] for a number already parsed.
+pub fn days_value(v: f64) -> Result<f64, String> {
+    if !v.is_finite() || v <= 0.0 || v > 36_500.0 {
+        return Err(format!(
+            "{v}: must be a number of days above 0 (at most 36500)"
+        ));
+    }
+    Ok(v)
+}
+
+/// A number of `unit`, checked by `check`; errors quote the text.
+fn parse_number(
+    text: &str,
+    unit: &str,
+    check: fn(f64) -> Result<f64, String>,
+) -> Result<f64, String> {
     let v: f64 = text
         .trim()
         .parse()
-        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+        .map_err(|_| format!("{text:?} is not a number of {unit}"))?;
     check(v).map_err(|why| format!("{text:?}: {why}"))
 }
 

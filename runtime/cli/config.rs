@@ -160,7 +160,7 @@ pub struct RunOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clip_max_mb: Option<u64>,
     /// Days a clip is kept [default: 7].
-    #[arg(long, value_name = "DAYS", value_parser = args::seconds)]
+    #[arg(long, value_name = "DAYS", value_parser = args::days)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clip_max_days: Option<f64>,
     /// Video encoder of clips: vp8enc (WebM), openh264enc, x264enc or nvv4l2h264enc
@@ -311,7 +311,7 @@ impl RunOptions {
             }
         }
         if let Some(d) = self.clip_max_days {
-            args::seconds_value(d).map_err(|why| config_error("clip_max_days", why))?;
+            args::days_value(d).map_err(|why| config_error("clip_max_days", why))?;
         }
         if self.clip_max_mb == Some(0) {
             return Err(config_error("clip_max_mb", "must be at least 1"));
@@ -485,7 +485,7 @@ impl RunOptions {
             o.max_bytes = mb.saturating_mul(1 << 20);
         }
         if let Some(days) = self.clip_max_days {
-            o.max_age = Duration::from_secs_f64((days * 86_400.0).min(1e12));
+            o.max_age = Duration::from_secs_f64(days * 86_400.0);
         }
         if let Some(e) = &self.clip_encoder {
             o.encoder = Some(avaction::capture::clip::ClipEncoder::new(e)?);

@@ -144,6 +144,25 @@ impl ClipOptions {
         Ok(())
     }
 
+    /// Checks the values, creates the folder and checks it can be written in.
+    ///
+    /// # Errors
+    /// As [`validate`](Self::validate); [`Io`](crate::ErrorKind::Io) naming the folder
+    /// when it cannot be created or written in.
+    pub fn prepare(&self) -> Result<()> {
+        self.validate()?;
+        let dir = &self.dir;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            err!(Io, "cannot create the clips folder {}", dir.display()).caused_by(e)
+        })?;
+        let probe = dir.join(format!(".avaction-probe-{}.part", std::process::id()));
+        std::fs::write(&probe, b"")
+            .and_then(|_| std::fs::remove_file(&probe))
+            .map_err(|e| {
+                err!(Io, "cannot write in the clips folder {}", dir.display()).caused_by(e)
+            })
+    }
+
     /// The time span the tap must keep.
     pub fn ring_span(&self) -> Nanos {
         Nanos::from(self.pre_roll + self.post_roll + RING_SLACK)
@@ -249,17 +268,8 @@ impl ClipSink {
         timeline: Timeline,
         (live, fps): (bool, u32),
     ) -> Result<ClipSink> {
-        options.validate()?;
+        options.prepare()?;
         let dir = &options.dir;
-        std::fs::create_dir_all(dir).map_err(|e| {
-            err!(Io, "cannot create the clips folder {}", dir.display()).caused_by(e)
-        })?;
-        let probe = dir.join(format!(".avaction-probe-{}.part", std::process::id()));
-        std::fs::write(&probe, b"")
-            .and_then(|_| std::fs::remove_file(&probe))
-            .map_err(|e| {
-                err!(Io, "cannot write in the clips folder {}", dir.display()).caused_by(e)
-            })?;
         retention::prune(dir, options.max_bytes, options.max_age);
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::sync_channel(256);
