@@ -90,6 +90,10 @@ const RING_SLACK: Duration = Duration::from_secs(10);
 /// Onsets that may wait for their post-roll at once; more are skipped and counted.
 const MAX_PENDING: usize = 16;
 
+/// Longest wait, once the source ended or the sink closed, for the clip branch's last
+/// frames.
+const FINISH_GRACE: Duration = Duration::from_secs(3);
+
 /// Longest [`Sink::close`] waits for clips being written.
 const CLOSE_WAIT: Duration = Duration::from_secs(20);
 
@@ -223,7 +227,8 @@ enum Job {
         label: String,
         time_s: f64,
     },
-    Ended,
+    /// The source ended; its last frame ends at this time.
+    Ended(Nanos),
 }
 
 /// The clip recorder, as a [`Sink`] (see the module docs).
@@ -316,7 +321,7 @@ impl Sink for ClipSink {
                     time_s: e.time_s,
                 }
             }
-            Output::End(_) => Job::Ended,
+            Output::End(e) => Job::Ended(Nanos::from_secs_f64(e.media_end_s)),
             _ => return Ok(()),
         };
         let Some(tx) = &self.tx else {
@@ -428,7 +433,8 @@ impl Recorder {
     fn run(self, rx: Receiver<Job>) {
         let mut scores = ScoreRing::default();
         let mut pending: Vec<Pending> = Vec::new();
-        let mut ended = false;
+        // When the source ended or the sink closed, and where the media ends.
+        let mut finishing: Option<(Instant, Nanos)> = None;
         let mut open = true;
         let keep_s = self.options.ring_span().as_secs_f64();
         while open || !pending.is_empty() {
@@ -458,9 +464,12 @@ impl Recorder {
                         });
                     }
                 }
-                Ok(Job::Ended) => ended = true,
+                Ok(Job::Ended(media_end)) => finishing = Some((Instant::now(), media_end)),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => open = false,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    open = false;
+                    finishing.get_or_insert((Instant::now(), Nanos::from_nanos(i64::MAX)));
+                }
             }
             let scored_until = scores.until();
             let captured_until = self.tap.newest_video();
@@ -470,7 +479,14 @@ impl Recorder {
                     let end_s = p.span.end.as_secs_f64();
                     let complete =
                         captured_until.is_some_and(|t| t >= p.span.end) && scored_until >= end_s;
-                    complete || ended || !open || now >= p.give_up
+                    // Once the source ended, the clip branch may still be encoding the
+                    // last frames: wait for them (a moment at most).
+                    let flushed = finishing.is_some_and(|(since, media_end)| {
+                        let last = media_end - self.frame_period * 2;
+                        captured_until.is_some_and(|t| t >= p.span.end.min(last))
+                            || now >= since + FINISH_GRACE
+                    });
+                    complete || flushed || now >= p.give_up
                 });
             pending = waiting;
             self.counters
