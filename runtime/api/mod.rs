@@ -336,7 +336,7 @@ impl RuntimeBuilder {
                 let tap = Arc::new(ClipTap::new(options.ring_span(), options.memory_bytes));
                 vcfg.clip = Some(ClipBranch {
                     tap: tap.clone(),
-                    encoder: options.encoder.clone().unwrap_or_default(),
+                    encoder: options.video_encoder(),
                     max_height: options.max_height,
                 });
                 Some(tap)

@@ -207,7 +207,6 @@ pub struct ClipBranch {
 /// Counters of the tap.
 #[derive(Debug, Default)]
 struct TapCounters {
-    frames: AtomicU64,
     evicted: AtomicU64,
 }
 
@@ -311,7 +310,6 @@ impl ClipTap {
                 return;
             }
         }
-        self.counters.frames.fetch_add(1, Ordering::Relaxed);
         r.newest_video = Some(frame.t_ns);
         r.bytes.extend(map.as_slice());
         r.frames.push_back(FrameEntry {

@@ -295,7 +295,7 @@ pub fn new_run_id() -> String {
             .map_or(0, |d| d.as_nanos() as u64);
         bytes = (t ^ (u64::from(std::process::id()) << 32)).to_le_bytes();
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::backend::engine_cache::hex(&bytes)
 }
 
 /// Outputs waiting for the deliverer before predictions are dropped (and events make

@@ -167,6 +167,11 @@ impl ClipOptions {
             })
     }
 
+    /// The video encoder: [`encoder`](Self::encoder), else `vp8enc`.
+    pub fn video_encoder(&self) -> ClipEncoder {
+        self.encoder.clone().unwrap_or_default()
+    }
+
     /// The time span the tap must keep.
     pub fn ring_span(&self) -> Nanos {
         Nanos::from(self.pre_roll + self.post_roll + RING_SLACK)
@@ -185,7 +190,8 @@ pub struct ClipModel {
 }
 
 impl ClipModel {
-    /// Hashes `files` (paths within `dir`).
+    /// Hashes `files` (paths within `dir`), each read as a stream (a large model is
+    /// never held in memory whole).
     ///
     /// # Errors
     /// [`Io`](crate::ErrorKind::Io) for a file that cannot be read.
@@ -193,12 +199,11 @@ impl ClipModel {
         use sha2::{Digest, Sha256};
         let mut graphs = Vec::new();
         for path in files {
-            let bytes = std::fs::read(path)
+            let mut hasher = Sha256::new();
+            std::fs::File::open(path)
+                .and_then(|mut f| std::io::copy(&mut f, &mut hasher))
                 .map_err(|e| err!(Io, "cannot read {} to hash it", path.display()).caused_by(e))?;
-            let hex: String = Sha256::digest(&bytes)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let hex = crate::backend::engine_cache::hex(&hasher.finalize());
             let shown = path.strip_prefix(dir).unwrap_or(path);
             graphs.push((shown.display().to_string(), hex));
         }
@@ -220,7 +225,12 @@ struct Counters {
 }
 
 enum Job {
-    Scores(Value),
+    /// A prediction: its window's span and the prediction as JSON text.
+    Scores {
+        start_s: f64,
+        end_s: f64,
+        json: String,
+    },
     Onset {
         event: Value,
         id: String,
@@ -280,7 +290,7 @@ impl ClipSink {
         let (tx, rx) = mpsc::sync_channel(256);
         let recorder = Recorder {
             options: options.clone(),
-            encoder: options.encoder.clone().unwrap_or_default(),
+            encoder: options.video_encoder(),
             tap,
             model,
             timeline,
@@ -309,7 +319,11 @@ impl Sink for ClipSink {
 
     fn deliver(&mut self, record: &Record) -> Result<()> {
         let job = match record.output {
-            Output::Prediction(_) => Job::Scores(record.to_json()),
+            Output::Prediction(p) => Job::Scores {
+                start_s: p.start_s,
+                end_s: p.end_s,
+                json: record.to_json().to_string(),
+            },
             Output::Event(e) if e.kind == EventKind::Onset => {
                 if !self.labels.is_empty() && !self.labels.contains(&e.label) {
                     return Ok(());
@@ -329,7 +343,7 @@ impl Sink for ClipSink {
         };
         match tx.try_send(job) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(Job::Scores(_))) => Ok(()),
+            Err(TrySendError::Full(Job::Scores { .. })) => Ok(()),
             Err(TrySendError::Full(_)) => {
                 self.counters.skipped.fetch_add(1, Ordering::Relaxed);
                 Err(err!(
@@ -379,11 +393,9 @@ struct ScoreRing {
 }
 
 impl ScoreRing {
-    /// Keeps a prediction; forgets those that ended more than `keep_s` before it.
-    fn push(&mut self, p: &Value, keep_s: f64) {
-        let start = p["start_s"].as_f64().unwrap_or(0.0);
-        let end = p["end_s"].as_f64().unwrap_or(start);
-        let text = p.to_string();
+    /// Keeps a prediction of the window `start..end` (seconds) as JSON text; forgets
+    /// those that ended more than `keep_s` before it.
+    fn push(&mut self, (start, end): (f64, f64), text: &str, keep_s: f64) {
         self.text.extend(text.as_bytes());
         self.index.push_back((start, end, text.len()));
         while self.index.front().is_some_and(|s| end - s.1 > keep_s) {
@@ -439,7 +451,11 @@ impl Recorder {
         let keep_s = self.options.ring_span().as_secs_f64();
         while open || !pending.is_empty() {
             match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(Job::Scores(p)) => scores.push(&p, keep_s),
+                Ok(Job::Scores {
+                    start_s,
+                    end_s,
+                    json,
+                }) => scores.push((start_s, end_s), &json, keep_s),
                 Ok(Job::Onset {
                     event,
                     id,
