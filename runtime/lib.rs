@@ -17,7 +17,8 @@
 //! - [`deliver`]: sinks that take the outputs further: JSON-lines files, an MQTT
 //!   broker, webhooks, with an on-disk spool through outages and restarts.
 //! - [`api`]: the hub: [`Runtime`] wires the stages into threads and hands out
-//!   [`Output`]s; [`metrics`] serves Prometheus metrics and a health endpoint over it;
+//!   [`Output`]s; [`metrics`] serves Prometheus metrics and a health endpoint over it,
+//!   [`ui`] a live view in a web page;
 //!   the `avaction` command (runtime/cli) sits on top.
 //!
 //! Beside the flow: [`supervise`] (watchdogs that reopen lost or stalled live sources),
@@ -35,7 +36,8 @@
 //!
 //! | layer | folders |
 //! |---|---|
-//! | 8 | cli |
+//! | 9 | cli |
+//! | 8 | ui |
 //! | 7 | metrics |
 //! | 6 | api |
 //! | 5 | infer, target, deliver |
@@ -98,6 +100,7 @@ pub mod supervise;
 pub mod synth;
 pub mod target;
 pub mod text;
+pub mod ui;
 pub mod window;
 
 pub use api::{Observer, Output, Runtime, RuntimeBuilder, Stats};

@@ -5,14 +5,15 @@
 # server for the loopback camera of tests/field.rs, dpkg-dev and systemd for the package
 # and its unit in tests/package.rs, mosquitto and its clients for the MQTT sink in
 # tests/deliver.rs, promtool (Debian prometheus) for tests/metrics.rs, ffprobe (Debian
-# ffmpeg) to check the evidence clips in tests/deliver.rs). Safe to run twice: it only
+# ffmpeg) to check the evidence clips in tests/deliver.rs), headless Chromium and
+# ChromeDriver for the live view in tests/ui.rs). Safe to run twice: it only
 # calls apt-get when something is missing.
 set -euo pipefail
 PACKAGES=(pkg-config build-essential libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-libav gstreamer1.0-alsa
   gstreamer1.0-tools gstreamer1.0-x libasound2-dev libasound2-plugins pulseaudio pulseaudio-utils sox espeak-ng
   python3 python3-venv python3-gi gir1.2-gst-rtsp-server-1.0 dpkg-dev systemd
-  mosquitto mosquitto-clients prometheus openssl ffmpeg)
+  mosquitto mosquitto-clients prometheus openssl ffmpeg chromium chromium-driver)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -63,6 +63,7 @@ pub struct RuntimeBuilder {
     sinks: Vec<Box<dyn crate::deliver::Sink>>,
     clips: Option<crate::deliver::clips::ClipOptions>,
     target_clip_encoder: Option<crate::capture::clip::ClipEncoder>,
+    view: Option<Arc<crate::window::view::LiveView>>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -99,6 +100,7 @@ impl Default for RuntimeBuilder {
             sinks: Vec::new(),
             clips: None,
             target_clip_encoder: None,
+            view: None,
         }
     }
 }
@@ -265,6 +267,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Shows what the model sees and hears in `view`: the capture's picture (small JPEG
+    /// images, made only while the view [wants](crate::capture::preview::PreviewTap::want)
+    /// them), the audio level, each window's log-mel and newest flow field; see
+    /// [`crate::window::view`]. The web page of `avaction run --ui` reads it.
+    pub fn live_view(mut self, view: Arc<crate::window::view::LiveView>) -> Self {
+        self.view = Some(view);
+        self
+    }
+
     /// Delivers every output to `callback` on the inference thread instead of the
     /// channel. Keep it short: it delays the next window. A panic in it ends the run:
     /// [`Runtime::finish`] returns a [`Stopped`](crate::ErrorKind::Stopped) error naming
@@ -323,6 +334,7 @@ impl RuntimeBuilder {
         let mut vcfg = plan::video_config(m);
         vcfg.realtime = self.realtime;
         vcfg.display_sink = self.display.clone();
+        vcfg.preview = self.view.as_ref().map(|v| v.preview().clone());
         vcfg.camera = self.camera.clone();
         vcfg.limits = self.limits;
         if !from_video {
@@ -484,7 +496,13 @@ impl RuntimeBuilder {
             max_pending: if live { 8 } else { defaults.max_pending },
             ..defaults
         };
+        if let Some(view) = &self.view {
+            view.configure(&wcfg);
+        }
         let mut stream = WindowStream::new(WindowScheduler::new(wcfg)?, cap_rx);
+        if let Some(view) = &self.view {
+            stream = stream.with_view(view.clone());
+        }
         if let (Some(options), Some(tap)) = (&self.clips, &clip_tap) {
             stream = stream.with_clip_tap(tap.clone());
             let mut graphs = vec![bundle.graph.clone()];

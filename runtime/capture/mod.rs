@@ -5,6 +5,7 @@
 
 pub mod audio;
 pub mod clip;
+pub mod preview;
 pub mod video;
 mod watch;
 

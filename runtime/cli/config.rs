@@ -138,6 +138,18 @@ pub struct RunOptions {
     #[arg(long, value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
+    /// Serve a live view (picture, label, top-k, events, sound, health) as a web page
+    /// on ADDR: a port alone binds 127.0.0.1 (this machine only), HOST:PORT as given
+    /// (0.0.0.0:8090 for other machines); also serves /health, and /metrics with
+    /// --metrics at the same address. See README "Live view".
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ui: Option<String>,
+    /// A file holding a secret the live view's requests must carry
+    /// (`?token=…` or `Authorization: Bearer …`).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ui_token_file: Option<PathBuf>,
     /// Write an evidence clip (video + audio around each event onset, with a JSON
     /// sidecar) into this folder; see README "Evidence clips".
     #[arg(long, value_name = "DIR")]
@@ -332,6 +344,7 @@ impl RunOptions {
             ("precision", &self.precision),
             ("display", &self.display),
             ("metrics", &self.metrics),
+            ("ui", &self.ui),
             ("log", &self.log),
         ] {
             if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
@@ -341,6 +354,7 @@ impl RunOptions {
                 ));
             }
         }
+        self.ui_address()?;
         if let Some(b) = &self.backend {
             b.parse::<avaction::backend::BackendChoice>()
                 .map_err(|e| config_error("backend", e.message()))?;
@@ -374,6 +388,7 @@ impl RunOptions {
         self.engine_cache = self.engine_cache.as_deref().map(join);
         self.state_dir = self.state_dir.as_deref().map(join);
         self.clips = self.clips.as_deref().map(join);
+        self.ui_token_file = self.ui_token_file.as_deref().map(join);
         self.label_file = self.label_file.iter().map(|p| join(p)).collect();
     }
 
@@ -411,6 +426,8 @@ impl RunOptions {
             state_dir: self.state_dir.or(file.state_dir),
             spool_max: self.spool_max.or(file.spool_max),
             metrics: self.metrics.or(file.metrics),
+            ui: self.ui.or(file.ui),
+            ui_token_file: self.ui_token_file.or(file.ui_token_file),
             clips: self.clips.or(file.clips),
             clip_label: list(self.clip_label, file.clip_label),
             clip_pre_roll: self.clip_pre_roll.or(file.clip_pre_roll),
@@ -492,6 +509,62 @@ impl RunOptions {
         }
         o.validate()?;
         Ok(Some(o))
+    }
+
+    /// The live view's address (`ui`), checked, and checked against `metrics`: one
+    /// server hosts both, so they must name the same address.
+    ///
+    /// # Errors
+    /// [`Config`](ErrorKind::Config) naming the key.
+    pub fn ui_address(&self) -> Result<Option<String>> {
+        let Some(ui) = &self.ui else {
+            return Ok(None);
+        };
+        let at = avaction::ui::listen_address(ui).map_err(|e| config_error("ui", e.message()))?;
+        if let Some(metrics) = &self.metrics {
+            if avaction::ui::listen_address(metrics).ok().as_deref() != Some(at.as_str()) {
+                return Err(config_error(
+                    "metrics",
+                    format!(
+                        "with ui on, /metrics and /health are served by the live view's server: give metrics the same address as ui ({at}) or leave it out"
+                    ),
+                ));
+            }
+        }
+        Ok(Some(at))
+    }
+
+    /// The live view's address and settings, with the token read from its file.
+    ///
+    /// # Errors
+    /// As [`ui_address`](RunOptions::ui_address); [`Io`](ErrorKind::Io) when the token
+    /// file cannot be read, [`Config`](ErrorKind::Config) when it is empty.
+    pub fn ui_options(&self) -> Result<Option<(String, avaction::ui::UiOptions)>> {
+        let Some(at) = self.ui_address()? else {
+            return Ok(None);
+        };
+        let mut options = avaction::ui::UiOptions {
+            clips_dir: self.clips.clone(),
+            ..avaction::ui::UiOptions::default()
+        };
+        if let Some(file) = &self.ui_token_file {
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("ui_token_file: cannot read {}", file.display()),
+                )
+                .caused_by(e)
+            })?;
+            let token = text.trim();
+            if token.is_empty() {
+                return Err(config_error(
+                    "ui_token_file",
+                    format!("{} is empty", file.display()),
+                ));
+            }
+            options.token = Some(token.to_string());
+        }
+        Ok(Some((at, options)))
     }
 
     /// The bundle to run (the default when unset).
@@ -628,10 +701,38 @@ mod tests {
             ("clip_max_mb = 0", "clip_max_mb"),
             ("clip_max_days = 0", "clip_max_days"),
             ("clip_encoder = \"nvh264enc\"", "clip_encoder"),
+            ("ui = \"localhost\"", "ui"),
+            ("ui = \"8090\"\nmetrics = \"127.0.0.1:9108\"", "metrics"),
         ] {
             let e = parse(text).expect_err(text);
             assert!(e.message().contains(key), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn the_live_view_shares_its_server_with_metrics_and_reads_its_token() {
+        let o = parse("ui = \"8090\"\nmetrics = \"127.0.0.1:8090\"\nclips = \"c\"").unwrap();
+        let (at, options) = o.ui_options().unwrap().unwrap();
+        assert_eq!(at, "127.0.0.1:8090");
+        assert_eq!(options.token, None);
+        assert!(options.clips_dir.is_some_and(|d| d.ends_with("c")));
+        let dir = std::env::temp_dir().join(format!("avaction-ui-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("token"), " secret \n").unwrap();
+        std::fs::write(dir.join("empty"), "\n").unwrap();
+        let mut o = parse("ui = \"0.0.0.0:1\"").unwrap();
+        o.ui_token_file = Some(dir.join("token"));
+        assert_eq!(
+            o.ui_options().unwrap().unwrap().1.token.as_deref(),
+            Some("secret")
+        );
+        o.ui_token_file = Some(dir.join("empty"));
+        let e = o.ui_options().unwrap_err();
+        assert!(e.message().contains("ui_token_file"), "{e}");
+        o.ui_token_file = Some(dir.join("missing"));
+        let e = o.ui_options().unwrap_err();
+        assert!(e.to_string().contains("missing"), "{e}");
+        assert!(parse("").unwrap().ui_options().unwrap().is_none());
     }
 
     #[test]

@@ -247,6 +247,7 @@ fn config_check(file: &std::path::Path) -> Result<()> {
         avaction::deliver::check(spec).map_err(in_file)?;
     }
     options.clip_options().map_err(in_file)?;
+    options.ui_address().map_err(in_file)?;
     outln!("# {}: valid; bundle {}", file.display(), bundle.display());
     outln!("{}", options.effective_toml()?.trim_end());
     Ok(())
@@ -353,10 +354,27 @@ fn run(args: config::RunOptions) -> Result<Ran> {
     if let Some(m) = &metrics {
         builder = builder.sink(m.sink());
     }
+    let ui = match args.ui_options()? {
+        Some((addr, options)) => {
+            let ui = avaction::ui::Ui::new(options);
+            builder = builder.live_view(ui.view()).sink(ui.sink());
+            Some((addr, ui))
+        }
+        None => None,
+    };
     catch_interrupts();
     let mut runtime = builder.build()?;
-    let _metrics_server = match (&metrics, &args.metrics) {
-        (Some(m), Some(addr)) => Some(m.serve(addr, runtime.observer())?),
+    // With the live view on, its server also hosts /metrics and /health.
+    let _ui_server = match &ui {
+        Some((addr, ui)) => {
+            let server = ui.serve(addr, runtime.observer(), metrics.as_ref())?;
+            eprintln!("avaction: live view on http://{}/", server.addr());
+            Some(server)
+        }
+        None => None,
+    };
+    let _metrics_server = match (&metrics, &args.metrics, &ui) {
+        (Some(m), Some(addr), None) => Some(m.serve(addr, runtime.observer())?),
         _ => None,
     };
     let started = Instant::now();
@@ -429,6 +447,13 @@ fn run(args: config::RunOptions) -> Result<Ran> {
                 eprintln!("backend: {p}");
             }
             for s in stats.sinks.iter().filter(|s| s.name != "metrics") {
+                if s.name == "ui" {
+                    eprintln!(
+                        "live view: {} messages streamed, {} missed by slow viewers",
+                        s.delivered, s.spool_dropped
+                    );
+                    continue;
+                }
                 if s.name.starts_with("clips:") {
                     eprintln!(
                         "{}: {} clips written, {} onsets skipped, {} failed",

@@ -74,7 +74,8 @@ impl Drop for MetricsServer {
     }
 }
 
-fn header(name: &str, value: &str) -> tiny_http::Header {
+/// A response header; a name or value tiny_http refuses becomes `X-Invalid: 1`.
+pub(crate) fn header(name: &str, value: &str) -> tiny_http::Header {
     tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap_or_else(|()| {
         tiny_http::Header::from_bytes(&b"X-Invalid"[..], &b"1"[..]).expect("a valid header")
     })
@@ -83,8 +84,28 @@ fn header(name: &str, value: &str) -> tiny_http::Header {
 fn answer(request: tiny_http::Request, metrics: &Metrics, observer: &Observer) {
     let path = request.url().split('?').next().unwrap_or("").to_string();
     let get = *request.method() == tiny_http::Method::Get;
-    let (status, body, kind) = match (get, path.as_str()) {
-        (true, "/metrics") => match metrics.encode() {
+    let (status, body, kind) = route(&path, get, Some(metrics), observer).unwrap_or((
+        404,
+        "not found: try /metrics or /health\n".into(),
+        "text/plain; charset=utf-8",
+    ));
+    let response = tiny_http::Response::from_string(body)
+        .with_status_code(status)
+        .with_header(header("Content-Type", kind));
+    let _ = request.respond(response);
+}
+
+/// The answer to `/metrics` (when there are metrics) and `/health`: status, body and
+/// content type; `None` for any other path. Shared with the live view's server, which
+/// hosts both when it runs.
+pub(crate) fn route(
+    path: &str,
+    get: bool,
+    metrics: Option<&Metrics>,
+    observer: &Observer,
+) -> Option<(u16, String, &'static str)> {
+    Some(match (get, path, metrics) {
+        (true, "/metrics", Some(metrics)) => match metrics.encode() {
             Ok(text) => (
                 200,
                 text,
@@ -92,21 +113,15 @@ fn answer(request: tiny_http::Request, metrics: &Metrics, observer: &Observer) {
             ),
             Err(e) => (500, e.to_string(), "text/plain; charset=utf-8"),
         },
-        (true, "/health") => {
+        (true, "/health", _) => {
             let health = observer.health();
             let ok = matches!(health.state, State::Running | State::Ended);
             let body = serde_json::to_string(&health).unwrap_or_else(|_| "{}".into());
             (if ok { 200 } else { 503 }, body, "application/json")
         }
-        (false, "/metrics" | "/health") => (405, "GET only\n".into(), "text/plain; charset=utf-8"),
-        _ => (
-            404,
-            "not found: try /metrics or /health\n".into(),
-            "text/plain; charset=utf-8",
-        ),
-    };
-    let response = tiny_http::Response::from_string(body)
-        .with_status_code(status)
-        .with_header(header("Content-Type", kind));
-    let _ = request.respond(response);
+        (false, "/metrics", Some(_)) | (false, "/health", _) => {
+            (405, "GET only\n".into(), "text/plain; charset=utf-8")
+        }
+        _ => return None,
+    })
 }

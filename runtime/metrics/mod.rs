@@ -38,6 +38,7 @@
 mod http;
 
 pub use http::MetricsServer;
+pub(crate) use http::{header, route};
 
 use crate::deliver::{Output, Record, Sink, SinkStats};
 use crate::health::State;
@@ -134,10 +135,16 @@ impl Metrics {
     /// # Errors
     /// [`Io`](crate::ErrorKind::Io) when the address cannot be bound.
     pub fn serve(&self, addr: &str, observer: Observer) -> Result<MetricsServer> {
+        self.attach(&observer);
+        MetricsServer::start(addr, self.clone(), observer)
+    }
+
+    /// Reads `observer` at each scrape from now on (what [`serve`](Metrics::serve)
+    /// does; also done by the live view's server when it hosts `/metrics`).
+    pub(crate) fn attach(&self, observer: &Observer) {
         if let Ok(mut o) = self.observer.lock() {
             *o = Some(observer.clone());
         }
-        MetricsServer::start(addr, self.clone(), observer)
     }
 }
 

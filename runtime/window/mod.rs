@@ -5,6 +5,7 @@
 
 mod scheduler;
 mod stream;
+pub mod view;
 
 pub use scheduler::{WindowConfig, WindowScheduler, WindowStats};
 pub use stream::{End, WindowStream, WindowStreamStep};

@@ -2,6 +2,7 @@
 //! [`WindowScheduler`] and hands out each window as soon as it is complete. One loop for
 //! every reader of windows: the runtime's window thread and `avaction features`.
 
+use super::view::LiveView;
 use super::{Window, WindowScheduler, WindowStats};
 use crate::capture::clip::ClipTap;
 use crate::capture::CaptureEvent;
@@ -39,6 +40,7 @@ pub struct WindowStream {
     last_frames: (Option<Nanos>, Option<Nanos>),
     frontend_time: Duration,
     clip_tap: Option<Arc<ClipTap>>,
+    view: Option<Arc<LiveView>>,
 }
 
 /// How a source that ends by itself (a file) ended.
@@ -65,7 +67,21 @@ impl WindowStream {
             last_frames: (None, None),
             frontend_time: Duration::ZERO,
             clip_tap: None,
+            view: None,
         }
+    }
+
+    /// Also shows every window (its log-mel and flow) and the audio level in `view`.
+    pub fn with_view(mut self, view: Arc<LiveView>) -> WindowStream {
+        self.view = Some(view);
+        self
+    }
+
+    fn emit(&self, w: Window) -> WindowStreamStep {
+        if let Some(view) = &self.view {
+            view.push_window(&w);
+        }
+        WindowStreamStep::Window(w)
     }
 
     /// Also keeps every audio chunk received in `tap`, for evidence clips.
@@ -92,7 +108,7 @@ impl WindowStream {
         now: &dyn Fn() -> Option<Nanos>,
     ) -> Result<WindowStreamStep> {
         if let Some(w) = self.scheduler.poll(now(), self.ended) {
-            return Ok(WindowStreamStep::Window(w));
+            return Ok(self.emit(w));
         }
         if self.ended && self.scheduler.pending() == 0 {
             return Ok(WindowStreamStep::Ended);
@@ -109,6 +125,9 @@ impl WindowStream {
                 if let Some(tap) = &self.clip_tap {
                     tap.push_audio(&chunk);
                 }
+                if let Some(view) = &self.view {
+                    view.push_audio(&chunk.samples);
+                }
                 let t0 = Instant::now();
                 self.scheduler.push_audio(&chunk);
                 self.frontend_time += t0.elapsed();
@@ -121,7 +140,7 @@ impl WindowStream {
             Err(RecvTimeoutError::Timeout) => {}
         }
         Ok(match self.scheduler.poll(now(), self.ended) {
-            Some(w) => WindowStreamStep::Window(w),
+            Some(w) => self.emit(w),
             None if self.ended && self.scheduler.pending() == 0 => WindowStreamStep::Ended,
             None => WindowStreamStep::Pending,
         })

@@ -20,6 +20,7 @@ pub use overlay::LabelOverlay;
 pub(crate) use devices::camera_source;
 
 use super::clip::ClipBranch;
+use super::preview::PreviewTap;
 use super::{CaptureEvent, CaptureStats, SourceWatch, VideoSource};
 use crate::clock::{Nanos, Timeline};
 use crate::{err, Result};
@@ -30,8 +31,8 @@ use pipeline::{add_and_link_source, build_video_branch};
 pub(crate) use pipeline::{make_element, set_enum_property};
 use plan::{validate_config, SourcePlan};
 use pull::{
-    audio_loop, bus_loop, clip_loop, measure_clock_offset, spawn_named, video_loop, Flags,
-    PullContext, Stamping,
+    audio_loop, bus_loop, clip_loop, measure_clock_offset, preview_loop, spawn_named, video_loop,
+    Flags, PullContext, Stamping,
 };
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
@@ -70,6 +71,9 @@ pub struct VideoConfig {
     /// Evidence clips: also encode the frames (full size, up to a height) into a ring in
     /// memory ([`ClipBranch`]); `None`: no clip branch.
     pub clip: Option<ClipBranch>,
+    /// The live view: also make small JPEG images of the frames while someone watches
+    /// ([`PreviewTap`]); `None`: no live view branch.
+    pub preview: Option<Arc<PreviewTap>>,
 }
 
 impl VideoConfig {
@@ -88,6 +92,7 @@ impl VideoConfig {
             camera: None,
             limits: MediaLimits::default(),
             clip: None,
+            preview: None,
         }
     }
 }
@@ -185,7 +190,8 @@ impl VideoCapture {
         let live = plan.is_live();
         let live_delivery = live || cfg.realtime;
         let pipeline = gst::Pipeline::new();
-        let (video_sink, clip_sink) = build_video_branch(&pipeline, cfg, live, live_delivery)?;
+        let sinks = build_video_branch(&pipeline, cfg, live, live_delivery)?;
+        let (video_sink, clip_sink, preview_sink) = (sinks.model, sinks.clip, sinks.preview);
         let video_entry = pipeline
             .by_name("avaction-video-in")
             .ok_or_else(|| err!(Video, "internal: video branch entry missing"))?;
@@ -320,6 +326,13 @@ impl VideoCapture {
                 let ctx = ctx.clone();
                 let tap = clip.tap.clone();
                 move || clip_loop(sink, ctx, tap)
+            })?);
+        }
+        if let (Some(sink), Some(tap)) = (preview_sink, &cfg.preview) {
+            capture.threads.push(spawn_named("avaction-preview", {
+                let ctx = ctx.clone();
+                let tap = tap.clone();
+                move || preview_loop(sink, ctx, tap)
             })?);
         }
         if let (Some(sink), Some(rate)) = (audio_sink, cfg.audio_rate) {

@@ -7,16 +7,19 @@
 //!        v
 //!  {videorate "avaction-video-in"}
 //!        |
-//!        |  with a display sink or clips only:
+//!        |  with a display sink, clips or a live view only:
 //!        |  {tee} -+- {queue} ---------------------------------------------------+
 //!        |         |                                                              |
 //!        |         +- display: {queue leaky=downstream} - {videoconvert}          |
 //!        |         |    - {textoverlay "avaction-overlay"} - {videoconvert}       |
 //!        |         |    - {display sink, sync=false}                              |
 //!        |         +- clips: {queue (leaky when live)} - {videoconvert}           |
-//!        |              - {videoscale} - {capsfilter I420, height <= max}         |
-//!        |              - {encoder} - [{h264parse}] - {appsink} ==> clip puller   |
-//!        |              (nvv4l2h264enc: {nvvidconv} - NVMM caps instead)         |
+//!        |         |    - {videoscale} - {capsfilter I420, height <= max}         |
+//!        |         |    - {encoder} - [{h264parse}] - {appsink} ==> clip puller   |
+//!        |         |    (nvv4l2h264enc: {nvvidconv} - NVMM caps instead)         |
+//!        |         +- live view: {queue leaky, 1} [probe: paced, only watched]    |
+//!        |              - {videoconvert} - {videoscale} - {capsfilter I420,       |
+//!        |              height <= max} - {jpegenc} - {appsink} ==> preview puller |
 //!        v                                                                        |
 //!  {videoconvert} - {videoscale} - {videoconvert} <-------------------------------+
 //!        - {capsfilter RGB WxH PAR 1/1 fps} - {appsink}  ==> video puller
@@ -30,10 +33,12 @@
 use super::overlay::OVERLAY_NAME;
 use super::VideoConfig;
 use crate::capture::clip::ClipBranch;
+use crate::capture::preview::PreviewTap;
 use crate::{err, Result};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
+use std::sync::Arc;
 
 /// Appsink queue length for files (back-pressure, no drops).
 const FILE_MAX_BUFFERS: u32 = 4;
@@ -43,7 +48,7 @@ pub(super) fn plugin_package(factory: &str) -> &'static str {
     match factory {
         "v4l2src" => "gstreamer1.0-plugins-good",
         "autovideosrc" => "gstreamer1.0-plugins-good",
-        "vp8enc" => "gstreamer1.0-plugins-good",
+        "vp8enc" | "jpegenc" => "gstreamer1.0-plugins-good",
         "openh264enc" | "h264parse" => "gstreamer1.0-plugins-bad",
         "x264enc" => "gstreamer1.0-plugins-ugly",
         "nvv4l2h264enc" | "nvvidconv" => "nvidia-l4t-gstreamer (JetPack)",
@@ -107,14 +112,15 @@ pub(super) fn add_and_link_source(
 }
 
 /// `videorate ! videoconvert ! videoscale ! videoconvert ! capsfilter ! appsink`; the
-/// first element is named `avaction-video-in`. With a display or clips, a `tee` after
-/// `videorate` feeds their branches too; returns the model's appsink and the clips'.
+/// first element is named `avaction-video-in`. With a display, clips or a live view, a
+/// `tee` after `videorate` feeds their branches too; returns the model's appsink and
+/// those of the clips and the live view.
 pub(super) fn build_video_branch(
     pipeline: &gst::Pipeline,
     cfg: &VideoConfig,
     live: bool,
     live_delivery: bool,
-) -> Result<(gst_app::AppSink, Option<gst_app::AppSink>)> {
+) -> Result<VideoSinks> {
     let rate = make_element("videorate")?;
     rate.set_property("name", "avaction-video-in");
     let convert_in = make_element("videoconvert")?;
@@ -150,7 +156,8 @@ pub(super) fn build_video_branch(
         .and_then(|_| pipeline.add_many(model_path))
         .map_err(|e| err!(Video, "cannot assemble the video branch").caused_by(e))?;
     let mut clip_sink = None;
-    if cfg.display_sink.is_none() && cfg.clip.is_none() {
+    let mut preview_sink = None;
+    if cfg.display_sink.is_none() && cfg.clip.is_none() && cfg.preview.is_none() {
         gst::Element::link_many([&rate, &convert_in])
             .map_err(|e| err!(Video, "cannot link the video branch").caused_by(e))?;
     } else {
@@ -173,10 +180,87 @@ pub(super) fn build_video_branch(
                 live_delivery,
             )?);
         }
+        if let Some(tap) = &cfg.preview {
+            preview_sink = Some(add_preview_branch(pipeline, &tee, tap)?);
+        }
     }
     gst::Element::link_many(model_path)
         .map_err(|e| err!(Video, "cannot link the video branch").caused_by(e))?;
-    Ok((sink, clip_sink))
+    Ok(VideoSinks {
+        model: sink,
+        clip: clip_sink,
+        preview: preview_sink,
+    })
+}
+
+/// The appsinks of a video branch.
+pub(super) struct VideoSinks {
+    /// The model's frames.
+    pub model: gst_app::AppSink,
+    /// Encoded frames for evidence clips.
+    pub clip: Option<gst_app::AppSink>,
+    /// JPEG images for the live view.
+    pub preview: Option<gst_app::AppSink>,
+}
+
+/// The live view's branch off `tee`: a leaky one-frame queue whose output pad drops
+/// every frame the tap does not ask for (paced, and only while someone watches), then
+/// `videoconvert ! videoscale ! capsfilter(I420, height <= max) ! jpegenc ! appsink`.
+/// Never holds the model back, files read as fast as possible included.
+fn add_preview_branch(
+    pipeline: &gst::Pipeline,
+    tee: &gst::Element,
+    tap: &Arc<PreviewTap>,
+) -> Result<gst_app::AppSink> {
+    let queue = make_element("queue")?;
+    set_enum_property(&queue, "leaky", "downstream")?;
+    queue.set_property("max-size-buffers", 1u32);
+    queue.set_property("max-size-time", 0u64);
+    queue.set_property("max-size-bytes", 0u32);
+    let pad = queue
+        .static_pad("src")
+        .ok_or_else(|| err!(Video, "internal: queue without a src pad"))?;
+    let gate = tap.clone();
+    // Buffers only: caps and end-of-stream pass, so the branch stays negotiated and ends
+    // with the pipeline.
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        if gate.pass_now() {
+            gst::PadProbeReturn::Ok
+        } else {
+            gst::PadProbeReturn::Drop
+        }
+    });
+    let caps = gst::Caps::builder("video/x-raw")
+        .field("format", "I420")
+        .field("height", gst::IntRange::new(2, tap.max_height() as i32))
+        .build();
+    let encoder = make_element("jpegenc")?;
+    encoder.set_property("quality", 75i32);
+    let sink = gst_app::AppSink::builder()
+        .max_buffers(1)
+        .drop(true)
+        .sync(false)
+        .enable_last_sample(false)
+        .build();
+    // Frames reach it only while someone watches: it must not hold up the pipeline's
+    // start (a sink that waits for its first buffer would keep a file from playing).
+    sink.set_property("async", false);
+    let elements = [
+        queue,
+        make_element("videoconvert")?,
+        make_element("videoscale")?,
+        capsfilter(&caps)?,
+        encoder,
+        sink.clone().upcast(),
+    ];
+    pipeline
+        .add_many(&elements)
+        .map_err(|e| err!(Video, "cannot assemble the live view branch").caused_by(e))?;
+    let mut chain = vec![tee];
+    chain.extend(elements.iter());
+    gst::Element::link_many(chain)
+        .map_err(|e| err!(Video, "cannot link the live view branch").caused_by(e))?;
+    Ok(sink)
 }
 
 /// The clips' branch off `tee`: a queue (leaky for live sources, so that the encoder

@@ -3,6 +3,7 @@
 
 use super::pads::describe_gst_error;
 use crate::capture::clip::{ClipTap, EncodedFrame};
+use crate::capture::preview::PreviewTap;
 use crate::capture::{CaptureEvent, CaptureStats, SourceWatch};
 use crate::clock::{AudioChunk, Nanos, Timeline, VideoFrame};
 use crate::{err, Error, Result};
@@ -338,6 +339,27 @@ pub(super) fn clip_loop(sink: gst_app::AppSink, ctx: PullContext, tap: Arc<ClipT
             buffer,
             caps,
         });
+    }
+}
+
+/// Pulls JPEG images from the live view's appsink into its tap until end of stream or
+/// stop. Like clips, a side product: it neither ends nor fails the capture.
+pub(super) fn preview_loop(sink: gst_app::AppSink, ctx: PullContext, tap: Arc<PreviewTap>) {
+    while !ctx.flags.stop.load(Ordering::SeqCst) {
+        let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(POLL_INTERVAL_MS))
+        else {
+            if sink.is_eos() {
+                return;
+            }
+            continue;
+        };
+        let Some(buffer) = sample.buffer() else {
+            continue;
+        };
+        let t_ns = buffer_time(&sample, buffer, ctx.stamping).unwrap_or(Nanos::ZERO);
+        if let Ok(map) = buffer.map_readable() {
+            tap.put(t_ns, map.as_slice());
+        };
     }
 }
 
