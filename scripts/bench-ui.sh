@@ -11,7 +11,8 @@
 #   scripts/bench-ui.sh [SECONDS] [VIEWERS]       (default 60 s of 1280x720 at 30 fps, 8)
 #
 # Uses the debug-profile binary (`cargo build`; our crate at opt-level 2, dependencies
-# at 3) and curl; the media is made with GStreamer's test sources in target/bench-ui/.
+# at 3), and scripts/ui_viewers.py for the viewers (one process: a thread per stream and
+# per picture poller); the media is made with GStreamer's test sources in target/bench-ui/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_OF_MEDIA="${1:-60}"
@@ -20,7 +21,6 @@ DATA=target/bench-ui
 BIN=target/debug/avaction
 MODEL=cavnet-small
 mkdir -p "$DATA"
-command -v curl >/dev/null || { echo "bench-ui: curl is needed" >&2; exit 1; }
 cargo build --quiet --bin avaction
 
 MEDIA="$DATA/ball-720p-${SECONDS_OF_MEDIA}s.mkv"
@@ -36,11 +36,8 @@ if [ ! -s "$MEDIA" ]; then
 fi
 
 PORT=$((20000 + RANDOM % 20000))
-viewers() { # starts VIEWERS viewers of http://127.0.0.1:$PORT in the background
-  for _ in $(seq "$VIEWERS"); do
-    curl -sN --retry 50 --retry-delay 0 --retry-connrefused "http://127.0.0.1:$PORT/stream" >/dev/null 2>&1 &
-    ( while sleep 0.1; do curl -s "http://127.0.0.1:$PORT/frame.jpg" -o /dev/null || true; done ) >/dev/null 2>&1 &
-  done
+viewers() { # VIEWERS viewers of http://127.0.0.1:$PORT, in the background
+  python3 scripts/ui_viewers.py "$PORT" "$VIEWERS" &
 }
 stop_viewers() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; }
 trap stop_viewers EXIT
@@ -76,4 +73,4 @@ printf '| as fast as possible, --ui, nobody watching | %s | %s | %s | | |\n' "$i
 printf '| as fast as possible, --ui, %s viewers | %s | %s | %s | | |\n' "$VIEWERS" "$seen_w" "$(ratio "$seen_w" "$base_w")" "$seen_c"
 printf '| real time, no --ui | %s | 1.00 | %s | %s | %s |\n' "$rt_w" "$rt_c" "$rt_fd" "$rt_ws"
 printf '| real time, --ui, %s viewers | %s | %s | %s | %s | %s |\n' "$VIEWERS" "$rtv_w" "$(ratio "$rtv_w" "$rt_w")" "$rtv_c" "$rtv_fd" "$rtv_ws"
-echo "(CPU cores: avaction's user + system time over its wall time; viewers' curl not counted)"
+echo "(CPU cores: avaction's user + system time over its wall time; the viewers' process not counted)"

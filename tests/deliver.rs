@@ -22,25 +22,6 @@ const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 /// test's files; keep it as the user that started it (ignored when not root).
 const USER: &str = "user root\n";
 
-/// A scene with events, rendered once per test.
-fn scene(dir: &Path, seconds: u32) -> PathBuf {
-    let path = dir.join("scene.mkv");
-    let run = common::avaction(
-        &[
-            "synth",
-            "--out",
-            path.to_str().unwrap(),
-            "--seed",
-            "4",
-            "--duration",
-            &seconds.to_string(),
-        ],
-        Duration::from_secs(120),
-    );
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
-    path
-}
-
 /// A Mosquitto broker on `port`, persisting to `dir` (so a persistent subscriber's
 /// messages survive its restart).
 struct Broker {
@@ -202,7 +183,7 @@ fn mqtt_events_survive_a_broker_outage_in_order() {
         return;
     }
     let dir = common::temp_dir("mqtt-outage");
-    let media = scene(&dir, 24);
+    let media = common::scene(&dir, 24);
     let port = common::free_port();
     let broker = Broker::start(&dir, port);
     let sub = Subscriber::start(port, "box/#", "avaction-test-outage");
@@ -352,7 +333,7 @@ fn events_spooled_before_a_crash_are_sent_at_the_next_start() {
         return;
     }
     let dir = common::temp_dir("mqtt-restart");
-    let media = scene(&dir, 12);
+    let media = common::scene(&dir, 12);
     let port = common::free_port(); // no broker yet: everything spools
     let state = dir.join("state");
     let jsonl = dir.join("events.jsonl");
@@ -512,7 +493,7 @@ fn serve(
 #[test]
 fn webhook_events_survive_errors_and_an_outage() {
     let dir = common::temp_dir("webhook");
-    let media = scene(&dir, 20);
+    let media = common::scene(&dir, 20);
     let port = common::free_port();
     let (accepted, requests) = receiver(port, 3, Duration::from_secs(6), Duration::from_secs(6));
     let token = dir.join("token");
@@ -636,7 +617,7 @@ fn mqtts_with_a_password_delivers_and_a_wrong_password_keeps_the_spool() {
     }
     let dir = common::temp_dir("mqtts");
     let ca = certificates(&dir);
-    let media = scene(&dir, 10);
+    let media = common::scene(&dir, 10);
     let out = Command::new("mosquitto_passwd")
         .args([
             "-b",
@@ -968,7 +949,7 @@ fn every_onset_gets_a_playable_clip_with_its_sidecar() {
         return;
     }
     let dir = common::temp_dir("clips");
-    let media = scene(&dir, 14);
+    let media = common::scene(&dir, 14);
     let model_sha = sha256(&common::repo("models/cavnet-small/model.onnx"));
 
     // As fast as possible: VP8 in WebM, every label.

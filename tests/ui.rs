@@ -210,7 +210,7 @@ impl Browser {
                 "binary": "/usr/bin/chromium",
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                          "--disable-quic", "--no-first-run", "--disable-background-networking",
-                         "--disable-component-update", "--disable-sync", "--window-size=1280,860",
+                         "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
                          format!("--user-data-dir={}", profile.display())]
             }
         }}});
@@ -265,6 +265,8 @@ return {
   state: document.getElementById("state").textContent,
   picture: document.getElementById("frame").naturalWidth,
   numbers: document.querySelectorAll("#numbers div").length,
+  flow: document.getElementById("flow").width,
+  level: document.getElementById("level").textContent,
 };
 "##;
 
@@ -287,20 +289,7 @@ fn the_live_view_shows_what_the_runtime_emits() {
         return;
     }
     let dir = common::temp_dir("ui");
-    let scene = dir.join("scene.mkv");
-    let run = common::avaction(
-        &[
-            "synth",
-            "--out",
-            scene.to_str().unwrap(),
-            "--seed",
-            "4",
-            "--duration",
-            &SCENE_S.to_string(),
-        ],
-        Duration::from_secs(120),
-    );
-    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let scene = common::scene(&dir, SCENE_S);
     let token_file = dir.join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let clips = dir.join("clips");
@@ -395,19 +384,27 @@ fn the_live_view_shows_what_the_runtime_emits() {
         "url",
         serde_json::json!({"url": format!("http://127.0.0.1:{port}/?token={t}")}),
     );
-    // Wait for a label, bars, an event and a picture.
-    let deadline = Instant::now() + Duration::from_secs(f64::from(SCENE_S) as u64 - 4);
+    // Show the flow too, then wait for a label, bars, events, a picture, the flow, the
+    // sound level and the numbers (three events, or one once half the scene has played).
+    browser.script(r#"document.getElementById("show-flow").click(); return true;"#);
+    let started = Instant::now();
     let shown = loop {
         let shown = browser.script(READ_PAGE);
+        let events = shown["events"].as_u64().unwrap_or(0);
         let ready = shown["window"].as_str().is_some_and(|w| !w.is_empty())
             && shown["bars"].as_array().is_some_and(|b| !b.is_empty())
-            && shown["events"].as_u64().unwrap_or(0) > 0
+            && (events >= 3
+                || (events >= 1 && started.elapsed().as_secs() > u64::from(SCENE_S / 2)))
             && shown["picture"].as_u64().unwrap_or(0) > 0
+            && shown["flow"].as_u64().unwrap_or(0) > 0
+            && shown["level"]
+                .as_str()
+                .is_some_and(|l| l.ends_with(" dB") && !l.starts_with('–'))
             && shown["numbers"].as_u64().unwrap_or(0) > 0;
         if ready {
             break shown;
         }
-        if Instant::now() > deadline {
+        if started.elapsed() > Duration::from_secs(u64::from(SCENE_S) - 4) {
             kill(&mut child);
             panic!("the page never filled in: {shown}");
         }

@@ -26,12 +26,7 @@ impl std::fmt::Debug for MetricsServer {
 
 impl MetricsServer {
     pub(super) fn start(addr: &str, metrics: Metrics, observer: Observer) -> Result<MetricsServer> {
-        let server = tiny_http::Server::http(addr)
-            .map_err(|e| err!(Io, "metrics: cannot listen on {addr}: {e}"))?;
-        let bound = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| err!(Io, "metrics: {addr} is not an IP address"))?;
+        let (server, bound) = listen(addr, "metrics")?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = stop.clone();
@@ -63,6 +58,17 @@ impl MetricsServer {
     pub fn addr(&self) -> std::net::SocketAddr {
         self.addr
     }
+}
+
+/// An HTTP server on `addr` and the address it got (`what` names it in errors).
+pub(crate) fn listen(addr: &str, what: &str) -> Result<(tiny_http::Server, std::net::SocketAddr)> {
+    let server = tiny_http::Server::http(addr)
+        .map_err(|e| err!(Io, "{what}: cannot listen on {addr}: {e}"))?;
+    let bound = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| err!(Io, "{what}: {addr} is not an IP address"))?;
+    Ok((server, bound))
 }
 
 impl Drop for MetricsServer {

@@ -38,7 +38,7 @@
 mod http;
 
 pub use http::MetricsServer;
-pub(crate) use http::{header, route};
+pub(crate) use http::{header, listen, route};
 
 use crate::deliver::{Output, Record, Sink, SinkStats};
 use crate::health::State;

@@ -6,7 +6,7 @@
 
 use super::hub::{Hub, Kind, Subscription};
 use super::UiOptions;
-use crate::metrics::{header, route, Metrics};
+use crate::metrics::{header, listen, route, Metrics};
 use crate::window::view::{LiveView, ViewCursor};
 use crate::{err, Observer, Result};
 use std::io::Write;
@@ -52,12 +52,7 @@ impl std::fmt::Debug for UiServer {
 
 impl UiServer {
     pub(super) fn start(addr: &str, ctx: Context) -> Result<UiServer> {
-        let server = tiny_http::Server::http(addr)
-            .map_err(|e| err!(Io, "ui: cannot listen on {addr}: {e}"))?;
-        let bound = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| err!(Io, "ui: {addr} is not an IP address"))?;
+        let (server, bound) = listen(addr, "ui")?;
         let server = Arc::new(server);
         let ctx = Arc::new(ctx);
         let stop = Arc::new(AtomicBool::new(false));
@@ -329,7 +324,7 @@ fn clip_list(ctx: &Context) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
                 .collect()
         })
         .unwrap_or_default();
-    sidecars.sort_by(|a, b| b.0.cmp(&a.0));
+    sidecars.sort_by_key(|s| std::cmp::Reverse(s.0));
     let list: Vec<serde_json::Value> = sidecars
         .iter()
         .take(CLIPS_LISTED)

@@ -181,8 +181,8 @@ impl LiveView {
             bins,
             ..ViewUpdate::default()
         };
-        if bins > 0 {
-            let kept = (s.mel.len() / bins) as u64;
+        if let Some(kept) = s.mel.len().checked_div(bins) {
+            let kept = kept as u64;
             let first_kept = s.mel_end - kept;
             let from = cursor.mel.max(first_kept);
             if from < s.mel_end {

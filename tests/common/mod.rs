@@ -172,6 +172,26 @@ impl Drop for RtspServer {
     }
 }
 
+/// The synthetic scene of seed 4 (several onsets and offsets), `seconds` long, rendered
+/// into `dir/scene.mkv`.
+pub fn scene(dir: &Path, seconds: u32) -> PathBuf {
+    let path = dir.join("scene.mkv");
+    let run = avaction(
+        &[
+            "synth",
+            "--out",
+            path.to_str().unwrap(),
+            "--seed",
+            "4",
+            "--duration",
+            &seconds.to_string(),
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    path
+}
+
 /// A TCP port free on loopback now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

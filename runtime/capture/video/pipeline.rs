@@ -233,6 +233,7 @@ fn add_preview_branch(
     let caps = gst::Caps::builder("video/x-raw")
         .field("format", "I420")
         .field("height", gst::IntRange::new(2, tap.max_height() as i32))
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
         .build();
     let encoder = make_element("jpegenc")?;
     encoder.set_property("quality", 75i32);
@@ -293,9 +294,12 @@ fn add_clip_branch(
         elements.push(make_element("nvvidconv")?);
         elements.push(capsfilter(&caps)?);
     } else {
+        // Square pixels: videoscale then keeps the aspect by scaling the width too
+        // (without it, 1080p became 1920x720 with a 2:3 pixel aspect ratio).
         let caps = gst::Caps::builder("video/x-raw")
             .field("format", "I420")
             .field("height", height)
+            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
             .build();
         elements.push(make_element("videoconvert")?);
         elements.push(make_element("videoscale")?);

@@ -315,22 +315,26 @@ pub(super) fn video_loop(sink: gst_app::AppSink, ctx: PullContext, fps: u32, siz
     }
 }
 
-/// Pulls encoded frames from the clip appsink into the clip tap until end of stream or
-/// stop. It neither ends nor fails the capture: clips are a side product.
-pub(super) fn clip_loop(sink: gst_app::AppSink, ctx: PullContext, tap: Arc<ClipTap>) {
+/// Hands each sample of a side branch's appsink (clips, live view) to `take` until end
+/// of stream or stop. A side branch neither ends nor fails the capture.
+fn side_loop(sink: &gst_app::AppSink, ctx: &PullContext, mut take: impl FnMut(gst::Sample)) {
     while !ctx.flags.stop.load(Ordering::SeqCst) {
-        let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(POLL_INTERVAL_MS))
-        else {
-            if sink.is_eos() {
-                return;
-            }
-            continue;
-        };
+        match sink.try_pull_sample(gst::ClockTime::from_mseconds(POLL_INTERVAL_MS)) {
+            Some(sample) => take(sample),
+            None if sink.is_eos() => return,
+            None => {}
+        }
+    }
+}
+
+/// Pulls encoded frames from the clip appsink into the clip tap.
+pub(super) fn clip_loop(sink: gst_app::AppSink, ctx: PullContext, tap: Arc<ClipTap>) {
+    side_loop(&sink, &ctx, |sample| {
         let (Some(caps), Some(buffer)) = (sample.caps_owned(), sample.buffer_owned()) else {
-            continue;
+            return;
         };
         let Some(t_ns) = buffer_time(&sample, &buffer, ctx.stamping) else {
-            continue;
+            return;
         };
         let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
         tap.push_video(EncodedFrame {
@@ -339,28 +343,20 @@ pub(super) fn clip_loop(sink: gst_app::AppSink, ctx: PullContext, tap: Arc<ClipT
             buffer,
             caps,
         });
-    }
+    });
 }
 
-/// Pulls JPEG images from the live view's appsink into its tap until end of stream or
-/// stop. Like clips, a side product: it neither ends nor fails the capture.
+/// Pulls JPEG images from the live view's appsink into its tap.
 pub(super) fn preview_loop(sink: gst_app::AppSink, ctx: PullContext, tap: Arc<PreviewTap>) {
-    while !ctx.flags.stop.load(Ordering::SeqCst) {
-        let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(POLL_INTERVAL_MS))
-        else {
-            if sink.is_eos() {
-                return;
-            }
-            continue;
-        };
+    side_loop(&sink, &ctx, |sample| {
         let Some(buffer) = sample.buffer() else {
-            continue;
+            return;
         };
         let t_ns = buffer_time(&sample, buffer, ctx.stamping).unwrap_or(Nanos::ZERO);
         if let Ok(map) = buffer.map_readable() {
             tap.put(t_ns, map.as_slice());
-        };
-    }
+        }
+    });
 }
 
 /// Pulls mono f32 audio from the audio appsink until end of stream, failure or stop.
