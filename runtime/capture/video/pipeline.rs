@@ -307,6 +307,7 @@ fn add_clip_branch(
     }
     let encoder = make_element(&clip.encoder.element)?;
     clip.encoder.configure(&encoder, fps);
+    force_keyframe_each_second(&elements[0], &encoder)?;
     elements.push(encoder);
     if let Some(parser) = clip.encoder.parser() {
         elements.push(make_element(parser)?);
@@ -337,6 +338,36 @@ fn add_clip_branch(
         .caused_by(e)
     })?;
     Ok(sink)
+}
+
+/// Asks `encoder` for a keyframe whenever a second of media time has passed since the
+/// last one asked for, judged on the buffers leaving `queue` (its upstream neighbour).
+/// The encoder's own interval counts frames, and a leaky queue under load drops some:
+/// clips must still start within a second of their pre-roll.
+fn force_keyframe_each_second(queue: &gst::Element, encoder: &gst::Element) -> Result<()> {
+    let (Some(out), Some(into)) = (queue.static_pad("src"), encoder.static_pad("sink")) else {
+        return Err(err!(Video, "internal: clip queue or encoder without pads"));
+    };
+    let last = std::sync::atomic::AtomicU64::new(u64::MAX);
+    out.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(pts) = info.buffer().and_then(|b| b.pts()) else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let (now, before) = (pts.nseconds(), last.load(Relaxed));
+        let due = before == u64::MAX || now < before || now - before >= 1_000_000_000;
+        if due {
+            last.store(now, Relaxed);
+            if before != u64::MAX {
+                let event = gstreamer_video::DownstreamForceKeyUnitEvent::builder()
+                    .all_headers(true)
+                    .build();
+                into.send_event(event);
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Ok(())
 }
 
 fn capsfilter(caps: &gst::Caps) -> Result<gst::Element> {
