@@ -1,5 +1,5 @@
 # The two entry points of the README. Each installs what it needs and is safe to rerun.
-.PHONY: demo test setup minilm check check-tensorrt unit realtime bench bench-frontends deb
+.PHONY: demo test setup minilm dds check check-tensorrt unit realtime bench bench-frontends deb
 
 setup:
 	./scripts/setup-debian.sh
@@ -9,6 +9,10 @@ setup:
 minilm: setup
 	./scripts/setup-minilm.sh
 
+# An independent DDS participant for tests/ros2.rs: Cyclone DDS's Python binding in .venv-dds.
+dds: setup
+	./scripts/setup-dds.sh
+
 # Live labels from the camera and microphone, or the built-in synthetic scene
 # when this machine has neither.
 demo: setup minilm
@@ -16,14 +20,15 @@ demo: setup minilm
 
 # Formatting, lints, every test, and the real-time microphone test through a
 # virtual PulseAudio source.
-test: setup minilm check unit realtime
+test: setup minilm dds check unit realtime
 
 # The `tensorrt` feature must build everywhere: without TensorRT it warns and the
-# backend reports why it is unavailable (tests/cli_engine.rs checks the message).
+# backend reports why it is unavailable (tests/cli_engine.rs checks the message). The
+# second clippy also lints the build without the default `ros2` feature.
 check:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
-	cargo clippy --all-targets --features tensorrt -- -D warnings
+	cargo clippy --all-targets --no-default-features --features tensorrt -- -D warnings
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
 
 # Compiles and links the TensorRT shim against an SDK folder (headers + libraries),

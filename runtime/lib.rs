@@ -18,7 +18,7 @@
 //!   broker, webhooks, with an on-disk spool through outages and restarts.
 //! - [`api`]: the hub: [`Runtime`] wires the stages into threads and hands out
 //!   [`Output`]s; [`metrics`] serves Prometheus metrics and a health endpoint over it,
-//!   [`ui`] a live view in a web page;
+//!   [`ui`] a live view in a web page, [`ros2`] ROS 2 topics;
 //!   the `avaction` command (runtime/cli) sits on top.
 //!
 //! Beside the flow: [`supervise`] (watchdogs that reopen lost or stalled live sources),
@@ -37,7 +37,7 @@
 //! | layer | folders |
 //! |---|---|
 //! | 9 | cli |
-//! | 8 | ui |
+//! | 8 | ui, ros2 |
 //! | 7 | metrics |
 //! | 6 | api |
 //! | 5 | infer, target, deliver |
@@ -96,6 +96,7 @@ pub mod health;
 pub mod infer;
 pub mod metrics;
 pub mod model;
+pub mod ros2;
 pub mod supervise;
 pub mod synth;
 pub mod target;

@@ -270,11 +270,6 @@ return {
 };
 "##;
 
-fn kill(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 #[test]
 fn the_live_view_shows_what_the_runtime_emits() {
     if Command::new("chromedriver")
@@ -294,62 +289,40 @@ fn the_live_view_shows_what_the_runtime_emits() {
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let clips = dir.join("clips");
 
-    let mut child = common::avaction_command(&[
-        "run",
-        "--model",
-        "cavnet-small",
-        "--video",
-        scene.to_str().unwrap(),
-        "--realtime",
-        "--json",
-        "--stats",
-        "--ui",
-        "127.0.0.1:0",
-        "--metrics",
-        "127.0.0.1:0",
-        "--ui-token-file",
-        token_file.to_str().unwrap(),
-        "--clips",
-        clips.to_str().unwrap(),
-        "--clip-pre-roll",
-        "1",
-        "--clip-post-roll",
-        "1",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("avaction starts");
     // stdout: the --json lines as they come; stderr: the address, then the stats
-    let stdout_lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let out_thread = std::thread::spawn({
-        let lines = stdout_lines.clone();
-        let out = child.stdout.take().unwrap();
-        move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        }
-    });
     let (port_tx, port_rx) = mpsc::channel();
-    let err_thread = std::thread::spawn({
-        let err = child.stderr.take().unwrap();
-        move || {
-            let mut all = String::new();
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("avaction: live view on http://127.0.0.1:") {
-                    let port: u16 = rest.trim_end_matches('/').parse().unwrap_or(0);
-                    let _ = port_tx.send(port);
-                }
-                all.push_str(&line);
-                all.push('\n');
+    let run = common::Running::start(
+        &[
+            "run",
+            "--model",
+            "cavnet-small",
+            "--video",
+            scene.to_str().unwrap(),
+            "--realtime",
+            "--json",
+            "--stats",
+            "--ui",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--ui-token-file",
+            token_file.to_str().unwrap(),
+            "--clips",
+            clips.to_str().unwrap(),
+            "--clip-pre-roll",
+            "1",
+            "--clip-post-roll",
+            "1",
+        ],
+        move |line| {
+            if let Some(rest) = line.strip_prefix("avaction: live view on http://127.0.0.1:") {
+                let _ = port_tx.send(rest.trim_end_matches('/').parse::<u16>().unwrap_or(0));
             }
-            all
-        }
-    });
+        },
+    );
+    let stdout_lines = run.lines.clone();
     let Ok(port) = port_rx.recv_timeout(Duration::from_secs(60)) else {
-        kill(&mut child);
-        panic!("no live view address: {}", err_thread.join().unwrap());
+        panic!("no live view address: {}", run.kill());
     };
 
     // The token guards every path; the same server hosts /health and /metrics.
@@ -405,7 +378,6 @@ fn the_live_view_shows_what_the_runtime_emits() {
             break shown;
         }
         if started.elapsed() > Duration::from_secs(u64::from(SCENE_S) - 4) {
-            kill(&mut child);
             panic!("the page never filled in: {shown}");
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -486,24 +458,11 @@ fn the_live_view_shows_what_the_runtime_emits() {
     drop(browser);
 
     // The run ends by itself at the end of the file.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let code = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status.code();
-        }
-        if Instant::now() > deadline {
-            kill(&mut child);
-            panic!("avaction did not end");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    out_thread.join().unwrap();
-    let stderr = err_thread.join().unwrap();
+    let (code, lines, stderr) = run.finish(Duration::from_secs(120));
     assert_eq!(code, Some(0), "{stderr}");
 
     // The stream's outputs are --json lines of the run, and the checking client, which
     // reads, missed no prediction from the first it got.
-    let lines = stdout_lines.lock().unwrap().clone();
     let streamed = checker.outputs.lock().unwrap().clone();
     assert!(streamed.len() > 20, "{} outputs streamed", streamed.len());
     for s in &streamed {

@@ -522,8 +522,15 @@ impl RuntimeBuilder {
         let panic_in = self.panic_in.clone();
         let mailbox = Arc::new(Mailbox::<Window>::new());
         let (out_tx, out_rx) = mpsc::sync_channel(self.capacity);
-        let deliverer = (!self.sinks.is_empty())
-            .then(|| crate::deliver::Deliverer::start(std::mem::take(&mut self.sinks), &m.name));
+        let deliverer = (!self.sinks.is_empty()).then(|| {
+            let run = crate::deliver::RunInfo {
+                model: m.name.clone(),
+                labels: labels.clone(),
+                threshold: m.decoder.enter,
+                timeline,
+            };
+            crate::deliver::Deliverer::start(std::mem::take(&mut self.sinks), run)
+        });
 
         let scheduling = {
             let (shared, mailbox) = (shared.clone(), mailbox.clone());

@@ -150,6 +150,21 @@ pub struct RunOptions {
     #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ui_token_file: Option<PathBuf>,
+    /// Publish ROS 2 topics (node NAMESPACE/avaction: ~/classification, ~/events,
+    /// ~/label_info, /diagnostics) [NAMESPACE default: /]; needs a build with
+    /// the `ros2` feature (on by default). See README "ROS 2".
+    #[arg(long, value_name = "NAMESPACE", num_args = 0..=1, require_equals = true, default_missing_value = "/")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ros2: Option<String>,
+    /// `header.frame_id` of the ROS 2 messages [default: camera].
+    #[arg(long, value_name = "FRAME")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ros2_frame_id: Option<String>,
+    /// A ROS 2 topic's QoS (repeatable): TOPIC=reliable|best_effort[:DEPTH], TOPIC one
+    /// of classification, events, diagnostics.
+    #[arg(long, value_name = "TOPIC=QOS")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ros2_qos: Vec<String>,
     /// Write an evidence clip (video + audio around each event onset, with a JSON
     /// sidecar) into this folder; see README "Evidence clips".
     #[arg(long, value_name = "DIR")]
@@ -345,6 +360,8 @@ impl RunOptions {
             ("display", &self.display),
             ("metrics", &self.metrics),
             ("ui", &self.ui),
+            ("ros2", &self.ros2),
+            ("ros2_frame_id", &self.ros2_frame_id),
             ("log", &self.log),
         ] {
             if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
@@ -355,6 +372,7 @@ impl RunOptions {
             }
         }
         self.ui_address()?;
+        self.ros2_options()?;
         if let Some(b) = &self.backend {
             b.parse::<avaction::backend::BackendChoice>()
                 .map_err(|e| config_error("backend", e.message()))?;
@@ -428,6 +446,9 @@ impl RunOptions {
             metrics: self.metrics.or(file.metrics),
             ui: self.ui.or(file.ui),
             ui_token_file: self.ui_token_file.or(file.ui_token_file),
+            ros2: self.ros2.or(file.ros2),
+            ros2_frame_id: self.ros2_frame_id.or(file.ros2_frame_id),
+            ros2_qos: list(self.ros2_qos, file.ros2_qos),
             clips: self.clips.or(file.clips),
             clip_label: list(self.clip_label, file.clip_label),
             clip_pre_roll: self.clip_pre_roll.or(file.clip_pre_roll),
@@ -565,6 +586,28 @@ impl RunOptions {
             options.token = Some(token.to_string());
         }
         Ok(Some((at, options)))
+    }
+
+    /// The ROS 2 settings, checked (whether or not this build has the `ros2` feature).
+    ///
+    /// # Errors
+    /// [`Config`](ErrorKind::Config) naming the key.
+    pub fn ros2_options(&self) -> Result<Option<avaction::ros2::Ros2Options>> {
+        let Some(namespace) = &self.ros2 else {
+            return Ok(None);
+        };
+        let mut o = avaction::ros2::Ros2Options {
+            namespace: namespace.clone(),
+            ..avaction::ros2::Ros2Options::default()
+        };
+        if let Some(frame) = &self.ros2_frame_id {
+            o.frame_id = frame.clone();
+        }
+        for spec in &self.ros2_qos {
+            o.set_topic_qos(spec)
+                .map_err(|e| config_error("ros2_qos", e.message()))?;
+        }
+        Ok(Some(o))
     }
 
     /// The bundle to run (the default when unset).
@@ -707,6 +750,23 @@ mod tests {
             let e = parse(text).expect_err(text);
             assert!(e.message().contains(key), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn ros2_keys_make_ros2_options() {
+        let o = parse(
+            "ros2 = \"/robot1\"\nros2_frame_id = \"cam\"\nros2_qos = [\"classification=best_effort:2\"]",
+        )
+        .unwrap();
+        let r = o.ros2_options().unwrap().unwrap();
+        assert_eq!(
+            (r.namespace.as_str(), r.frame_id.as_str()),
+            ("/robot1", "cam")
+        );
+        assert!(!r.classification.reliable);
+        assert_eq!(r.classification.depth, 2);
+        assert!(r.events.reliable);
+        assert!(parse("").unwrap().ros2_options().unwrap().is_none());
     }
 
     #[test]

@@ -248,6 +248,7 @@ fn config_check(file: &std::path::Path) -> Result<()> {
     }
     options.clip_options().map_err(in_file)?;
     options.ui_address().map_err(in_file)?;
+    options.ros2_options().map_err(in_file)?;
     outln!("# {}: valid; bundle {}", file.display(), bundle.display());
     outln!("{}", options.effective_toml()?.trim_end());
     Ok(())
@@ -362,8 +363,30 @@ fn run(args: config::RunOptions) -> Result<Ran> {
         }
         None => None,
     };
+    #[cfg(feature = "ros2")]
+    let ros2 = match args.ros2_options()? {
+        Some(options) => {
+            let ros2 = avaction::ros2::Ros2::new(options)?;
+            builder = builder.sink(ros2.sink()?);
+            eprintln!("avaction: ROS 2 node {}", ros2.node_name());
+            Some(ros2)
+        }
+        None => None,
+    };
+    #[cfg(not(feature = "ros2"))]
+    if args.ros2_options()?.is_some() {
+        return Err(err!(
+            Config,
+            "--ros2: this avaction was built without ROS 2; build it with the default features (the `ros2` feature)"
+        ));
+    }
     catch_interrupts();
     let mut runtime = builder.build()?;
+    #[cfg(feature = "ros2")]
+    let _ros2_diagnostics = match &ros2 {
+        Some(r) => Some(r.diagnostics(runtime.observer())?),
+        None => None,
+    };
     // With the live view on, its server also hosts /metrics and /health.
     let _ui_server = match &ui {
         Some((addr, ui)) => {
@@ -451,6 +474,13 @@ fn run(args: config::RunOptions) -> Result<Ran> {
                     eprintln!(
                         "live view: {} messages streamed, {} missed by slow viewers",
                         s.delivered, s.spool_dropped
+                    );
+                    continue;
+                }
+                if let Some(node) = s.name.strip_prefix("ros2:") {
+                    eprintln!(
+                        "ros2 {node}: {} messages published, {} refused",
+                        s.delivered, s.failed
                     );
                     continue;
                 }

@@ -126,6 +126,23 @@ pub trait Sink: Send {
     fn close(&mut self, within: Duration);
     /// Its counters.
     fn stats(&self) -> SinkStats;
+    /// Called once on the deliverer's thread before the first output, with what the run
+    /// is (its labels, its timeline). The default does nothing.
+    fn start(&mut self, _run: &RunInfo) {}
+}
+
+/// What a run is, for [`Sink::start`].
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    /// The model's name.
+    pub model: String,
+    /// The labels in the decoder's order (the class ids of a classification).
+    pub labels: Vec<String>,
+    /// The score at which a label's event starts (the decoder's `enter`).
+    pub threshold: f32,
+    /// The clock of every time in the outputs (`end_s`, `time_s`): seconds since its
+    /// origin, the moment the run started.
+    pub timeline: crate::clock::Timeline,
 }
 
 /// Counters of one sink.
@@ -359,7 +376,7 @@ pub struct Deliverer {
 
 impl Deliverer {
     /// Starts the thread for `sinks`; `model` is named in every record.
-    pub fn start(sinks: Vec<Box<dyn Sink>>, model: &str) -> Deliverer {
+    pub fn start(sinks: Vec<Box<dyn Sink>>, run: RunInfo) -> Deliverer {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let shared = Arc::new(Shared {
             stats: Mutex::new(sinks.iter().map(|s| s.stats()).collect()),
@@ -370,10 +387,9 @@ impl Deliverer {
         let thread = {
             let (shared, close_within, run_id) =
                 (shared.clone(), close_within.clone(), run_id.clone());
-            let model = model.to_string();
             std::thread::Builder::new()
                 .name("avaction-deliver".into())
-                .spawn(move || deliver_loop(rx, sinks, &model, &run_id, &shared, &close_within))
+                .spawn(move || deliver_loop(rx, sinks, &run, &run_id, &shared, &close_within))
                 .ok()
         };
         Deliverer {
@@ -436,11 +452,15 @@ impl Drop for Deliverer {
 fn deliver_loop(
     rx: Receiver<Output>,
     mut sinks: Vec<Box<dyn Sink>>,
-    model: &str,
+    run: &RunInfo,
     run_id: &str,
     shared: &Shared,
     close_within: &Mutex<Duration>,
 ) {
+    let model = run.model.as_str();
+    for sink in &mut sinks {
+        sink.start(run);
+    }
     let mut seq = 0u64;
     let mut failing = vec![false; sinks.len()];
     let mut last_stats = Instant::now();

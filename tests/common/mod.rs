@@ -199,3 +199,97 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// `avaction ARGS` running in the background: its stdout lines collected as they come,
+/// each stderr line handed to a callback (and kept); killed when dropped.
+pub struct Running {
+    pub child: Child,
+    pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    out: Option<std::thread::JoinHandle<()>>,
+    err: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Running {
+    pub fn start(args: &[&str], mut on_stderr: impl FnMut(&str) + Send + 'static) -> Running {
+        let mut child = avaction_command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("avaction starts");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let out = std::thread::spawn({
+            let lines = lines.clone();
+            let stdout = child.stdout.take().expect("stdout");
+            move || {
+                for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(l);
+                }
+            }
+        });
+        let err = std::thread::spawn({
+            let stderr = child.stderr.take().expect("stderr");
+            move || {
+                let mut all = String::new();
+                for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    on_stderr(&l);
+                    all.push_str(&l);
+                    all.push('\n');
+                }
+                all
+            }
+        });
+        Running {
+            child,
+            lines,
+            out: Some(out),
+            err: Some(err),
+        }
+    }
+
+    /// Waits (at most `timeout`) for it to end by itself; returns (exit code, stdout
+    /// lines, stderr). Kills it and fails the test past the timeout.
+    pub fn finish(mut self, timeout: Duration) -> (Option<i32>, Vec<String>, String) {
+        let deadline = Instant::now() + timeout;
+        let code = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("avaction did not end within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        self.out
+            .take()
+            .expect("once")
+            .join()
+            .expect("stdout reader");
+        let err = self
+            .err
+            .take()
+            .expect("once")
+            .join()
+            .expect("stderr reader");
+        let lines = self.lines.lock().unwrap().clone();
+        (code, lines, err)
+    }
+
+    /// Kills it now; returns what it wrote on stderr.
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.out.take().map(|t| t.join());
+        self.err
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
