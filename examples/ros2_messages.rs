@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 /// Where an integrator's node would publish; this one prints. The messages of the run
 /// are shared with the main loop, which publishes the diagnostics.
 struct MyNode {
-    messages: Arc<Mutex<Option<Messages>>>,
+    messages: Arc<Mutex<Option<Arc<Messages>>>>,
     sent: u64,
 }
 
@@ -39,7 +39,7 @@ impl Sink for MyNode {
     fn start(&mut self, run: &RunInfo) {
         // The stamps are capture times: the run's start in Unix time plus each
         // output's time on the runtime timeline.
-        let messages = Messages::new(run, "camera", "/my_robot/avaction");
+        let messages = Arc::new(Messages::new(run, "camera", "/my_robot/avaction"));
         self.publish("~/label_info (latched)", messages.label_info());
         *self.messages.lock().unwrap_or_else(|p| p.into_inner()) = Some(messages);
     }

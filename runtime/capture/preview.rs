@@ -1,6 +1,6 @@
 //! The live view's picture: the capture's frames as small JPEG images, made only while
 //! someone is looking. A branch off the video pipeline's `tee` (see
-//! `video/pipeline.rs`) passes at most one frame per [`PreviewTap::interval`] of wall
+//! `video/pipeline.rs`) passes at most one frame per interval (`1 / fps`) of wall
 //! time, and only within a few seconds of the last [`PreviewTap::want`]; the rest are
 //! dropped by a pad probe before they are converted, so an unwatched view costs
 //! nothing but the probe. The newest JPEG waits in the tap for readers; older ones are
@@ -60,11 +60,6 @@ impl PreviewTap {
         self.max_height
     }
 
-    /// Shortest wall time between two images.
-    pub fn interval(&self) -> Duration {
-        self.interval
-    }
-
     fn wall_ns(&self) -> u64 {
         u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
@@ -114,11 +109,6 @@ impl PreviewTap {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
-
-    /// Images made so far.
-    pub fn made(&self) -> u64 {
-        self.made.load(Ordering::Relaxed)
-    }
 }
 
 #[cfg(test)]
@@ -152,6 +142,5 @@ mod tests {
         let p = tap.latest().expect("an image");
         assert_eq!((p.seq, &p.jpeg[..]), (2, &[4u8, 5][..]));
         assert_eq!(p.t_ns, Nanos::from_nanos(20_000_000));
-        assert_eq!(tap.made(), 2);
     }
 }

@@ -10,7 +10,7 @@ use ros2_client::{
     Context, ContextOptions, MessageTypeName, Name, Node, NodeName, NodeOptions, Publisher,
     QosProfile,
 };
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -35,8 +35,8 @@ fn profile(qos: &TopicQos, durability: Durability) -> QosProfile {
 struct Link {
     options: Ros2Options,
     node: Mutex<Node>,
-    /// Set when the run starts (the sink's [`Sink::start`]).
-    messages: Mutex<Option<Messages>>,
+    /// Set when the run starts (the sink's [`Sink::start`]), for the diagnostics.
+    messages: Mutex<Option<Arc<Messages>>>,
     _context: Context,
 }
 
@@ -148,8 +148,9 @@ impl Ros2 {
                     Durability::TransientLocal,
                 ),
             )?,
+            messages: None,
             published: 0,
-            refused: Arc::new(AtomicU64::new(0)),
+            refused: 0,
         }))
     }
 
@@ -230,14 +231,10 @@ struct Ros2Sink {
     classification: Publisher<Classification>,
     events: Publisher<String>,
     label_info: Publisher<LabelInfo>,
+    /// The run's messages, from [`Sink::start`] on.
+    messages: Option<Arc<Messages>>,
     published: u64,
-    refused: Arc<AtomicU64>,
-}
-
-impl Ros2Sink {
-    fn messages(&self) -> Option<Messages> {
-        self.link.messages.lock().ok().and_then(|m| m.clone())
-    }
+    refused: u64,
 }
 
 impl Sink for Ros2Sink {
@@ -247,21 +244,22 @@ impl Sink for Ros2Sink {
 
     fn start(&mut self, run: &RunInfo) {
         let o = &self.link.options;
-        let messages = Messages::new(run, &o.frame_id, &self.name["ros2:".len()..]);
+        let messages = Arc::new(Messages::new(run, &o.frame_id, &self.name["ros2:".len()..]));
         match self.label_info.publish(messages.label_info()) {
             Ok(()) => self.published += 1,
             Err(e) => {
                 log::warn!("ros2: label info not sent: {e:?}");
-                self.refused.fetch_add(1, Ordering::Relaxed);
+                self.refused += 1;
             }
         }
         if let Ok(mut m) = self.link.messages.lock() {
-            *m = Some(messages);
+            *m = Some(messages.clone());
         }
+        self.messages = Some(messages);
     }
 
     fn deliver(&mut self, record: &Record) -> Result<()> {
-        let Some(messages) = self.messages() else {
+        let Some(messages) = &self.messages else {
             return Ok(());
         };
         let sent = match record.output {
@@ -281,7 +279,7 @@ impl Sink for Ros2Sink {
                 Ok(())
             }
             Err(why) => {
-                self.refused.fetch_add(1, Ordering::Relaxed);
+                self.refused += 1;
                 Err(err!(Io, "ros2: not sent: {why}"))
             }
         }
@@ -293,7 +291,7 @@ impl Sink for Ros2Sink {
         SinkStats {
             name: self.name.clone(),
             delivered: self.published,
-            failed: self.refused.load(Ordering::Relaxed),
+            failed: self.refused,
             spooled: 0,
             spool_dropped: 0,
             connected: true,

@@ -113,12 +113,12 @@ fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<
 /// Publishes the view's news and, each second, the runtime's stats.
 fn pump(ctx: &Context, stop: &AtomicBool) {
     let mut cursor = ViewCursor::default();
-    let mut last_stats = Instant::now() - Duration::from_secs(1);
+    let mut last_stats: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         if ctx.hub.stats().clients == 0 {
             // nobody watches: skip to the newest, encode nothing
-            ctx.view.take(&mut cursor);
+            ctx.view.skip(&mut cursor);
             continue;
         }
         let update = ctx.view.take(&mut cursor);
@@ -130,8 +130,8 @@ fn pump(ctx: &Context, stop: &AtomicBool) {
                 );
             }
         }
-        if last_stats.elapsed() >= Duration::from_secs(1) {
-            last_stats = Instant::now();
+        if last_stats.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            last_stats = Some(Instant::now());
             let stats = ctx.observer.stats();
             if let Ok(json) = serde_json::to_string(&stats) {
                 ctx.hub.publish(

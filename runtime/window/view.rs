@@ -172,6 +172,14 @@ impl LiveView {
         }
     }
 
+    /// Moves `cursor` past everything kept now, without handing anything out (nobody
+    /// is reading).
+    pub fn skip(&self, cursor: &mut ViewCursor) {
+        let s = self.lock();
+        cursor.mel = s.mel_end;
+        cursor.flow = s.flow_seq;
+    }
+
     /// What is new since `cursor` (which moves on): at most the last [`MEL_KEEP`] mel
     /// columns, the newest flow field, the level now.
     pub fn take(&self, cursor: &mut ViewCursor) -> ViewUpdate {
@@ -229,21 +237,25 @@ fn flow_grid(flow: &WindowFlow, shape: &Shape) -> Option<FlowGrid> {
     if plane == 0 {
         return None;
     }
-    let (u, v): (Vec<f32>, Vec<f32>) = match (flow, shape.flow?) {
+    match (flow, shape.flow?) {
         (WindowFlow::Mov(bytes), FlowEncoding::Mov { bound }) if bytes.len() >= 3 * plane => {
             let field = &bytes[bytes.len() - 3 * plane..];
             let decode = |b: u8| f32::from(b) / 255.0 * 2.0 * bound - bound;
-            (
-                field[..plane].iter().map(|&b| decode(b)).collect(),
-                field[plane..2 * plane].iter().map(|&b| decode(b)).collect(),
-            )
+            Some(average_cells(w, h, |i| {
+                (decode(field[i]), decode(field[plane + i]))
+            }))
         }
         (WindowFlow::Float(values), FlowEncoding::Float) if values.len() >= 2 * plane => {
             let field = &values[values.len() - 2 * plane..];
-            (field[..plane].to_vec(), field[plane..].to_vec())
+            Some(average_cells(w, h, |i| (field[i], field[plane + i])))
         }
-        _ => return None,
-    };
+        _ => None,
+    }
+}
+
+/// The mean of the finite displacements `at(pixel)` of a `w` x `h` field over a grid
+/// of at most [`FLOW_CELLS`] cells across (read in place: no copy of the field).
+fn average_cells(w: usize, h: usize, at: impl Fn(usize) -> (f32, f32)) -> FlowGrid {
     let cell = w.max(h).div_ceil(FLOW_CELLS).max(1);
     let (gw, gh) = (w.div_ceil(cell), h.div_ceil(cell));
     let mut grid = FlowGrid {
@@ -255,10 +267,11 @@ fn flow_grid(flow: &WindowFlow, shape: &Shape) -> Option<FlowGrid> {
     let mut counts = vec![0u32; gw * gh];
     for y in 0..h {
         for x in 0..w {
-            let (i, g) = (y * w + x, (y / cell) * gw + x / cell);
-            if u[i].is_finite() && v[i].is_finite() {
-                grid.u[g] += u[i];
-                grid.v[g] += v[i];
+            let (u, v) = at(y * w + x);
+            if u.is_finite() && v.is_finite() {
+                let g = (y / cell) * gw + x / cell;
+                grid.u[g] += u;
+                grid.v[g] += v;
                 counts[g] += 1;
             }
         }
@@ -269,7 +282,7 @@ fn flow_grid(flow: &WindowFlow, shape: &Shape) -> Option<FlowGrid> {
             grid.v[g] /= n as f32;
         }
     }
-    Some(grid)
+    grid
 }
 
 #[cfg(test)]
@@ -336,6 +349,12 @@ mod tests {
         assert_eq!(second.mel.len(), 4, "two new columns of two bins");
         assert_eq!((second.mel_lo, second.mel_hi), (8.0, 11.0));
         assert!(view.take(&mut cursor).is_empty());
+        view.push_window(&window(4, 0..4, vec![8., 9., 10., 11., 12., 13., 14., 15.]));
+        view.skip(&mut cursor);
+        assert!(
+            view.take(&mut cursor).is_empty(),
+            "skipped columns are not handed out"
+        );
     }
 
     #[test]
