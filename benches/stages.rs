@@ -44,6 +44,7 @@ fn window(b: &Bundle, k: u64) -> Window {
         audio_missing: 0,
         invalid_audio: 0,
         first_frame: k * hop,
+        stride: 1,
         audio_slots: 0..mel_frames,
         audio_index: k * hop * (mel_frames / t) as u64,
         video_complete_at: Instant::now(),

@@ -364,6 +364,7 @@ fn audio_scheduler() -> WindowScheduler {
     WindowScheduler::new(WindowConfig {
         frames: 2,
         hop_frames: 1,
+        stride: 1,
         fps: 25,
         width: 16,
         height: 16,
@@ -430,6 +431,7 @@ fn scheduler_with_tvl1_survives_black_frames() {
     let mut scheduler = WindowScheduler::new(WindowConfig {
         frames: 2,
         hop_frames: 1,
+        stride: 1,
         fps: 25,
         width: 16,
         height: 16,

@@ -124,8 +124,15 @@ fn float_flow_needs_two_channels_and_no_bound() {
         "encoding = \"float\"\n",
         "encoding = \"float\"\nbound = 20.0\n",
     );
+    // version 1 refuses a bound on float flow; version 2 clips float flow with it
     let msg = refused(&bounded);
-    assert!(msg.contains("`bound`") && msg.contains("mov"), "{msg}");
+    assert!(
+        msg.contains("bound") && msg.contains("manifest_version = 2"),
+        "{msg}"
+    );
+    let v2 = format!("manifest_version = 2\n{bounded}");
+    let m = Manifest::parse(&v2).expect("version 2 clips float flow");
+    assert_eq!(m.flow().and_then(|f| f.clip), Some(20.0));
     let unknown = float_flow_manifest().replace("encoding = \"float\"", "encoding = \"half\"");
     assert!(Manifest::parse(&unknown).is_err());
 }

@@ -82,6 +82,7 @@ fn tract_matches_pytorch_goldens() {
         audio_missing: 0,
         invalid_audio: 0,
         first_frame: 0,
+        stride: 1,
         audio_slots: 0..64,
         audio_index: 0,
         video_complete_at: std::time::Instant::now(),

@@ -149,6 +149,7 @@ fn raw_window(g: &Value, dir: &Path) -> Window {
         audio_missing: 0,
         invalid_audio: 0,
         first_frame: 100,
+        stride: 1,
         audio_index: 400,
         video_complete_at: std::time::Instant::now(),
     }
@@ -177,6 +178,7 @@ fn next_window(w: &Window, hop: usize, frames: usize, mel_per_frame: usize) -> W
         },
         logmel,
         first_frame: w.first_frame + hop as u64,
+        stride: 1,
         audio_index: w.audio_index + (hop * mel_per_frame) as u64,
         video_complete_at: std::time::Instant::now(),
         ..w.clone()

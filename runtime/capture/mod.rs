@@ -5,10 +5,12 @@
 
 pub mod audio;
 pub mod clip;
+pub mod downmix;
 pub mod preview;
 pub mod video;
 mod watch;
 
+pub use downmix::Downmix;
 pub use video::LabelOverlay;
 pub use watch::SourceWatch;
 

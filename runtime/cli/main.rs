@@ -727,24 +727,34 @@ fn inspect(dir: PathBuf) -> Result<()> {
     }
     let w = &m.window;
     outln!(
-        "window: {} frames at {} fps ({:.2} s), hop {} frames ({:.0} ms, {:.1} windows/s), audio {}",
+        "window: {} frames at {} fps{} ({:.2} s), hop {} frames ({:.0} ms, {:.1} windows/s), audio {} ({} downmix), manifest version {}",
         w.frames,
         w.fps,
-        w.frames as f64 / w.fps as f64,
+        match w.stride {
+            Some(s) if s > 1 => format!(", every {s}th frame"),
+            _ => String::new(),
+        },
+        w.span() as f64 / w.fps as f64,
         w.hop_frames,
         w.hop_frames as f64 * 1000.0 / w.fps as f64,
         w.fps as f64 / w.hop_frames as f64,
-        if w.audio_optional { "optional" } else { "required" }
+        if w.audio_optional { "optional" } else { "required" },
+        m.downmix().name(),
+        m.version()
     );
     outln!("inputs:");
     for i in &m.inputs {
         let extra = match (&i.estimator, &i.fbank) {
             (Some(e), _) => match i.encoding {
                 Some(avaction::model::FlowEncodingName::Float) => format!(", flow {e}, float"),
+                Some(avaction::model::FlowEncodingName::DxdyMagnitude) => {
+                    format!(", flow {e}, dx dy magnitude")
+                }
                 _ => format!(", flow {e}, MOV bound {}", i.bound.unwrap_or(20.0)),
             },
             (_, Some(f)) => format!(
-                ", {} Hz, {} mel bins{}, {} ms / {} ms, {:?} window",
+                ", {:.2} s ending at the window's end, {} Hz, {} mel bins{}, {} ms / {} ms, {:?} window",
+                i.steps() as f64 * f64::from(f.frame_shift_ms) / 1000.0,
                 f.sample_rate,
                 f.num_mel_bins,
                 if f.use_energy { " + energy" } else { "" },
@@ -755,10 +765,11 @@ fn inspect(dir: PathBuf) -> Result<()> {
             _ => String::new(),
         };
         outln!(
-            "  {:<8} {:?} {:?} float32, mean {:?} std {:?}{extra}",
+            "  {:<8} {:?} {:?} {} float32, mean {:?} std {:?}{extra}",
             i.name,
             i.frontend,
             i.shape,
+            i.layout().name(),
             i.mean,
             i.std
         );

@@ -15,6 +15,7 @@ pub fn window_config(m: &Manifest) -> WindowConfig {
     WindowConfig {
         frames: m.window.frames,
         hop_frames: m.window.hop_frames,
+        stride: m.window.stride.unwrap_or(1),
         fps: m.window.fps,
         width: width as usize,
         height: height as usize,
@@ -39,6 +40,7 @@ pub fn video_config(m: &Manifest) -> VideoConfig {
     let (width, height) = m.capture_size();
     VideoConfig {
         audio_rate: m.logmel().map(|l| l.fbank.sample_rate),
+        downmix: m.downmix(),
         ..VideoConfig::new(width, height, m.window.fps)
     }
 }

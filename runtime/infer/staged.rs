@@ -10,7 +10,7 @@
 
 use super::InputAssembler;
 use crate::backend::{open, Backend, BackendOptions, BackendStatus, Tensor};
-use crate::model::{Bundle, EncoderGraph, Frontend};
+use crate::model::{Bundle, EncoderGraph, Frontend, HeadSlot};
 use crate::window::Window;
 use crate::{err, Result};
 use std::sync::Arc;
@@ -56,15 +56,19 @@ impl ModelRunner {
             encoders.push(Encoder::new(e, backend, bundle)?);
         }
         let (head, status) = open(&staged.head, opts)?;
-        let head_inputs = encoders
+        let head_inputs = staged
+            .head
+            .inputs
             .iter()
-            .map(|e| Tensor::zeros(&[1, e.tokens, e.dim]))
+            .map(|t| Tensor::zeros(&t.dims))
             .collect();
         Ok((
             ModelRunner::Staged(StagedModel {
                 encoders,
                 head,
                 head_inputs,
+                head_slots: staged.head_slots,
+                scratch: Vec::new(),
                 head_ns: 0,
             }),
             status,
@@ -124,15 +128,30 @@ pub struct StagedModel {
     encoders: Vec<Encoder>,
     head: Box<dyn Backend>,
     head_inputs: Vec<Tensor>,
+    /// What fills each head input.
+    head_slots: Vec<HeadSlot>,
+    /// One frame, for raw `NCTHW` head inputs.
+    scratch: Vec<f32>,
     head_ns: u64,
 }
 
 impl StagedModel {
     fn run(&mut self, window: &Window, assembler: &InputAssembler) -> Result<Tensor> {
-        for (enc, tokens) in self.encoders.iter_mut().zip(self.head_inputs.iter_mut()) {
-            let t0 = Instant::now();
-            enc.encode(window, assembler, &mut tokens.data)?;
-            enc.ns += t0.elapsed().as_nanos() as u64;
+        for (slot, tensor) in self.head_slots.iter().zip(self.head_inputs.iter_mut()) {
+            match *slot {
+                HeadSlot::Tokens(n) => {
+                    let enc = self
+                        .encoders
+                        .get_mut(n)
+                        .ok_or_else(|| err!(Model, "stages: no encoder {n}"))?;
+                    let t0 = Instant::now();
+                    enc.encode(window, assembler, &mut tensor.data)?;
+                    enc.ns += t0.elapsed().as_nanos() as u64;
+                }
+                HeadSlot::Raw(k) => {
+                    assembler.fill_input(k, window, &mut tensor.data, &mut self.scratch)?
+                }
+            }
         }
         let t0 = Instant::now();
         let out = self.head.run(&self.head_inputs);
@@ -175,8 +194,16 @@ impl Encoder {
             tokens: e.tokens,
             dim: e.dim,
             segment: e.segment,
-            // two windows' worth: a skipped window does not flush the ring
-            ring: TokenRing::new(2 * e.tokens, e.dim),
+            // two windows' worth: a skipped window does not flush the ring; frames are
+            // keyed by capture number, `stride` apart
+            ring: TokenRing::new(
+                2 * e.tokens
+                    * match e.input.frontend {
+                        Frontend::Logmel => 1,
+                        _ => bundle.manifest.window.stride.unwrap_or(1).max(1),
+                    },
+                e.dim,
+            ),
             computed: 0,
             reused: 0,
             name: e.input.name.clone(),
@@ -187,8 +214,8 @@ impl Encoder {
     /// The cache key of token `n` of `window`, or `None` if it must not be cached.
     fn key(&self, window: &Window, n: usize) -> Option<u64> {
         match self.frontend {
-            Frontend::Image => Some(window.first_frame + n as u64),
-            Frontend::Flow => Some(window.first_frame + n as u64 + 1),
+            Frontend::Image => Some(window.frame_number(n)),
+            Frontend::Flow => Some(window.frame_number(n + 1)),
             Frontend::Logmel => {
                 let (start, end) = (n * self.segment, (n + 1) * self.segment);
                 let real = &window.audio_slots;

@@ -8,6 +8,7 @@ use super::limits::{
 };
 pub use crate::decode::vocabulary::BranchSpec;
 pub use crate::decode::{DecoderConfig, DecoderKind};
+pub use crate::capture::Downmix;
 use crate::frontend::flow::{FlowEncoding, TvL1Params, MOV_FLOW_BOUND};
 use crate::frontend::image::{Crop, ImageNormalize, PreprocessConfig, ResizeFilter, ResizeTo};
 use crate::frontend::logmel::FbankConfig;
@@ -19,6 +20,11 @@ use std::path::Path;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// The manifest format: absent or 1 (the first format), 2 (adds input layouts,
+    /// `context_s`, frame `stride`, `[audio]`, raw head inputs, encoder graph names, flow
+    /// `scale` and `dxdy_magnitude`). A manifest using a key of version 2 must say so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_version: Option<u32>,
     /// Short model name.
     pub name: String,
     /// Model version.
@@ -36,6 +42,10 @@ pub struct Manifest {
     /// to the model size (stretching them).
     #[serde(default)]
     pub video: Option<VideoSpec>,
+    /// How the audio the model hears is made (version 2); absent: the defaults of
+    /// [`AudioSpec`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio: Option<AudioSpec>,
     /// Model inputs and the frontend that fills each.
     pub inputs: Vec<InputSpec>,
     /// The model's one output: class scores `[1, classes]`, or window embeddings
@@ -65,10 +75,16 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StagesSpec {
-    /// Per-frame / per-segment encoders, one per model input.
+    /// Per-frame / per-segment encoders: one per model input in version 1; in version 2
+    /// an input without an encoder goes to the head whole (a raw head input).
     pub encoders: Vec<EncoderSpec>,
     /// The head's ONNX file, relative to the bundle folder.
     pub head: String,
+    /// Version 2: the order of the head graph's inputs (each encoder's `tokens` and each
+    /// raw input's name, once). Absent: the encoders' tokens in encoder order, then the
+    /// raw inputs in `[[inputs]]` order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_inputs: Option<Vec<String>>,
 }
 
 /// One encoder of a staged model.
@@ -86,6 +102,13 @@ pub struct EncoderSpec {
     /// Logmel only: mel frames per token (the window's mel frames must be a multiple).
     #[serde(default)]
     pub segment: Option<usize>,
+    /// Version 2: the encoder graph's input name (default `image`, or `logmel` for a
+    /// log-mel encoder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph_input: Option<String>,
+    /// Version 2: the encoder graph's output name (default `token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph_output: Option<String>,
 }
 
 /// The `[vocabulary]` table of an open-vocabulary model: each label is a sentence,
@@ -117,8 +140,14 @@ pub struct WindowSpec {
     pub frames: usize,
     /// Frame rate the model was trained at (capture is converted to it).
     pub fps: u32,
-    /// Frames between two windows (the hop).
+    /// Captured frames between two windows (the hop).
     pub hop_frames: usize,
+    /// Version 2: the model sees every `stride`-th captured frame, so a window spans
+    /// `(frames - 1) * stride + 1` captured frames (MOV samples 16 frames at stride 4).
+    /// Flow stays the motion between consecutive captured frames, taken at the sampled
+    /// frames. Absent: 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stride: Option<usize>,
     /// Whether the model may run with no audio (its audio input then holds the
     /// normalised log floor, i.e. silence); otherwise a missing microphone is an error.
     #[serde(default)]
@@ -146,6 +175,16 @@ pub struct VideoSpec {
     /// `"none"` (the resized frame must be the model size).
     #[serde(default)]
     pub crop: Crop,
+}
+
+impl WindowSpec {
+    /// Captured frames a window spans: `(frames - 1) * stride + 1`.
+    pub fn span(&self) -> usize {
+        self.frames
+            .saturating_sub(1)
+            .saturating_mul(self.stride.unwrap_or(1))
+            .saturating_add(1)
+    }
 }
 
 impl VideoSpec {
@@ -195,9 +234,23 @@ pub struct InputSpec {
     /// Flow only: displacement clip bound in pixels of the MOV encoding (default 20).
     #[serde(default)]
     pub bound: Option<f32>,
-    /// Flow only: `"mov"` (8-bit images, the default) or `"float"` (pixels).
+    /// Flow only: `"mov"` (8-bit images, the default), `"float"` (pixels) or
+    /// `"dxdy_magnitude"` (version 2: dx, dy and the magnitude, in pixels).
     #[serde(default)]
     pub encoding: Option<FlowEncodingName>,
+    /// Version 2, flow with `float` or `dxdy_magnitude`: displacements are multiplied by
+    /// `scale` (default 1) before `bound` clips them (and the magnitude).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f32>,
+    /// Version 2: the memory layout of the input. Image and flow: `NTCHW` (the default),
+    /// `NCTHW` or `NTHWC`. Logmel: `TM` (`[T, M]`, no batch), `NTM` (`[1, T, M]`) or
+    /// `NCTM` (`[1, 1, T, M]`); absent: from the shape's rank.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<Layout>,
+    /// Version 2, logmel: the seconds of audio the input covers (`T` x the frame shift),
+    /// ending at the window's end. Absent: `T` frames, also ending at the window's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_s: Option<f64>,
     /// Flow only, with `estimator = "tvl1"`: an `[inputs.tvl1]` table of TV-L1 parameters
     /// (tau, lambda, theta, gamma, scales, warps, epsilon, ...); missing keys keep
     /// OpenCV's defaults.
@@ -216,6 +269,52 @@ pub enum FlowEncodingName {
     Mov,
     /// The displacements in pixels: u and v planes.
     Float,
+    /// Version 2: dx, dy and the magnitude `sqrt(dx² + dy²)`, in pixels (3 planes).
+    #[serde(rename = "dxdy_magnitude")]
+    DxdyMagnitude,
+}
+
+/// The memory layout of an input (`layout`): the letters name the dimensions in order,
+/// N batch, T time (frames or mel frames), C channels, H height, W width, M mel bins.
+#[allow(clippy::upper_case_acronyms)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Layout {
+    /// `[1, T, C, H, W]`: frames one after another, each channel-planar.
+    NTCHW,
+    /// `[1, C, T, H, W]`: one plane-sequence per channel (3-D CNNs).
+    NCTHW,
+    /// `[1, T, H, W, C]`: frames one after another, channels interleaved.
+    NTHWC,
+    /// `[T, M]`: log-mel frames, no batch dimension.
+    TM,
+    /// `[1, T, M]`.
+    NTM,
+    /// `[1, 1, T, M]`: a one-channel spectrogram image.
+    NCTM,
+}
+
+impl Layout {
+    /// The layout's name as written in `model.toml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::NTCHW => "NTCHW",
+            Layout::NCTHW => "NCTHW",
+            Layout::NTHWC => "NTHWC",
+            Layout::TM => "TM",
+            Layout::NTM => "NTM",
+            Layout::NCTM => "NCTM",
+        }
+    }
+}
+
+/// The `[audio]` table (version 2): how the audio track or microphone becomes the mono
+/// signal the filterbank reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioSpec {
+    /// Multi-channel to mono, as the model's training data was made.
+    #[serde(default)]
+    pub downmix: Downmix,
 }
 
 fn default_dtype() -> String {
@@ -234,6 +333,12 @@ pub struct FlowInput {
     /// Normalisation applied to the encoded planes (`[0, 1]` units for MOV, pixels for
     /// float; the third value is unused with float).
     pub normalize: ImageNormalize,
+    /// Float flow (`float`, `dxdy_magnitude`): displacements are multiplied by this.
+    pub scale: f32,
+    /// Float flow: the clip bound of the scaled displacements and magnitude, if any.
+    pub clip: Option<f32>,
+    /// `dxdy_magnitude`: a third plane holds the magnitude.
+    pub magnitude: bool,
 }
 
 /// Settings of a log-mel input, checked.
@@ -321,13 +426,23 @@ impl Manifest {
                 w.frames, w.fps, w.hop_frames
             ));
         }
-        if w.frames > limits.window_frames || w.hop_frames > w.frames || w.fps > MAX_FPS {
+        if w.frames > limits.window_frames || w.hop_frames > w.span() || w.fps > MAX_FPS {
             return Err(err!(
                 Model,
-                "window: need frames <= {}, hop_frames <= frames, fps <= {MAX_FPS} (got frames={}, fps={}, hop_frames={})",
-                limits.window_frames, w.frames, w.fps, w.hop_frames
+                "window: need frames <= {}, hop_frames <= the captured frames a window spans, fps <= {MAX_FPS} (got frames={}, fps={}, hop_frames={}, span {})",
+                limits.window_frames, w.frames, w.fps, w.hop_frames, w.span()
             ));
         }
+        if w.stride == Some(0) || w.span() > limits.window_frames {
+            return Err(err!(
+                Model,
+                "window: stride must be >= 1 and a window may span at most {} captured frames \
+                 ((frames - 1) x stride + 1 = {})",
+                limits.window_frames,
+                w.span()
+            ));
+        }
+        self.check_version()?;
         if self.inputs.is_empty() {
             return Err(err!(Model, "inputs: at least one input is required"));
         }
@@ -355,7 +470,10 @@ impl Manifest {
             .inputs
             .iter()
             .filter(|i| i.frontend != Frontend::Logmel)
-            .map(|i| (i.shape[3], i.shape[4]))
+            .map(|i| {
+                let (_, h, w) = i.frame_dims();
+                (h, w)
+            })
             .collect();
         if sizes.windows(2).any(|p| p[0] != p[1]) {
             return Err(err!(
@@ -489,12 +607,86 @@ impl Manifest {
 
     /// Frame size `(width, height)` the model's image and flow inputs need.
     pub fn frame_size(&self) -> (u32, u32) {
-        let i = self
+        let (_, h, w) = self
             .inputs
             .iter()
             .find(|i| i.frontend != Frontend::Logmel)
-            .unwrap_or(&self.inputs[0]);
-        (i.shape[4] as u32, i.shape[3] as u32)
+            .map_or((0, 0, 0), InputSpec::frame_dims);
+        (w as u32, h as u32)
+    }
+
+    /// The manifest format version (1 when absent).
+    pub fn version(&self) -> u32 {
+        self.manifest_version.unwrap_or(1)
+    }
+
+    /// The downmix of multi-channel audio (`[audio] downmix`, default `mean`).
+    pub fn downmix(&self) -> Downmix {
+        self.audio.map(|a| a.downmix).unwrap_or_default()
+    }
+
+    /// The keys of version 2 this manifest uses.
+    fn version_2_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        if self.window.stride.is_some() {
+            keys.push("window.stride".to_string());
+        }
+        if self.audio.is_some() {
+            keys.push("[audio]".to_string());
+        }
+        for i in &self.inputs {
+            let named = [
+                ("layout", i.layout.is_some()),
+                ("context_s", i.context_s.is_some()),
+                ("scale", i.scale.is_some()),
+                (
+                    "encoding = \"dxdy_magnitude\"",
+                    i.encoding == Some(FlowEncodingName::DxdyMagnitude),
+                ),
+                (
+                    "bound with encoding = \"float\" (it clips in version 2)",
+                    i.encoding == Some(FlowEncodingName::Float) && i.bound.is_some(),
+                ),
+            ];
+            for (key, used) in named {
+                if used {
+                    keys.push(format!("inputs `{}`: {key}", i.name));
+                }
+            }
+        }
+        if let Some(stages) = &self.stages {
+            if stages.head_inputs.is_some() {
+                keys.push("stages.head_inputs".to_string());
+            }
+            for e in &stages.encoders {
+                if e.graph_input.is_some() || e.graph_output.is_some() {
+                    keys.push(format!("stages.encoders `{}`: graph_input/graph_output", e.input));
+                }
+            }
+        }
+        keys
+    }
+
+    fn check_version(&self) -> Result<()> {
+        match self.manifest_version {
+            None | Some(1) => {
+                let keys = self.version_2_keys();
+                if keys.is_empty() {
+                    Ok(())
+                } else {
+                    Err(err!(
+                        Model,
+                        "{} need(s) manifest_version = 2 (add it at the top of model.toml)",
+                        keys.join(", ")
+                    ))
+                }
+            }
+            Some(2) => Ok(()),
+            Some(v) => Err(err!(
+                Model,
+                "manifest_version = {v}: this avaction reads versions 1 and 2 (a newer avaction wrote this bundle?)"
+            )),
+        }
     }
 
     /// The flow input's settings, if the model has one.
@@ -504,12 +696,17 @@ impl Manifest {
             estimator: i.estimator.clone().unwrap_or_default(),
             tvl1: i.tvl1,
             encoding: match i.encoding {
-                Some(FlowEncodingName::Float) => FlowEncoding::Float,
+                Some(FlowEncodingName::Float | FlowEncodingName::DxdyMagnitude) => {
+                    FlowEncoding::Float
+                }
                 _ => FlowEncoding::Mov {
                     bound: i.bound.unwrap_or(MOV_FLOW_BOUND),
                 },
             },
             normalize: i.normalize3(),
+            scale: i.scale.unwrap_or(1.0),
+            clip: i.bound.filter(|_| i.encoding.is_some_and(|e| e != FlowEncodingName::Mov)),
+            magnitude: i.encoding == Some(FlowEncodingName::DxdyMagnitude),
         })
     }
 
@@ -518,7 +715,7 @@ impl Manifest {
         let i = self.input(Frontend::Logmel)?;
         Some(LogMelInput {
             fbank: i.fbank.clone()?,
-            frames: i.shape[1],
+            frames: i.steps(),
             mean: i.mean[0],
             std: i.std[0],
         })
@@ -607,11 +804,32 @@ impl VocabularySpec {
 }
 
 impl StagesSpec {
+    /// The head's inputs in the order of its graph: `head_inputs`, or the encoders'
+    /// tokens in encoder order followed by the raw inputs in `[[inputs]]` order.
+    pub fn head_order(&self, manifest: &Manifest) -> Vec<String> {
+        self.head_inputs
+            .clone()
+            .unwrap_or_else(|| self.default_head_inputs(manifest))
+    }
+
+    fn default_head_inputs(&self, m: &Manifest) -> Vec<String> {
+        self.encoders
+            .iter()
+            .map(|e| e.tokens.clone())
+            .chain(
+                m.inputs
+                    .iter()
+                    .filter(|i| !self.encoders.iter().any(|e| e.input == i.name))
+                    .map(|i| i.name.clone()),
+            )
+            .collect()
+    }
+
     /// The number of tokens encoder `e` gives for one window.
     pub fn tokens_per_window(&self, manifest: &Manifest, e: &EncoderSpec) -> usize {
         match manifest.inputs.iter().find(|i| i.name == e.input) {
-            Some(i) if i.frontend == Frontend::Logmel => i.shape[1] / e.segment.unwrap_or(1).max(1),
-            Some(i) => i.shape[1],
+            Some(i) if i.frontend == Frontend::Logmel => i.steps() / e.segment.unwrap_or(1).max(1),
+            Some(i) => i.steps(),
             None => 0,
         }
     }
@@ -624,10 +842,30 @@ impl StagesSpec {
                 .iter()
                 .filter(|e| e.input == input.name)
                 .count();
-            if n != 1 {
+            // version 1: every input has its encoder; version 2: at most one (none: the
+            // input goes to the head whole; check_version refuses that in version 1)
+            if n > 1 || (n == 0 && m.version() < 2) {
                 return bad(format!(
-                    "input `{}` needs exactly one encoder (found {n})",
-                    input.name
+                    "input `{}` needs exactly one encoder (found {n}){}",
+                    input.name,
+                    if n == 0 {
+                        "; with manifest_version = 2 an input without an encoder goes to the head whole"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
+        let default_order = self.default_head_inputs(m);
+        if let Some(order) = &self.head_inputs {
+            let mut sorted = order.clone();
+            sorted.sort();
+            let mut expected = default_order.clone();
+            expected.sort();
+            if sorted != expected {
+                return bad(format!(
+                    "head_inputs = {order:?} must name each of {default_order:?} once (the \
+                     encoders' tokens and the inputs without an encoder)"
                 ));
             }
         }
@@ -653,13 +891,20 @@ impl StagesSpec {
                     e.tokens
                 ));
             }
+            if m.inputs.iter().any(|i| i.name == e.tokens) {
+                return bad(format!(
+                    "encoder for `{}`: tokens = {:?} is also the name of a model input",
+                    e.input, e.tokens
+                ));
+            }
             match (input.frontend, e.segment) {
-                (Frontend::Logmel, Some(seg)) if seg > 0 && input.shape[1] % seg == 0 => {}
+                (Frontend::Logmel, Some(seg)) if seg > 0 && input.steps() % seg == 0 => {}
                 (Frontend::Logmel, seg) => {
                     return bad(format!(
                         "encoder for `{}`: segment = {seg:?} must divide the {} mel frames \
                          of a window",
-                        e.input, input.shape[1]
+                        e.input,
+                        input.steps()
                     ))
                 }
                 (_, Some(_)) => {
@@ -692,6 +937,71 @@ impl InputSpec {
         }
     }
 
+    /// The input's layout: `layout`, else `NTCHW` for image and flow and, for logmel, the
+    /// one its rank implies (2: `TM`, 3: `NTM`, 4: `NCTM`).
+    pub fn layout(&self) -> Layout {
+        match (self.layout, self.frontend) {
+            (Some(l), _) => l,
+            (None, Frontend::Logmel) => match self.shape.len() {
+                2 => Layout::TM,
+                4 => Layout::NCTM,
+                _ => Layout::NTM,
+            },
+            (None, _) => Layout::NTCHW,
+        }
+    }
+
+    fn dim(&self, i: usize) -> usize {
+        self.shape.get(i).copied().unwrap_or(0)
+    }
+
+    /// Steps in time: frames (image), fields (flow) or mel frames (logmel).
+    pub fn steps(&self) -> usize {
+        match self.layout() {
+            Layout::NTCHW | Layout::NTHWC | Layout::NTM => self.dim(1),
+            Layout::NCTHW | Layout::NCTM => self.dim(2),
+            Layout::TM => self.dim(0),
+        }
+    }
+
+    /// `(channels, height, width)` of one frame or field; `(1, 1, bins)` for logmel.
+    pub fn frame_dims(&self) -> (usize, usize, usize) {
+        match self.layout() {
+            Layout::NTCHW => (self.dim(2), self.dim(3), self.dim(4)),
+            Layout::NCTHW => (self.dim(1), self.dim(3), self.dim(4)),
+            Layout::NTHWC => (self.dim(4), self.dim(2), self.dim(3)),
+            Layout::TM | Layout::NTM | Layout::NCTM => {
+                (1, 1, self.shape.last().copied().unwrap_or(0))
+            }
+        }
+    }
+
+    /// The shape of what a staged encoder reads: one frame or field (`[1, C, H, W]`, or
+    /// `[1, H, W, C]` for `NTHWC`), or `segment` mel frames in the input's own rank.
+    pub fn item_shape(&self, segment: usize) -> Vec<usize> {
+        let (c, h, w) = self.frame_dims();
+        match self.layout() {
+            Layout::NTCHW | Layout::NCTHW => vec![1, c, h, w],
+            Layout::NTHWC => vec![1, h, w, c],
+            Layout::TM => vec![segment, w],
+            Layout::NTM => vec![1, segment, w],
+            Layout::NCTM => vec![1, 1, segment, w],
+        }
+    }
+
+    /// The shape this input must have for `steps` steps of `channels` x `h` x `w` (image,
+    /// flow) or `bins` (logmel, in `w`), in its layout.
+    fn expected_shape(&self, steps: usize, channels: usize, h: usize, w: usize) -> Vec<usize> {
+        match self.layout() {
+            Layout::NTCHW => vec![1, steps, channels, h, w],
+            Layout::NCTHW => vec![1, channels, steps, h, w],
+            Layout::NTHWC => vec![1, steps, h, w, channels],
+            Layout::TM => vec![steps, w],
+            Layout::NTM => vec![1, steps, w],
+            Layout::NCTM => vec![1, 1, steps, w],
+        }
+    }
+
     fn validate(&self, w: &WindowSpec, limits: &Limits) -> Result<()> {
         let name = &self.name;
         let bad = |what: String| Err(err!(Model, "input `{name}`: {what}"));
@@ -701,10 +1011,12 @@ impl InputSpec {
                 self.dtype
             ));
         }
-        if self.shape.first() != Some(&1) || self.shape.contains(&0) {
+        let layout = self.layout();
+        if self.shape.contains(&0) || (layout != Layout::TM && self.shape.first() != Some(&1)) {
             return bad(format!(
-                "shape {:?} must start with batch 1 and have no zero dims",
-                self.shape
+                "shape {:?} must start with batch 1 (layout {}) and have no zero dims",
+                self.shape,
+                layout.name()
             ));
         }
         if self.shape.len() > MAX_RANK || elements(&self.shape, limits.tensor_elements).is_none() {
@@ -713,10 +1025,10 @@ impl InputSpec {
                 self.shape, limits.tensor_elements
             ));
         }
-        let float_flow = self.encoding == Some(FlowEncodingName::Float);
+        let encoding = self.encoding.unwrap_or(FlowEncodingName::Mov);
         let channels = match self.frontend {
             Frontend::Logmel => 1,
-            Frontend::Flow if float_flow => 2,
+            Frontend::Flow if encoding == FlowEncodingName::Float => 2,
             _ => 3,
         };
         if self.mean.len() != channels || self.std.len() != channels {
@@ -741,78 +1053,88 @@ impl InputSpec {
         let has_flow_keys = self.estimator.is_some()
             || self.bound.is_some()
             || self.encoding.is_some()
+            || self.scale.is_some()
             || self.tvl1.is_some();
+        let video_layout = matches!(layout, Layout::NTCHW | Layout::NCTHW | Layout::NTHWC);
         match self.frontend {
             Frontend::Image | Frontend::Flow => {
+                if !video_layout {
+                    return bad(format!(
+                        "layout {} is for logmel inputs; image and flow take NTCHW, NCTHW or NTHWC",
+                        layout.name()
+                    ));
+                }
                 let t = if self.frontend == Frontend::Image {
                     w.frames
                 } else {
                     w.frames - 1
                 };
-                if self.shape.len() != 5 || self.shape[1] != t || self.shape[2] != channels {
+                let (_, h, wd) = self.frame_dims();
+                let expected = self.expected_shape(t, channels, h, wd);
+                if self.shape != expected {
                     return bad(format!(
-                        "shape {:?} must be [1, {t}, {channels}, H, W] for a window of {} frames",
-                        self.shape, w.frames
+                        "shape {:?} must be {} (layout {}, here {expected:?}) for a window of {} \
+                         frames ({t} {}, {channels} channels)",
+                        self.shape,
+                        match layout {
+                            Layout::NCTHW => format!("[1, {channels}, {t}, H, W]"),
+                            Layout::NTHWC => format!("[1, {t}, H, W, {channels}]"),
+                            _ => format!("[1, {t}, {channels}, H, W]"),
+                        },
+                        layout.name(),
+                        w.frames,
+                        if self.frontend == Frontend::Image {
+                            "frames"
+                        } else {
+                            "flow fields"
+                        }
                     ));
                 }
-                if self.shape[3] < 16 || self.shape[4] < 16 {
-                    return bad(format!(
-                        "frame size {}x{} is below 16x16",
-                        self.shape[4], self.shape[3]
-                    ));
+                if h < 16 || wd < 16 {
+                    return bad(format!("frame size {wd}x{h} is below 16x16"));
                 }
-                if self.fbank.is_some() {
-                    return bad("key `fbank` is only valid for frontend = \"logmel\"".into());
+                if self.fbank.is_some() || self.context_s.is_some() {
+                    return bad(
+                        "keys `fbank` and `context_s` are only valid for frontend = \"logmel\""
+                            .into(),
+                    );
                 }
                 if self.frontend == Frontend::Image && has_flow_keys {
                     return bad(
-                        "keys `estimator`/`bound`/`encoding`/`tvl1` are only valid for frontend = \"flow\""
+                        "keys `estimator`/`bound`/`encoding`/`scale`/`tvl1` are only valid for frontend = \"flow\""
                             .into(),
                     );
                 }
                 if self.frontend == Frontend::Flow {
-                    if let Some(params) = &self.tvl1 {
-                        if self.estimator.as_deref() != Some("tvl1") {
-                            return bad("table `tvl1` needs estimator = \"tvl1\"".into());
-                        }
-                        if let Err(e) = params.validate() {
-                            return bad(format!("table `tvl1`: {}", e.message()));
-                        }
-                    }
-                    if float_flow && self.bound.is_some() {
-                        return bad(
-                            "key `bound` only applies to encoding = \"mov\" (float flow is not clipped)"
-                                .into(),
-                        );
-                    }
-                    if self.estimator.is_none() {
-                        return bad(
-                            "frontend = \"flow\" needs key `estimator` (e.g. \"dis-fast\")".into(),
-                        );
-                    }
-                    if let Some(b) = self.bound {
-                        if !(b.is_finite() && b > 0.0 && b <= MAX_FLOW_BOUND) {
-                            return bad(format!(
-                                "bound must be > 0 and <= {MAX_FLOW_BOUND} (got {b})"
-                            ));
-                        }
-                    }
+                    self.validate_flow(encoding)?;
                 }
             }
             Frontend::Logmel => {
                 if has_flow_keys {
                     return bad(
-                        "keys `estimator`/`bound`/`encoding`/`tvl1` are only valid for frontend = \"flow\"".into(),
+                        "keys `estimator`/`bound`/`encoding`/`scale`/`tvl1` are only valid for frontend = \"flow\"".into(),
                     );
+                }
+                if video_layout {
+                    return bad(format!(
+                        "layout {} is for image and flow inputs; logmel takes TM, NTM or NCTM",
+                        layout.name()
+                    ));
                 }
                 let Some(fbank) = &self.fbank else {
                     return bad("frontend = \"logmel\" needs an [inputs.fbank] table".into());
                 };
-                if self.shape.len() != 3 || self.shape[2] != fbank.num_features() {
+                let t = self.steps();
+                let expected = self.expected_shape(t, 1, 1, fbank.num_features());
+                if self.shape != expected {
                     return bad(format!(
-                        "shape {:?} must be [1, frames, {}] (fbank.num_mel_bins{})",
+                        "shape {:?} must be {} = {expected:?} (M = fbank.num_mel_bins{})",
                         self.shape,
-                        fbank.num_features(),
+                        match layout {
+                            Layout::TM => "[T, M]",
+                            Layout::NCTM => "[1, 1, T, M]",
+                            _ => "[1, T, M]",
+                        },
                         if fbank.use_energy {
                             " + 1 for use_energy"
                         } else {
@@ -820,10 +1142,9 @@ impl InputSpec {
                         }
                     ));
                 }
-                if self.shape[1] > MAX_MEL_FRAMES {
+                if t > MAX_MEL_FRAMES {
                     return bad(format!(
-                        "{} mel frames is over the cap of {MAX_MEL_FRAMES}",
-                        self.shape[1]
+                        "{t} mel frames is over the cap of {MAX_MEL_FRAMES}"
                     ));
                 }
                 if let Err(e) = fbank.validate() {
@@ -832,6 +1153,51 @@ impl InputSpec {
                         e.message().trim_start_matches("fbank config: ")
                     ));
                 }
+                if let Some(seconds) = self.context_s {
+                    let frames = seconds * 1000.0 / f64::from(fbank.frame_shift_ms);
+                    if !(seconds.is_finite() && seconds > 0.0) || (frames - t as f64).abs() > 0.01 {
+                        return bad(format!(
+                            "context_s = {seconds} s is {frames:.2} mel frames of {} ms, but \
+                             the shape has {t} (context_s must be T x frame_shift_ms / 1000)",
+                            fbank.frame_shift_ms
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_flow(&self, encoding: FlowEncodingName) -> Result<()> {
+        let name = &self.name;
+        let bad = |what: String| Err(err!(Model, "input `{name}`: {what}"));
+        if let Some(params) = &self.tvl1 {
+            if self.estimator.as_deref() != Some("tvl1") {
+                return bad("table `tvl1` needs estimator = \"tvl1\"".into());
+            }
+            if let Err(e) = params.validate() {
+                return bad(format!("table `tvl1`: {}", e.message()));
+            }
+        }
+        if encoding == FlowEncodingName::Mov && self.scale.is_some() {
+            return bad(
+                "key `scale` applies to encoding = \"float\" or \"dxdy_magnitude\" (MOV images are clipped to `bound`)"
+                    .into(),
+            );
+        }
+        if self.estimator.is_none() {
+            return bad("frontend = \"flow\" needs key `estimator` (e.g. \"dis-fast\")".into());
+        }
+        if let Some(b) = self.bound {
+            if !(b.is_finite() && b > 0.0 && b <= MAX_FLOW_BOUND) {
+                return bad(format!(
+                    "bound must be > 0 and <= {MAX_FLOW_BOUND} (got {b})"
+                ));
+            }
+        }
+        if let Some(s) = self.scale {
+            if !(s.is_finite() && s > 0.0 && s <= MAX_NORM) {
+                return bad(format!("scale must be > 0 and <= {MAX_NORM} (got {s})"));
             }
         }
         Ok(())

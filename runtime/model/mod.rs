@@ -12,8 +12,9 @@ pub use limits::Limits;
 pub use search::locate;
 
 pub use manifest::{
-    BranchSpec, DecoderConfig, DecoderKind, EncoderSpec, FlowEncodingName, FlowInput, Frontend,
-    InputSpec, LogMelInput, Manifest, OutputSpec, StagesSpec, VocabularySpec, WindowSpec,
+    AudioSpec, BranchSpec, DecoderConfig, DecoderKind, Downmix, EncoderSpec, FlowEncodingName,
+    FlowInput, Frontend, InputSpec, Layout, LogMelInput, Manifest, OutputSpec, StagesSpec,
+    VocabularySpec, WindowSpec,
 };
 
 use crate::backend::{Graph, TensorShape};
@@ -73,10 +74,22 @@ pub struct EncoderGraph {
 /// The graphs of a staged bundle: encoders in manifest order, then the head.
 #[derive(Debug, Clone)]
 pub struct StagedGraphs {
-    /// One encoder per model input, in `[[stages.encoders]]` order (the head's input order).
+    /// The encoders, in `[[stages.encoders]]` order.
     pub encoders: Vec<EncoderGraph>,
-    /// The head: one `[1, tokens, dim]` input per encoder, the model output.
+    /// The head: one `[1, tokens, dim]` input per encoder and the raw inputs, in
+    /// [`head_slots`](Self::head_slots) order; the model output.
     pub head: Graph,
+    /// What fills each head input, in the head graph's order.
+    pub head_slots: Vec<HeadSlot>,
+}
+
+/// What fills one input of a staged bundle's head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadSlot {
+    /// The tokens of encoder `n` (`[[stages.encoders]]` order).
+    Tokens(usize),
+    /// Model input `k` (`[[inputs]]` order), whole (a version 2 raw head input).
+    Raw(usize),
 }
 
 impl Bundle {
@@ -248,31 +261,23 @@ impl Bundle {
         let m = &self.manifest;
         let stages = m.stages.as_ref()?;
         let mut encoders = Vec::new();
-        let mut head_inputs = Vec::new();
         for e in &stages.encoders {
             let input = m.inputs.iter().find(|i| i.name == e.input)?.clone();
             let segment = e.segment.unwrap_or(1);
-            let (name, dims) = match input.frontend {
-                Frontend::Logmel => ("logmel", vec![1, segment, input.shape[2]]),
-                _ => (
-                    "image",
-                    vec![1, input.shape[2], input.shape[3], input.shape[4]],
-                ),
+            let default_name = match input.frontend {
+                Frontend::Logmel => "logmel",
+                _ => "image",
             };
             let tokens = stages.tokens_per_window(m, e);
-            head_inputs.push(TensorShape {
-                name: e.tokens.clone(),
-                dims: vec![1, tokens, e.dim],
-            });
             encoders.push(EncoderGraph {
                 graph: Graph {
                     path: self.dir.join(&e.graph),
                     inputs: vec![TensorShape {
-                        name: name.into(),
-                        dims,
+                        name: e.graph_input.as_deref().unwrap_or(default_name).into(),
+                        dims: input.item_shape(segment),
                     }],
                     output: TensorShape {
-                        name: "token".into(),
+                        name: e.graph_output.as_deref().unwrap_or("token").into(),
                         dims: vec![1, e.dim],
                     },
                 },
@@ -282,12 +287,34 @@ impl Bundle {
                 segment,
             });
         }
+        let mut head_inputs = Vec::new();
+        let mut head_slots = Vec::new();
+        for name in stages.head_order(m) {
+            if let Some(n) = stages.encoders.iter().position(|e| e.tokens == name) {
+                head_inputs.push(TensorShape {
+                    name,
+                    dims: vec![1, encoders[n].tokens, encoders[n].dim],
+                });
+                head_slots.push(HeadSlot::Tokens(n));
+            } else {
+                let k = m.inputs.iter().position(|i| i.name == name)?;
+                head_inputs.push(TensorShape {
+                    name,
+                    dims: m.inputs[k].shape.clone(),
+                });
+                head_slots.push(HeadSlot::Raw(k));
+            }
+        }
         let head = Graph {
             path: self.dir.join(&stages.head),
             inputs: head_inputs,
             output: self.graph().output,
         };
-        Some(StagedGraphs { encoders, head })
+        Some(StagedGraphs {
+            encoders,
+            head,
+            head_slots,
+        })
     }
 
     /// The graphs the runtime runs: each stage of a staged bundle (encoders, then the

@@ -32,7 +32,9 @@ pub struct Window {
     pub logmel: Vec<f32>,
     /// Time the window's log-mel grid starts at (first slot), if any audio was available.
     pub audio_start: Option<Nanos>,
-    /// Measured skew: `audio_start - t_start` (ns), `None` without audio.
+    /// Measured skew: `audio_start` minus where the grid belongs (`t_end` minus the
+    /// window's mel frames; `t_start` when audio and video last as long), `None` without
+    /// audio.
     pub skew_ns: Option<Nanos>,
     /// Log-mel frames that had no audio and hold silence instead.
     pub audio_missing: usize,
@@ -41,10 +43,13 @@ pub struct Window {
     /// (the runtime's `Stats::windows_invalid` counts it).
     pub invalid_audio: usize,
     /// Stream number of the window's first frame (0 for the first frame of the stream):
-    /// frame `k` of the window is frame `first_frame + k`, and flow field `k` (between
-    /// frames `k` and `k + 1`) belongs to frame `first_frame + k + 1`. Staged models cache
+    /// frame `k` of the window is frame `first_frame + k * stride`, and flow field `k`
+    /// (between frames `k` and `k + 1`) belongs to frame `first_frame + (k + 1) * stride`
+    /// (see [`Window::frame_number`]). Staged models cache
     /// per-frame work by these numbers.
     pub first_frame: u64,
+    /// Captured frames between two frames of the window (`window.stride`, 1 by default).
+    pub stride: usize,
     /// Which log-mel slots of the window hold real audio (the rest hold silence).
     pub audio_slots: std::ops::Range<usize>,
     /// Stream number of the mel frame in slot `audio_slots.start` (mel frames are
@@ -55,6 +60,11 @@ pub struct Window {
 }
 
 impl Window {
+    /// The stream number of the window's frame `k`.
+    pub fn frame_number(&self, k: usize) -> u64 {
+        self.first_frame + (k * self.stride.max(1)) as u64
+    }
+
     /// Whether most of the window's audio is missing (more than half of its log-mel
     /// frames): an audio-optional model then gets the audio as absent, a model that
     /// needs audio is not run on it.

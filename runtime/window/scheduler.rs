@@ -16,8 +16,11 @@ use std::time::Instant;
 pub struct WindowConfig {
     /// Frames per window (T).
     pub frames: usize,
-    /// Frames between windows.
+    /// Captured frames between windows.
     pub hop_frames: usize,
+    /// The window takes every `stride`-th captured frame (1: every frame); it spans
+    /// `(frames - 1) * stride + 1` captured frames.
+    pub stride: usize,
     /// Nominal frame rate (used for the window's end time).
     pub fps: u32,
     /// Frame width in pixels.
@@ -30,7 +33,9 @@ pub struct WindowConfig {
     pub preprocess: Option<PreprocessConfig>,
     /// Flow estimator and encoding, if the model takes flow.
     pub flow: Option<FlowSettings>,
-    /// Filterbank settings and mel frames per window, if the model takes audio.
+    /// Filterbank settings and mel frames per window, if the model takes audio. The
+    /// window's mel frames end where its video ends: with more mel frames than the video
+    /// lasts, the audio context reaches back before the first frame.
     pub logmel: Option<(FbankConfig, usize)>,
     /// Whether audio will arrive at all (false: windows carry silence).
     pub expect_audio: bool,
@@ -71,7 +76,9 @@ pub struct WindowScheduler {
     cfg: WindowConfig,
     frame_bytes: usize,
     preprocess: Option<Preprocess>,
-    // video ring: T slots
+    /// Captured frames a window spans (the ring's slots).
+    span: usize,
+    // video ring: `span` slots
     frames: Vec<u8>,
     frame_times: Vec<Nanos>,
     flows: Vec<u8>,
@@ -120,6 +127,7 @@ impl WindowScheduler {
     /// frames under 16x16, or invalid flow, log-mel or resize settings.
     pub fn new(cfg: WindowConfig) -> Result<WindowScheduler> {
         if cfg.frames < 2
+            || cfg.stride == 0
             || cfg.hop_frames == 0
             || cfg.fps == 0
             || cfg.width < 16
@@ -127,11 +135,16 @@ impl WindowScheduler {
         {
             return Err(err!(
                 Config,
-                "window: need frames >= 2, hop >= 1, fps >= 1 and frames of at least 16x16 (got {} frames, hop {}, {} fps, {}x{})",
-                cfg.frames, cfg.hop_frames, cfg.fps, cfg.width, cfg.height
+                "window: need frames >= 2, stride >= 1, hop >= 1, fps >= 1 and frames of at least 16x16 (got {} frames, stride {}, hop {}, {} fps, {}x{})",
+                cfg.frames, cfg.stride, cfg.hop_frames, cfg.fps, cfg.width, cfg.height
             ));
         }
         let frame_bytes = cfg.width * cfg.height * 3;
+        let span = (cfg.frames - 1)
+            .checked_mul(cfg.stride)
+            .and_then(|n| n.checked_add(1))
+            .filter(|n| n.checked_mul(frame_bytes).is_some())
+            .ok_or_else(|| err!(Config, "window: {} frames at stride {} span too many frames", cfg.frames, cfg.stride))?;
         let pixels = cfg.width * cfg.height;
         let (estimator, encoding) = match &cfg.flow {
             Some(settings) => (Some(settings.build()?), settings.encoding),
@@ -161,10 +174,11 @@ impl WindowScheduler {
         Ok(WindowScheduler {
             frame_bytes,
             preprocess,
-            frames: vec![0; frame_bytes * cfg.frames],
-            frame_times: vec![Nanos::ZERO; cfg.frames],
-            flows: vec![0; mov_slot * cfg.frames],
-            flows_uv: vec![0.0; uv_slot * cfg.frames],
+            span,
+            frames: vec![0; frame_bytes * span],
+            frame_times: vec![Nanos::ZERO; span],
+            flows: vec![0; mov_slot * span],
+            flows_uv: vec![0.0; uv_slot * span],
             next_slot: 0,
             frames_seen: 0,
             gap_at: 0,
@@ -276,10 +290,10 @@ impl WindowScheduler {
                 }
             }
         }
-        self.next_slot = (slot + 1) % self.cfg.frames;
+        self.next_slot = (slot + 1) % self.span;
         self.frames_seen += 1;
         self.stats.frames += 1;
-        let t = self.cfg.frames as u64;
+        let t = self.span as u64;
         let fresh = self.frames_seen - self.gap_at;
         if fresh >= t && (fresh - t).is_multiple_of(self.cfg.hop_frames as u64) {
             self.queue_window();
@@ -288,31 +302,37 @@ impl WindowScheduler {
     }
 
     fn queue_window(&mut self) {
-        let t = self.cfg.frames;
+        let (t, span, stride) = (self.cfg.frames, self.span, self.cfg.stride);
         let oldest = self.next_slot; // ring is full: next slot holds the oldest frame
-        let mut frames = Vec::with_capacity(self.frames.len());
+        // the ring slot of the window's frame k
+        let slot = |k: usize| (oldest + k * stride) % span;
+        let mut frames = Vec::with_capacity(t * self.frame_bytes);
         for k in 0..t {
-            let s = (oldest + k) % t;
+            let s = slot(k);
             frames
                 .extend_from_slice(&self.frames[s * self.frame_bytes..(s + 1) * self.frame_bytes]);
         }
-        // The flow stored with frame k is (k-1 -> k): skip the oldest frame's field.
-        fn fields<T: Copy>(ring: &[T], frames: usize, oldest: usize) -> Vec<T> {
-            let n = ring.len() / frames;
-            let mut out = Vec::with_capacity(n * (frames - 1));
-            for k in 1..frames {
-                let s = (oldest + k) % frames;
+        // The flow stored with a frame is (previous captured frame -> it): the fields of
+        // the window's frames 1..T.
+        fn fields<T: Copy>(ring: &[T], span: usize, slots: impl Iterator<Item = usize>) -> Vec<T> {
+            let n = ring.len() / span;
+            let mut out = Vec::new();
+            for s in slots {
                 out.extend_from_slice(&ring[s * n..(s + 1) * n]);
             }
             out
         }
         let flow = match (&self.estimator, self.encoding) {
             (None, _) => WindowFlow::None,
-            (Some(_), FlowEncoding::Mov { .. }) => WindowFlow::Mov(fields(&self.flows, t, oldest)),
-            (Some(_), FlowEncoding::Float) => WindowFlow::Float(fields(&self.flows_uv, t, oldest)),
+            (Some(_), FlowEncoding::Mov { .. }) => {
+                WindowFlow::Mov(fields(&self.flows, span, (1..t).map(slot)))
+            }
+            (Some(_), FlowEncoding::Float) => {
+                WindowFlow::Float(fields(&self.flows_uv, span, (1..t).map(slot)))
+            }
         };
         let t_start = self.frame_times[oldest];
-        let t_last = self.frame_times[(oldest + t - 1) % t];
+        let t_last = self.frame_times[slot(t - 1)];
         let window = Window {
             index: self.windows_made,
             t_start,
@@ -325,7 +345,8 @@ impl WindowScheduler {
             skew_ns: None,
             audio_missing: 0,
             invalid_audio: 0,
-            first_frame: self.frames_seen - t as u64,
+            first_frame: self.frames_seen - span as u64,
+            stride,
             audio_slots: 0..0,
             audio_index: 0,
             video_complete_at: Instant::now(),
@@ -412,16 +433,20 @@ impl WindowScheduler {
         let a = self.mel_frames_per_window;
         let bins = self.bins;
         w.logmel = vec![self.silence; a * bins];
-        let half = self.mel_period() / 2;
-        // first mel frame starting at or after (t_start - half a hop): the closest one.
-        let first = self.mel.iter().position(|(t, _)| *t >= w.t_start - half);
+        let period = self.mel_period().max(Nanos::from_nanos(1));
+        let half = period / 2;
+        // The window's mel grid ends where its video ends: slot k starts at
+        // `grid + k * period`. It only depends on frame times, so the same media gives the
+        // same windows however the audio and video threads interleave.
+        let grid = w.t_end - period * a as i64;
+        // first mel frame starting at or after (grid - half a hop): the closest one.
+        let first = self.mel.iter().position(|(t, _)| *t >= grid - half);
         let mut used = 0;
         if let Some(first) = first {
             let t0 = self.mel[first].0;
             // audio that starts late (warm-up, a gap) goes where its time says, after
             // silence; the residual misalignment is the window's skew.
-            let period = self.mel_period().max(Nanos::from_nanos(1));
-            let k0 = ((t0 - w.t_start + half) / period).max(0) as usize;
+            let k0 = ((t0 - grid + half) / period).max(0) as usize;
             if k0 < a {
                 for (k, (_, v)) in self.mel.iter().skip(first).take(a - k0).enumerate() {
                     let k = k0 + k;
@@ -435,7 +460,7 @@ impl WindowScheduler {
                 w.audio_index = self.mel_out - self.mel.len() as u64 + first as u64;
                 let start = t0 - period * k0 as i64;
                 w.audio_start = Some(start);
-                w.skew_ns = Some(start - w.t_start);
+                w.skew_ns = Some(start - grid);
             }
         }
         w.audio_missing = a - used;
@@ -446,7 +471,7 @@ impl WindowScheduler {
             self.stats.windows_audio_incomplete += 1;
         }
         // mel frames before this window can never be needed again
-        let keep_from = w.t_start - half;
+        let keep_from = grid - half;
         while self.mel.len() > a && self.mel.front().is_some_and(|(t, _)| *t < keep_from) {
             if let Some((_, v)) = self.mel.pop_front() {
                 if self.spare_mel.len() < 64 {

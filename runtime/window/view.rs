@@ -299,6 +299,7 @@ mod tests {
         WindowConfig {
             frames: 2,
             hop_frames: 1,
+            stride: 1,
             fps: 10,
             width: 4,
             height: 2,
@@ -326,6 +327,7 @@ mod tests {
             audio_missing: 0,
             invalid_audio: 0,
             first_frame: 0,
+            stride: 1,
             audio_slots: slots,
             audio_index,
             video_complete_at: std::time::Instant::now(),

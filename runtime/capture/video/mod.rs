@@ -21,7 +21,7 @@ pub(crate) use devices::camera_source;
 
 use super::clip::ClipBranch;
 use super::preview::PreviewTap;
-use super::{CaptureEvent, CaptureStats, SourceWatch, VideoSource};
+use super::{CaptureEvent, CaptureStats, Downmix, SourceWatch, VideoSource};
 use crate::clock::{Nanos, Timeline};
 use crate::{err, Result};
 use gstreamer as gst;
@@ -55,6 +55,8 @@ pub struct VideoConfig {
     /// ([`AudioSource::FromVideo`](super::AudioSource::FromVideo)). Ignored for cameras
     /// and test patterns.
     pub audio_rate: Option<u32>,
+    /// How a multi-channel audio track becomes mono (the model's `[audio] downmix`).
+    pub downmix: Downmix,
     /// Appsink queue length for live sources (small, e.g. 2); older frames are dropped.
     pub live_max_buffers: u32,
     /// A GStreamer video sink (e.g. `autovideosink`) that shows the frames with the
@@ -87,6 +89,7 @@ impl VideoConfig {
             fps,
             realtime: false,
             audio_rate: None,
+            downmix: Downmix::default(),
             live_max_buffers: 2,
             display_sink: None,
             camera: None,
@@ -338,7 +341,8 @@ impl VideoCapture {
         if let (Some(sink), Some(rate)) = (audio_sink, cfg.audio_rate) {
             capture.threads.push(spawn_named("avaction-file-audio", {
                 let ctx = ctx.clone();
-                move || audio_loop(sink, ctx, rate)
+                let downmix = cfg.downmix;
+                move || audio_loop(sink, ctx, rate, downmix)
             })?);
         }
         log::info!(

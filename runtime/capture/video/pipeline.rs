@@ -406,8 +406,10 @@ fn add_display_branch(pipeline: &gst::Pipeline, tee: &gst::Element, display: &st
     Ok(())
 }
 
-/// `audioconvert ! audioresample ! capsfilter(F32LE mono rate) ! appsink`, added while
-/// the pipeline runs; returns the branch's entry element and its appsink.
+/// `audioconvert ! audioresample ! capsfilter(F32LE rate) ! appsink`, added while the
+/// pipeline runs; returns the branch's entry element and its appsink. The channels are
+/// left as the track has them: the pull loop mixes them to mono as the model asks
+/// ([`Downmix`](crate::capture::Downmix)), not as `audioconvert` would.
 pub(super) fn build_audio_branch(
     pipeline: &gst::Pipeline,
     rate: u32,
@@ -417,7 +419,6 @@ pub(super) fn build_audio_branch(
     let resample = make_element("audioresample")?;
     let caps = gst::Caps::builder("audio/x-raw")
         .field("format", "F32LE")
-        .field("channels", 1i32)
         .field("rate", rate as i32)
         .field("layout", "interleaved")
         .build();

@@ -4,6 +4,7 @@
 use super::pads::describe_gst_error;
 use crate::capture::clip::{ClipTap, EncodedFrame};
 use crate::capture::preview::PreviewTap;
+use crate::capture::downmix::{self, Downmix, Speaker};
 use crate::capture::{CaptureEvent, CaptureStats, SourceWatch};
 use crate::clock::{AudioChunk, Nanos, Timeline, VideoFrame};
 use crate::{err, Error, Result};
@@ -360,7 +361,10 @@ pub(super) fn preview_loop(sink: gst_app::AppSink, ctx: PullContext, tap: Arc<Pr
 }
 
 /// Pulls mono f32 audio from the audio appsink until end of stream, failure or stop.
-pub(super) fn audio_loop(sink: gst_app::AppSink, ctx: PullContext, rate: u32) {
+pub(super) fn audio_loop(sink: gst_app::AppSink, ctx: PullContext, rate: u32, mix: Downmix) {
+    // The weights of the current layout: (channels, channel-mask) -> weights.
+    let mut layout: Option<((usize, u64), Vec<f32>)> = None;
+    let mut interleaved: Vec<f32> = Vec::new();
     while !ctx.flags.stop.load(Ordering::SeqCst) && !ctx.flags.halted.load(Ordering::SeqCst) {
         let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(POLL_INTERVAL_MS))
         else {
@@ -380,12 +384,31 @@ pub(super) fn audio_loop(sink: gst_app::AppSink, ctx: PullContext, rate: u32) {
             );
             continue;
         };
+        let key = channel_layout(&sample);
+        if layout.as_ref().map(|(k, _)| *k) != Some(key) {
+            let (channels, mask) = key;
+            let speakers = Speaker::from_gst_mask(mask, channels)
+                .unwrap_or_else(|| Speaker::default_layout(channels));
+            log::info!(
+                "{}: audio track of {channels} channel(s) {speakers:?}, mixed to mono by `{}`",
+                ctx.source_name,
+                mix.name()
+            );
+            layout = Some((key, mix.weights(&speakers)));
+        }
+        let weights = layout.as_ref().map_or(&[1.0f32][..], |(_, w)| &w[..]);
         let samples = match buffer.map_readable() {
-            Ok(map) => map
-                .as_slice()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect::<Vec<f32>>(),
+            Ok(map) => {
+                interleaved.clear();
+                interleaved.extend(
+                    map.as_slice()
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                );
+                let mut mono = Vec::with_capacity(interleaved.len() / weights.len().max(1));
+                downmix::mix(&interleaved, weights, &mut mono);
+                mono
+            }
             Err(e) => {
                 fail(
                     &ctx,
@@ -417,6 +440,20 @@ pub(super) fn audio_loop(sink: gst_app::AppSink, ctx: PullContext, rate: u32) {
             CaptureStats::add(&ctx.stats.samples_dropped, n);
         }
     }
+}
+
+/// The channel count and GStreamer channel mask of an audio sample's caps (`(1, 0)` when
+/// the caps do not say).
+fn channel_layout(sample: &gst::Sample) -> (usize, u64) {
+    let Some(s) = sample.caps().and_then(|c| c.structure(0)) else {
+        return (1, 0);
+    };
+    let channels = s.get::<i32>("channels").unwrap_or(1).max(1) as usize;
+    let mask = s
+        .get::<gst::Bitmask>("channel-mask")
+        .map(|m| m.0)
+        .unwrap_or(0);
+    (channels, mask)
 }
 
 /// Files: holds audio at `t_ns` until video has caught up to within
