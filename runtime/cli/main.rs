@@ -66,6 +66,23 @@ enum Command {
         /// The bundle folder (with model.toml).
         bundle: PathBuf,
     },
+    /// Check a bundle against its goldens: the runtime's own frontends and backend on the
+    /// golden frames and audio, single graph and staged, with the largest differences.
+    #[command(
+        after_help = "Exit codes: 0 every check passed; 1 a check failed or the bundle \
+could not be verified (no goldens, a graph that does not load)."
+    )]
+    Verify {
+        /// The bundle folder (with model.toml and golden/golden.json).
+        bundle: PathBuf,
+        /// Runs of each model check; their mean time is reported (the first run is not
+        /// timed when there are several).
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Render a synthetic audio-visual scene to a media file and its ground truth.
     Synth {
         /// Output media file (.mkv); ground truth goes next to it as .json.
@@ -161,6 +178,64 @@ enum EngineCommand {
     },
 }
 
+/// `avaction verify`: the report as a table (or JSON); an error when a check fails.
+fn verify(dir: &std::path::Path, repeat: usize, json: bool) -> Result<()> {
+    use avaction::infer::verify::{verify, VerifyOptions};
+    let bundle = Bundle::load(dir)?;
+    let opts = VerifyOptions {
+        repeat: repeat.clamp(1, 1000),
+        ..VerifyOptions::default()
+    };
+    let report = verify(&bundle, &opts)?;
+    if json {
+        let value = serde_json::json!({
+            "bundle": dir.display().to_string(),
+            "window_from": report.window_from,
+            "passed": report.passed(),
+            "checks": report.checks.iter().map(|c| serde_json::json!({
+                "check": c.name,
+                "max_diff": if c.max_diff.is_finite() { serde_json::json!(c.max_diff) } else { serde_json::Value::Null },
+                "tolerance": c.tolerance,
+                "ms": c.ms,
+                "passed": c.passed(),
+            })).collect::<Vec<_>>(),
+        });
+        outln!("{value}");
+    } else {
+        outln!("verify {}", dir.display());
+        outln!(
+            "  {:<52} {:>10} {:>10} {:>9}  result",
+            "check",
+            "max |diff|",
+            "tolerance",
+            "ms/run"
+        );
+        for c in &report.checks {
+            outln!(
+                "  {:<52} {:>10.2e} {:>10.0e} {:>9}  {}",
+                c.name,
+                c.max_diff,
+                c.tolerance,
+                c.ms.map_or(String::new(), |ms| format!("{ms:.2}")),
+                if c.passed() { "pass" } else { "FAIL" }
+            );
+        }
+    }
+    let failed = report.checks.iter().filter(|c| !c.passed()).count();
+    if failed > 0 {
+        return Err(err!(
+            Model,
+            "verify {}: {failed} of {} checks failed",
+            dir.display(),
+            report.checks.len()
+        ));
+    }
+    if !json {
+        outln!("verify: {} checks passed", report.checks.len());
+    }
+    Ok(())
+}
+
 fn main() {
     let cli = Cli::parse();
     // The config file may set the log filter: read it before the logger starts.
@@ -186,6 +261,11 @@ fn main() {
         } => config_check(&file),
         Command::Devices { all } => devices(all),
         Command::Inspect { bundle } => inspect(bundle),
+        Command::Verify {
+            bundle,
+            repeat,
+            json,
+        } => verify(&bundle, repeat, json),
         Command::Engine {
             command:
                 EngineCommand::Build {

@@ -8,6 +8,7 @@ mod assembler;
 mod labels;
 pub mod plan;
 mod staged;
+pub mod verify;
 
 pub use assembler::InputAssembler;
 pub use labels::{decoder_labels, EmbedFn, LabelSet};

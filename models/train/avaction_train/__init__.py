@@ -14,5 +14,7 @@ models/train/README.md):
   export_minilm  all-MiniLM-L6-v2 to ONNX without torch (command line; scripts/setup-minilm.sh)
   install_bundle a training run -> a model bundle (command line)
   bundle_readme  a bundle's README.md from its runs' metrics (command line)
+  export         bring your own model: an nn.Module (or encoders + head) -> a manifest-v2 bundle with
+                 goldens, checks and `avaction verify` (command line and library; examples/byo_model.py)
 Nothing here is needed at run time.
 """

@@ -20,8 +20,9 @@ Command line (the factory returns an nn.Module, or a dict of export_bundle's key
         --labels labels.txt --name mine --out target/byo/mine [--avaction target/debug/avaction]
     python -m avaction_train.export --check target/byo/mine     # re-check a written bundle
 
-What the model sees (the contract with the runtime, /work/notes/manifest-v2-spec.md = the manifest
-v2 keys `layout`, `stride`, `context_s`, `[audio] downmix`, `head_inputs`, `graph_input/output`):
+What the model sees (the contract with the runtime: model.toml version 2, issue 16, parsed by
+runtime/model/manifest.rs; its keys `stride`, `layout`, `context_s`, `[audio] downmix`,
+`head_inputs`, `graph_input`, `graph_output` are written here):
 
   * inputs, in this order (the single graph's inputs are bound by position and checked by name):
     - video (`Preprocessing.video_name`, frontend "image"): `frames` RGB frames, every `stride`-th
@@ -58,6 +59,7 @@ Written into `out_dir`:
                              audio from which `reference_inputs` computes "inputs" exactly (seeded
                              synthetic data: a moving square and a tone with a noise burst)
   README.md                  what the bundle is, its inputs, and the checks below
+The bundle is built in `.<name>.partial` next to `out_dir` and moved there once every check passed.
 
 Checks (each failure raises ExportError): onnxruntime (1 thread) runs every graph and matches
 PyTorch within `tolerance` (1e-4) on the golden window and on one random window; staged (encoders per
@@ -251,14 +253,14 @@ class Preprocessing:
     def input_names(self) -> list[str]:
         return [self.video_name] + ([self.audio.name] if self.audio else [])
 
-    def input_shape(self, name: str) -> list[int]:
-        return self.video_shape() if name == self.video_name else self.audio.shape()
-
     def check(self) -> None:
         if self.flow:
             raise ExportError(FLOW_UNSUPPORTED)
         if self.frames < 2 or self.fps < 1 or self.stride < 1 or self.hop_frames < 1:
             raise ExportError(f"window: need frames >= 2 and fps, stride, hop_frames >= 1 (got {self})")
+        if self.hop_frames > self.captured_frames:
+            raise ExportError(f"window: hop_frames {self.hop_frames} is more than the {self.captured_frames} "
+                              "captured frames a window spans (frames would be skipped)")
         if self.video_layout not in VIDEO_LAYOUTS:
             raise ExportError(f"video layout {self.video_layout!r}: expected one of {VIDEO_LAYOUTS}")
         if len(self.image_size) != 2 or min(self.image_size) < 16:
@@ -569,7 +571,7 @@ def _il(values) -> str:
 
 def manifest_toml(name: str, version: str, description: str, prep: Preprocessing, output_name: str,
                   classes: int, decoder: Decoder, stages: list[dict] | None, head_inputs: list[str] | None) -> str:
-    """model.toml, manifest_version = 2 (/work/notes/manifest-v2-spec.md). `stages`: one dict per
+    """model.toml, manifest_version = 2 (runtime/model/manifest.rs). `stages`: one dict per
     encoder (input, graph, tokens, dim, segment, graph_input, graph_output)."""
     span = prep.captured_frames
     lines = [
