@@ -1,5 +1,5 @@
 # The two entry points of the README. Each installs what it needs and is safe to rerun.
-.PHONY: demo test setup minilm dds check check-tensorrt unit realtime bench bench-frontends deb
+.PHONY: demo test setup minilm dds check check-tensorrt unit verify byo realtime bench bench-frontends deb
 
 setup:
 	./scripts/setup-debian.sh
@@ -20,7 +20,7 @@ demo: setup minilm
 
 # Formatting, lints, every test, and the real-time microphone test through a
 # virtual PulseAudio source.
-test: setup minilm dds check unit realtime
+test: setup minilm dds check unit verify byo realtime
 
 # The `tensorrt` feature must build everywhere: without TensorRT it warns and the
 # backend reports why it is unavailable (tests/cli_engine.rs checks the message). The
@@ -38,6 +38,17 @@ check-tensorrt:
 
 unit:
 	cargo test
+
+# Every shipped bundle against its goldens through the runtime's own frontends and backend.
+verify:
+	cargo build --quiet
+	@for toml in models/*/model.toml; do ./target/debug/avaction verify "$$(dirname "$$toml")" || exit 1; done
+
+# Bring your own model: the PyTorch exporter's worked example (models/train/examples/byo_model.py,
+# tiny size) in .venv-train, then `avaction verify` on each bundle it writes (target/byo/tiny).
+byo: setup
+	cargo build --quiet
+	./scripts/byo-example.sh
 
 realtime:
 	./tests/virtual_mic.sh cargo test --test realtime --test capture --test mic_loss -- --nocapture

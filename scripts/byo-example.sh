@@ -18,8 +18,8 @@ VENV=${BYO_VENV:-.venv-train}
 OUT=${BYO_OUT:-target/byo}
 SIZE=${BYO_SIZE:-64}
 AVACTION=${AVACTION:-target/debug/avaction}
-REQUIREMENTS="torch torchvision onnx onnxruntime onnxscript numpy"
-NO_DEPS="torchaudio"
+REQUIREMENTS="torch==2.15.0 torchvision==0.29.2 onnx==1.23.2 onnxruntime==1.32.0 onnxscript==0.7.2 numpy==2.4.6"
+NO_DEPS="torchaudio==2.11.1"
 
 STAMP="$REQUIREMENTS; --no-deps $NO_DEPS"
 if [ ! -x "$VENV/bin/python" ]; then

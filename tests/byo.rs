@@ -22,14 +22,20 @@ fn exported_bundle_verifies_from_frames_and_audio() {
     let bundle = Bundle::load(common::repo(BYO)).expect("bundle");
     let report = verify(&bundle, &VerifyOptions::default()).expect("verify runs");
     for c in &report.checks {
-        println!("{:<50} {:e} (tolerance {:e})", c.name, c.max_diff, c.tolerance);
+        println!(
+            "{:<50} {:e} (tolerance {:e})",
+            c.name, c.max_diff, c.tolerance
+        );
     }
     assert_eq!(report.window_from, "source");
     assert!(report.passed(), "{report:?}");
     // the frames go through the runtime's own path bit for bit; the log-mel within the
     // tolerance of torchaudio's Kaldi fbank
     let video = &report.checks[1];
-    assert!(video.name.contains("`video`") && video.max_diff == 0.0, "{video:?}");
+    assert!(
+        video.name.contains("`video`") && video.max_diff == 0.0,
+        "{video:?}"
+    );
     assert!(report.checks.iter().any(|c| c.name.contains("staged")));
 }
 
@@ -43,10 +49,7 @@ fn verify_fails_a_bundle_whose_goldens_disagree() {
     let v = f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) + 0.5;
     bytes[..4].copy_from_slice(&v.to_le_bytes());
     std::fs::write(&logits, bytes).unwrap();
-    let run = common::avaction(
-        &["verify", dir.to_str().unwrap()],
-        Duration::from_secs(120),
-    );
+    let run = common::avaction(&["verify", dir.to_str().unwrap()], Duration::from_secs(120));
     assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("FAIL"), "{}", run.stdout);
     assert!(run.stderr.contains("checks failed"), "{}", run.stderr);
@@ -69,7 +72,10 @@ fn the_manifest_expresses_the_model_without_adapters() {
     let staged = bundle.staged().expect("staged");
     assert_eq!(staged.encoders[0].graph.inputs[0].dims, vec![1, 3, 64, 64]);
     assert_eq!(staged.encoders[1].graph.inputs[0].dims, vec![1, 1, 4, 64]);
-    assert_eq!(staged.head_slots, vec![HeadSlot::Tokens(0), HeadSlot::Tokens(1)]);
+    assert_eq!(
+        staged.head_slots,
+        vec![HeadSlot::Tokens(0), HeadSlot::Tokens(1)]
+    );
 }
 
 /// Frames numbered by their value and audio whose samples say their time: the window takes
@@ -146,7 +152,14 @@ fn two_runs_of_a_long_audio_context_agree() {
     let media = common::scene(&dir, 8);
     let run = || {
         let r = common::avaction(
-            &["run", "--model", BYO, "--video", media.to_str().unwrap(), "--json"],
+            &[
+                "run",
+                "--model",
+                BYO,
+                "--video",
+                media.to_str().unwrap(),
+                "--json",
+            ],
             Duration::from_secs(180),
         );
         assert_eq!(r.code, Some(0), "{}", r.stderr);
@@ -210,7 +223,9 @@ min_duration_s = 0.0
                 t_ns: Nanos::from_millis_f64(40.0 * k as f64),
                 width: w as u32,
                 height: h as u32,
-                rgb: (0..w * h * 3).map(|i| (i * 7 + k as usize * 13) as u8).collect(),
+                rgb: (0..w * h * 3)
+                    .map(|i| (i * 7 + k as usize * 13) as u8)
+                    .collect(),
             })
             .unwrap();
         }
@@ -218,7 +233,9 @@ min_duration_s = 0.0
     };
     let fill = |layout: &str, shape: &str| {
         let m = Manifest::parse(&text(layout, shape)).unwrap();
-        InputAssembler::new(&m).fill(&window).unwrap()[0].data.clone()
+        InputAssembler::new(&m).fill(&window).unwrap()[0]
+            .data
+            .clone()
     };
     let ntchw = fill("NTCHW", "[1, 2, 3, 16, 16]");
     let ncthw = fill("NCTHW", "[1, 3, 2, 16, 16]");

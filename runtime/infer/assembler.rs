@@ -135,9 +135,9 @@ impl InputAssembler {
             for c in 0..spec.channels {
                 let at = (c * spec.steps + n) * px;
                 let len = out.len();
-                let dst = out.get_mut(at..at + px).ok_or_else(|| {
-                    err!(Model, "input {k}: {len} values, too few for its shape")
-                })?;
+                let dst = out
+                    .get_mut(at..at + px)
+                    .ok_or_else(|| err!(Model, "input {k}: {len} values, too few for its shape"))?;
                 dst.copy_from_slice(&scratch[c * px..(c + 1) * px]);
             }
         }
@@ -168,7 +168,12 @@ impl InputAssembler {
         let steps = spec.steps;
         // What the window holds for this input, and the values one item reads from it.
         let (have, need, src_item, what) = match (spec.frontend, &window.flow) {
-            (Frontend::Image, _) => (window.frames.len(), steps * 3 * px, 3 * px, "frame bytes, image"),
+            (Frontend::Image, _) => (
+                window.frames.len(),
+                steps * 3 * px,
+                3 * px,
+                "frame bytes, image",
+            ),
             (Frontend::Flow, WindowFlow::Float(uv)) => {
                 (uv.len(), steps * 2 * px, 2 * px, "float flow values, flow")
             }
@@ -238,7 +243,10 @@ impl InputAssembler {
     /// (scaled, clipped) and, for `dxdy_magnitude`, the magnitude of the scaled vector
     /// (clipped).
     fn float_flow(&self, uv: &[f32], out: &mut [f32], spec: &Spec, px: usize) {
-        let (scale, clip) = self.flow.as_ref().map_or((1.0, None), |f| (f.scale, f.clip));
+        let (scale, clip) = self
+            .flow
+            .as_ref()
+            .map_or((1.0, None), |f| (f.scale, f.clip));
         let limit = |v: f32| clip.map_or(v, |b| v.clamp(-b, b));
         let (u, v) = uv.split_at(px);
         let (m, s) = (spec.norm.mean, spec.norm.std);

@@ -213,7 +213,13 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y).abs())
-        .fold(0.0, |m, d| if d.is_nan() || m.is_nan() { f32::NAN } else { m.max(d) })
+        .fold(0.0, |m, d| {
+            if d.is_nan() || m.is_nan() {
+                f32::NAN
+            } else {
+                m.max(d)
+            }
+        })
 }
 
 /// `golden/golden.json` and the folder its files are in.
@@ -251,7 +257,11 @@ impl Golden {
             })?;
         let shape = e["shape"]
             .as_array()
-            .map(|a| a.iter().filter_map(|d| d.as_u64().map(|d| d as usize)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|d| d.as_u64().map(|d| d as usize))
+                    .collect()
+            })
             .unwrap_or_default();
         if e["dtype"].as_str().unwrap_or("f32") != dtype {
             return Err(err!(

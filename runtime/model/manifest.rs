@@ -6,9 +6,9 @@ use super::limits::{
     elements, Limits, MAX_BRANCHES, MAX_CAPTURE_SIDE, MAX_FLOW_BOUND, MAX_FPS, MAX_MEL_FRAMES,
     MAX_MIN_DURATION_S, MAX_NORM, MAX_RANK, MAX_TEMPERATURE, MIN_STD,
 };
+pub use crate::capture::Downmix;
 pub use crate::decode::vocabulary::BranchSpec;
 pub use crate::decode::{DecoderConfig, DecoderKind};
-pub use crate::capture::Downmix;
 use crate::frontend::flow::{FlowEncoding, TvL1Params, MOV_FLOW_BOUND};
 use crate::frontend::image::{Crop, ImageNormalize, PreprocessConfig, ResizeFilter, ResizeTo};
 use crate::frontend::logmel::FbankConfig;
@@ -660,7 +660,10 @@ impl Manifest {
             }
             for e in &stages.encoders {
                 if e.graph_input.is_some() || e.graph_output.is_some() {
-                    keys.push(format!("stages.encoders `{}`: graph_input/graph_output", e.input));
+                    keys.push(format!(
+                        "stages.encoders `{}`: graph_input/graph_output",
+                        e.input
+                    ));
                 }
             }
         }
@@ -705,7 +708,9 @@ impl Manifest {
             },
             normalize: i.normalize3(),
             scale: i.scale.unwrap_or(1.0),
-            clip: i.bound.filter(|_| i.encoding.is_some_and(|e| e != FlowEncodingName::Mov)),
+            clip: i
+                .bound
+                .filter(|_| i.encoding.is_some_and(|e| e != FlowEncodingName::Mov)),
             magnitude: i.encoding == Some(FlowEncodingName::DxdyMagnitude),
         })
     }

@@ -144,7 +144,14 @@ impl WindowScheduler {
             .checked_mul(cfg.stride)
             .and_then(|n| n.checked_add(1))
             .filter(|n| n.checked_mul(frame_bytes).is_some())
-            .ok_or_else(|| err!(Config, "window: {} frames at stride {} span too many frames", cfg.frames, cfg.stride))?;
+            .ok_or_else(|| {
+                err!(
+                    Config,
+                    "window: {} frames at stride {} span too many frames",
+                    cfg.frames,
+                    cfg.stride
+                )
+            })?;
         let pixels = cfg.width * cfg.height;
         let (estimator, encoding) = match &cfg.flow {
             Some(settings) => (Some(settings.build()?), settings.encoding),
@@ -304,7 +311,7 @@ impl WindowScheduler {
     fn queue_window(&mut self) {
         let (t, span, stride) = (self.cfg.frames, self.span, self.cfg.stride);
         let oldest = self.next_slot; // ring is full: next slot holds the oldest frame
-        // the ring slot of the window's frame k
+                                     // the ring slot of the window's frame k
         let slot = |k: usize| (oldest + k * stride) % span;
         let mut frames = Vec::with_capacity(t * self.frame_bytes);
         for k in 0..t {

@@ -3,8 +3,8 @@
 
 use super::pads::describe_gst_error;
 use crate::capture::clip::{ClipTap, EncodedFrame};
-use crate::capture::preview::PreviewTap;
 use crate::capture::downmix::{self, Downmix, Speaker};
+use crate::capture::preview::PreviewTap;
 use crate::capture::{CaptureEvent, CaptureStats, SourceWatch};
 use crate::clock::{AudioChunk, Nanos, Timeline, VideoFrame};
 use crate::{err, Error, Result};
