@@ -142,12 +142,87 @@ fn float_flow_needs_two_channels_and_no_bound() {
 /// away from the borders.
 #[test]
 fn float_flow_reaches_the_model_input_in_pixels() {
-    use avaction::clock::{Nanos, VideoFrame};
     use avaction::infer::InputAssembler;
-    use avaction::window::{WindowFlow, WindowScheduler};
+    use avaction::window::WindowFlow;
 
     let m = Manifest::parse(&float_flow_manifest()).expect("valid");
-    let mut cfg = plan::window_config(&m);
+    let window = sliding_texture_window(&m);
+    let WindowFlow::Float(uv) = &window.flow else {
+        panic!("float flow expected, got {:?}", window.flow.len())
+    };
+    assert_eq!(uv.len(), 15 * 2 * 64 * 64);
+    let mut assembler = InputAssembler::new(&m);
+    let tensors = assembler.fill(&window).expect("assemble");
+    let flow = &tensors[1];
+    assert_eq!(flow.shape, vec![1, 15, 2, 64, 64]);
+    let plane = 64 * 64;
+    // Last field, centre 32x32: u/4 ~ 0.5, v/4 ~ 0.
+    let field = &flow.data[14 * 2 * plane..15 * 2 * plane];
+    let (u, v) = (centre(&field[..plane], 1), centre(&field[plane..], 1));
+    assert!((u - 0.5).abs() < 0.05 && v.abs() < 0.05, "u {u} v {v}");
+}
+
+/// The mean of the centre 32x32 of a 64x64 plane whose values are `step` apart.
+fn centre(p: &[f32], step: usize) -> f32 {
+    let mut sum = 0.0;
+    for y in 16..48 {
+        for x in 16..48 {
+            sum += p[(y * 64 + x) * step];
+        }
+    }
+    sum / 1024.0
+}
+
+/// Version 2's `dxdy_magnitude` with `scale` and `bound`, channels last: the texture moves
+/// 2 px a frame, scaled by 0.5 to 1 px and clipped to 0.8 (the magnitude too).
+#[test]
+fn dxdy_magnitude_is_scaled_clipped_and_laid_out() {
+    use avaction::infer::InputAssembler;
+    let text = format!(
+        "manifest_version = 2\n{}",
+        float_flow_manifest()
+            .replace(
+                "shape = [1, 15, 2, 64, 64]",
+                "layout = \"NTHWC\"\nshape = [1, 15, 64, 64, 3]"
+            )
+            .replace(
+                "mean = [0.0, 0.0]\nstd = [4.0, 4.0]",
+                "mean = [0.0, 0.0, 0.0]\nstd = [1.0, 1.0, 1.0]"
+            )
+            .replace(
+                "encoding = \"float\"\n",
+                "encoding = \"dxdy_magnitude\"\nscale = 0.5\nbound = 0.8\n"
+            )
+    );
+    let m = Manifest::parse(&text).expect("valid version 2");
+    let window = sliding_texture_window(&m);
+    let tensors = InputAssembler::new(&m)
+        .fill(&window)
+        .expect("assemble")
+        .to_vec();
+    let flow = &tensors[1];
+    assert_eq!(flow.shape, vec![1, 15, 64, 64, 3]);
+    let field = &flow.data[14 * 3 * 64 * 64..];
+    let (u, v, mag) = (
+        centre(field, 3),
+        centre(&field[1..], 3),
+        centre(&field[2..], 3),
+    );
+    assert!((u - 0.8).abs() < 0.02, "u {u}");
+    assert!(v.abs() < 0.05, "v {v}");
+    assert!((mag - 0.8).abs() < 0.02, "magnitude {mag}");
+    assert!(flow.data.iter().all(|x| x.abs() <= 0.8 + 1e-6), "clipped");
+    // MOV images are clipped by `bound` alone: `scale` is refused there
+    let mov = shipped().replace("bound = 20.0\n", "bound = 20.0\nscale = 2.0\n");
+    let msg = refused(&format!("manifest_version = 2\n{mov}"));
+    assert!(msg.contains("`scale`"), "{msg}");
+}
+
+/// 16 frames of a texture sliding 2 px right per frame through `m`'s scheduler.
+fn sliding_texture_window(m: &Manifest) -> avaction::window::Window {
+    use avaction::clock::{Nanos, VideoFrame};
+    use avaction::window::WindowScheduler;
+    let mut cfg = plan::window_config(m);
     cfg.expect_audio = false;
     let mut sched = WindowScheduler::new(cfg).expect("scheduler");
     let texture = |x: f32, y: f32| {
@@ -168,29 +243,7 @@ fn float_flow_reaches_the_model_input_in_pixels() {
         };
         sched.push_frame(&frame).expect("frame");
     }
-    let window = sched.poll(None, true).expect("a window after 16 frames");
-    let WindowFlow::Float(uv) = &window.flow else {
-        panic!("float flow expected, got {:?}", window.flow.len())
-    };
-    assert_eq!(uv.len(), 15 * 2 * 64 * 64);
-    let mut assembler = InputAssembler::new(&m);
-    let tensors = assembler.fill(&window).expect("assemble");
-    let flow = &tensors[1];
-    assert_eq!(flow.shape, vec![1, 15, 2, 64, 64]);
-    let plane = 64 * 64;
-    // Last field, centre 32x32: u/4 ~ 0.5, v/4 ~ 0.
-    let field = &flow.data[14 * 2 * plane..15 * 2 * plane];
-    let centre = |p: &[f32]| -> f32 {
-        let mut sum = 0.0;
-        for y in 16..48 {
-            for x in 16..48 {
-                sum += p[y * 64 + x];
-            }
-        }
-        sum / 1024.0
-    };
-    let (u, v) = (centre(&field[..plane]), centre(&field[plane..]));
-    assert!((u - 0.5).abs() < 0.05 && v.abs() < 0.05, "u {u} v {v}");
+    sched.poll(None, true).expect("a window after 16 frames")
 }
 
 #[test]
@@ -406,4 +459,76 @@ fn errors_keep_their_cause() {
     assert!(e.source().is_some(), "tract's error is kept: {e}");
     assert!(e.to_string().contains("model.onnx"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Each version 2 rule refuses with the key and what was expected.
+#[test]
+fn version_2_mistakes_are_named() {
+    let v2 = |t: String| format!("manifest_version = 2\n{t}");
+    let cases = [
+        // a log-mel context that is not T x the frame shift
+        (
+            v2(shipped().replace(
+                "frontend = \"logmel\"\n",
+                "frontend = \"logmel\"\ncontext_s = 2.0\n",
+            )),
+            "context_s = 2 s is 200.00 mel frames",
+        ),
+        // a video layout on a log-mel input, and the reverse
+        (
+            v2(shipped().replace(
+                "frontend = \"logmel\"\n",
+                "frontend = \"logmel\"\nlayout = \"NCTHW\"\n",
+            )),
+            "layout NCTHW is for image and flow inputs",
+        ),
+        (
+            v2(shipped().replace(
+                "frontend = \"image\"\n",
+                "frontend = \"image\"\nlayout = \"NCTM\"\n",
+            )),
+            "layout NCTM is for logmel inputs",
+        ),
+        // a rank-4 log-mel shape given the NTM layout
+        (
+            v2(shipped()
+                .replace(
+                    "frontend = \"logmel\"\n",
+                    "frontend = \"logmel\"\nlayout = \"NTM\"\n",
+                )
+                .replace("shape = [1, 64, 128]", "shape = [1, 1, 64, 128]")),
+            "[1, T, M]",
+        ),
+        // a window spanning more captured frames than the cap
+        (
+            v2(shipped().replace("hop_frames = ", "stride = 40\nhop_frames = ")),
+            "at most 512 captured frames",
+        ),
+        // an unknown downmix
+        (
+            v2(shipped().replace("[[inputs]]", "[audio]\ndownmix = \"left\"\n\n[[inputs]]")),
+            "invalid manifest",
+        ),
+    ];
+    for (text, expect) in cases {
+        let msg = refused(&text);
+        assert!(msg.contains(expect), "expected {expect:?} in: {msg}");
+    }
+    // the same keys in a version 1 manifest name the version
+    let msg = refused(&shipped().replace("hop_frames = ", "stride = 2\nhop_frames = "));
+    assert!(
+        msg.contains("window.stride") && msg.contains("manifest_version = 2"),
+        "{msg}"
+    );
+    // a log-mel input [T, M] (no batch) and [1, 1, T, M] are accepted with their layouts
+    for (layout, shape) in [("TM", "[64, 128]"), ("NCTM", "[1, 1, 64, 128]")] {
+        let text = v2(shipped()
+            .replace(
+                "frontend = \"logmel\"\n",
+                &format!("frontend = \"logmel\"\nlayout = \"{layout}\"\ncontext_s = 0.64\n"),
+            )
+            .replace("shape = [1, 64, 128]", &format!("shape = {shape}")));
+        let m = Manifest::parse(&text).unwrap_or_else(|e| panic!("{layout}: {e}"));
+        assert_eq!(m.logmel().map(|l| l.frames), Some(64));
+    }
 }
