@@ -20,7 +20,7 @@ demo: setup minilm
 
 # Formatting, lints, every test, and the real-time microphone test through a
 # virtual PulseAudio source.
-test: setup minilm dds check unit verify byo realtime
+test: setup minilm dds check byo unit verify realtime
 
 # The `tensorrt` feature must build everywhere: without TensorRT it warns and the
 # backend reports why it is unavailable (tests/cli_engine.rs checks the message). The
@@ -46,6 +46,7 @@ verify:
 
 # Bring your own model: the PyTorch exporter's worked example (models/train/examples/byo_model.py,
 # tiny size) in .venv-train, then `avaction verify` on each bundle it writes (target/byo/tiny).
+# Before `unit`: tests/onnxruntime.rs takes the onnxruntime library from that venv.
 byo: setup
 	cargo build --quiet
 	./scripts/byo-example.sh

@@ -401,7 +401,9 @@ fn nan_audio_sample_flags_the_window() {
 
     let mut scheduler = audio_scheduler();
     let mut audio: Vec<f32> = (0..3200).map(|i| (i as f32 * 0.05).sin() * 0.3).collect();
-    audio[100] = f32::NAN;
+    // 43.75 ms: window 0 (frames 0-1, 0-80 ms) hears its last 40 ms (mel frames from 40 ms,
+    // the audio ends with the video), window 1 those from 80 ms
+    audio[700] = f32::NAN;
     scheduler.push_audio(&AudioChunk {
         t_ns: Nanos::ZERO,
         rate: 16_000,
@@ -415,7 +417,7 @@ fn nan_audio_sample_flags_the_window() {
     let second = scheduler.poll(None, false).expect("second window");
     assert_eq!(
         second.invalid_audio, 0,
-        "window 1 starts at 40 ms, after the NaN"
+        "window 1's audio starts at 80 ms, after the NaN"
     );
     assert!(second.logmel.iter().all(|x| x.is_finite()));
     let stats = scheduler.stats();

@@ -1,10 +1,14 @@
-//! Inference backends behind one trait: [`tract`] on the CPU (always
-//! built) and [`tensorrt`] on NVIDIA GPUs (feature `tensorrt`, where
-//! build.rs finds TensorRT). [`open`] picks one; [`switch`] serves tract while a
-//! TensorRT engine builds in the background.
+//! Inference backends behind one trait: [`tract`] on the CPU (always built),
+//! `onnxruntime` on the CPU (feature `onnxruntime`, the library loaded at run time where
+//! one is installed) and [`tensorrt`] on NVIDIA GPUs (feature `tensorrt`, where build.rs
+//! finds TensorRT). [`open`] picks one (`auto`: TensorRT > onnxruntime > tract, where
+//! present); [`switch`] serves the CPU backend while a TensorRT engine builds in the
+//! background.
 
 pub mod engine_cache;
 mod inflight;
+#[cfg(feature = "onnxruntime")]
+pub mod onnxruntime;
 pub mod switch;
 pub mod tensorrt;
 pub mod tract;
@@ -74,11 +78,14 @@ pub trait Backend: Send {
 /// Which backend to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackendChoice {
-    /// The best available (TensorRT where built and working, else tract).
+    /// The best available: TensorRT where built and working, else onnxruntime where
+    /// its library is found, else tract.
     #[default]
     Auto,
     /// tract on the CPU.
     Tract,
+    /// onnxruntime on the CPU; fails with the reason where it is unavailable.
+    OnnxRuntime,
     /// TensorRT; fails with the reason where it is unavailable.
     TensorRt,
 }
@@ -89,10 +96,11 @@ impl std::str::FromStr for BackendChoice {
         match s {
             "auto" => Ok(BackendChoice::Auto),
             "tract" | "cpu" => Ok(BackendChoice::Tract),
+            "onnxruntime" | "ort" => Ok(BackendChoice::OnnxRuntime),
             "tensorrt" | "trt" => Ok(BackendChoice::TensorRt),
             other => Err(err!(
                 Config,
-                "backend {other:?}: expected auto, tract or tensorrt"
+                "backend {other:?}: expected auto, tract, onnxruntime or tensorrt"
             )),
         }
     }
@@ -117,6 +125,30 @@ impl Default for BackendOptions {
             threads: 1,
             engine: tensorrt::EngineOptions::default(),
         }
+    }
+}
+
+/// Why onnxruntime cannot be used here, or `None` where it can (the first call looks
+/// for the library and loads it).
+pub fn onnxruntime_unavailable_reason() -> Option<String> {
+    #[cfg(feature = "onnxruntime")]
+    return onnxruntime::unavailable_reason();
+    #[cfg(not(feature = "onnxruntime"))]
+    Some("this build has no onnxruntime backend (build with the feature `onnxruntime`)".into())
+}
+
+/// onnxruntime for `graph` with `threads` threads, or why not.
+fn open_onnxruntime(graph: &Graph, threads: usize) -> Result<Box<dyn Backend>> {
+    #[cfg(feature = "onnxruntime")]
+    return Ok(Box::new(onnxruntime::OrtBackend::load(graph, threads)?));
+    #[cfg(not(feature = "onnxruntime"))]
+    {
+        let _ = (graph, threads);
+        Err(err!(
+            Unavailable,
+            "onnxruntime: {}",
+            onnxruntime_unavailable_reason().unwrap_or_default()
+        ))
     }
 }
 
@@ -161,8 +193,23 @@ pub(crate) fn open_with(
     let tract = || -> Result<Box<dyn Backend>> {
         Ok(Box::new(tract::TractBackend::load(graph, opts.threads)?))
     };
+    // The CPU backend of `auto`: onnxruntime where it is found and takes the graph,
+    // else tract.
+    let cpu = || -> Result<Box<dyn Backend>> {
+        if onnxruntime_unavailable_reason().is_none() {
+            match open_onnxruntime(graph, opts.threads) {
+                Ok(backend) => return Ok(backend),
+                Err(e) => log::warn!(
+                    "backend: onnxruntime cannot run {} ({e}); using tract",
+                    graph.path.display()
+                ),
+            }
+        }
+        tract()
+    };
     match opts.choice {
         BackendChoice::Tract => Ok(settled(tract()?)),
+        BackendChoice::OnnxRuntime => Ok(settled(open_onnxruntime(graph, opts.threads)?)),
         BackendChoice::TensorRt => {
             provider
                 .gpu()
@@ -175,10 +222,13 @@ pub(crate) fn open_with(
             if let Err(reason) = provider.gpu() {
                 // Once per process: a program that opens many runtimes is told once.
                 static SKIPPED: std::sync::Once = std::sync::Once::new();
-                SKIPPED.call_once(|| {
-                    log::info!("backend: tensorrt skipped ({reason}); using tract");
+                SKIPPED.call_once(|| match onnxruntime_unavailable_reason() {
+                    None => log::info!("backend: tensorrt skipped ({reason}); using onnxruntime"),
+                    Some(ort) => log::info!(
+                        "backend: tensorrt skipped ({reason}); onnxruntime skipped ({ort}); using tract"
+                    ),
                 });
-                return Ok(settled(tract()?));
+                return Ok(settled(cpu()?));
             }
             tensorrt::check_precision(opts.engine.precision)?;
             // A cached engine serves from the first window. Anything else (none, or
@@ -192,7 +242,7 @@ pub(crate) fn open_with(
             if let Some(e) = unusable {
                 log::warn!("backend: cached tensorrt engine not used ({e}); rebuilding it while tract serves");
             }
-            let current = tract()?;
+            let current = cpu()?;
             let status = BackendStatus::new(current.name());
             let tolerance = if opts.engine.precision == Precision::Fp32 {
                 1e-3

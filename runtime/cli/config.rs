@@ -51,7 +51,8 @@ pub struct RunOptions {
     #[arg(long, short)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audio: Option<String>,
-    /// Backend: auto, tract or tensorrt (default: the target's order, else auto).
+    /// Backend: auto, tract, onnxruntime or tensorrt (default: the target's order, else auto:
+    /// TensorRT > onnxruntime > tract, where present).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,

@@ -82,6 +82,9 @@ could not be verified (no goldens, a graph that does not load)."
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
+        /// Backend for every check: tract (default), onnxruntime, tensorrt or auto.
+        #[arg(long, default_value = "tract")]
+        backend: String,
     },
     /// Render a synthetic audio-visual scene to a media file and its ground truth.
     Synth {
@@ -179,12 +182,12 @@ enum EngineCommand {
 }
 
 /// `avaction verify`: the report as a table (or JSON); an error when a check fails.
-fn verify(dir: &std::path::Path, repeat: usize, json: bool) -> Result<()> {
+fn verify(dir: &std::path::Path, repeat: usize, json: bool, backend: BackendChoice) -> Result<()> {
     use avaction::infer::verify::{verify, VerifyOptions};
     let bundle = Bundle::load(dir)?;
     let opts = VerifyOptions {
         repeat: repeat.clamp(1, 1000),
-        ..VerifyOptions::default()
+        backend,
     };
     let report = verify(&bundle, &opts)?;
     if json {
@@ -265,7 +268,10 @@ fn main() {
             bundle,
             repeat,
             json,
-        } => verify(&bundle, repeat, json),
+            backend,
+        } => backend
+            .parse()
+            .and_then(|backend| verify(&bundle, repeat, json, backend)),
         Command::Engine {
             command:
                 EngineCommand::Build {
@@ -678,6 +684,10 @@ fn devices(all: bool) -> Result<()> {
     }
     outln!("backends:");
     outln!("  tract: available (CPU)");
+    match backend::onnxruntime_unavailable_reason() {
+        None => outln!("  onnxruntime: available (CPU){}", onnxruntime_library()),
+        Some(reason) => outln!("  onnxruntime: unavailable: {reason}"),
+    }
     match tensorrt::availability() {
         Ok(gpu) => outln!(
             "  tensorrt: available: TensorRT {} on {} (compute {}.{}{})",
@@ -694,6 +704,15 @@ fn devices(all: bool) -> Result<()> {
         None => outln!("engine cache: off (set AVACTION_CACHE_DIR, XDG_CACHE_HOME or HOME)"),
     }
     Ok(())
+}
+
+/// ` from PATH` for the onnxruntime library loaded, where the build has the backend.
+fn onnxruntime_library() -> String {
+    #[cfg(feature = "onnxruntime")]
+    if let Some(path) = backend::onnxruntime::library_path() {
+        return format!(" from {}", path.display());
+    }
+    String::new()
 }
 
 fn engine_build(
@@ -801,9 +820,22 @@ fn inspect(dir: PathBuf) -> Result<()> {
             );
         }
     }
+    // the CPU backend auto uses, and why not onnxruntime when it is tract
+    let (cpu, no_ort) = match backend::onnxruntime_unavailable_reason() {
+        None => (
+            format!("onnxruntime{}", onnxruntime_library()),
+            String::new(),
+        ),
+        Some(reason) => (
+            "tract".to_string(),
+            format!("; onnxruntime unavailable: {reason}"),
+        ),
+    };
     match backend::tensorrt_unavailable_reason() {
-        None => outln!("backend: tensorrt (auto: cached engine, else tract while it builds)"),
-        Some(reason) => outln!("backend: tract (tensorrt unavailable: {reason})"),
+        None => {
+            outln!("backend: tensorrt (auto: cached engine, else {cpu} while it builds{no_ort})")
+        }
+        Some(reason) => outln!("backend: {cpu} (tensorrt unavailable: {reason}{no_ort})"),
     }
     let w = &m.window;
     outln!(
