@@ -68,7 +68,12 @@ fn run_for(
         let _ = tx.send((seen, runtime.stats(), stopped_in));
     });
     match rx.recv_timeout(deadline) {
-        Ok(v) => v,
+        // joined so that `act` (and what it owns, e.g. an RTSP server process killed on
+        // drop) is dropped before the test returns and the process exits
+        Ok(v) => {
+            let _ = worker.join();
+            v
+        }
         Err(_) => match worker.join() {
             Err(panic) => std::panic::resume_unwind(panic),
             Ok(()) => panic!("the run did not end within {deadline:?} (hang)"),
