@@ -16,5 +16,7 @@ models/train/README.md):
   bundle_readme  a bundle's README.md from its runs' metrics (command line)
   export         bring your own model: an nn.Module (or encoders + head) -> a manifest-v2 bundle with
                  goldens, checks and `avaction verify` (command line and library; examples/byo_model.py)
+  arch_table     real architectures (torchvision video / image models, AST-style audio) through export,
+                 measured in onnxruntime and tract (command line)
 Nothing here is needed at run time.
 """
