@@ -226,8 +226,7 @@ impl Backend for OrtBackend {
                     t.shape
                 ));
             }
-            let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-            let value = ort::value::TensorRef::from_array_view((dims, &t.data[..]))
+            let value = ort::value::TensorRef::from_array_view((&shape[..], &t.data[..]))
                 .map_err(|e| err!(Backend, "onnxruntime: input `{name}`").caused_by(e))?;
             values.push((name.as_str(), value));
         }

@@ -842,9 +842,9 @@ fn inspect(dir: PathBuf) -> Result<()> {
         "window: {} frames at {} fps{} ({:.2} s), hop {} frames ({:.0} ms, {:.1} windows/s), audio {} ({} downmix), manifest version {}",
         w.frames,
         w.fps,
-        match w.stride {
-            Some(s) if s > 1 => format!(", every {s}th frame"),
-            _ => String::new(),
+        match w.frame_stride() {
+            1 => String::new(),
+            s => format!(", every {s}th frame"),
         },
         w.span() as f64 / w.fps as f64,
         w.hop_frames,

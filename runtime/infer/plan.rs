@@ -15,7 +15,7 @@ pub fn window_config(m: &Manifest) -> WindowConfig {
     WindowConfig {
         frames: m.window.frames,
         hop_frames: m.window.hop_frames,
-        stride: m.window.stride.unwrap_or(1),
+        stride: m.window.frame_stride(),
         fps: m.window.fps,
         width: width as usize,
         height: height as usize,

@@ -200,7 +200,7 @@ impl Encoder {
                 2 * e.tokens
                     * match e.input.frontend {
                         Frontend::Logmel => 1,
-                        _ => bundle.manifest.window.stride.unwrap_or(1).max(1),
+                        _ => bundle.manifest.window.frame_stride().max(1),
                     },
                 e.dim,
             ),

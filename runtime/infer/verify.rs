@@ -345,7 +345,8 @@ fn raw_window(bundle: &Bundle, golden: &Golden) -> Result<Window> {
         }
         Some(_) => WindowFlow::Mov(golden.bytes("raw", "flow", "u8", 1)?),
     };
-    let logmel = match m.logmel() {
+    let mel = m.logmel().map(|l| l.frames);
+    let logmel = match mel {
         Some(_) => golden.f32s("raw", "logmel")?,
         None => Vec::new(),
     };
@@ -359,7 +360,6 @@ fn raw_window(bundle: &Bundle, golden: &Golden) -> Result<Window> {
     }
     let period = Nanos::SECOND / i64::from(m.window.fps.max(1));
     let t_end = period * m.window.span() as i64;
-    let mel = m.logmel().map_or(0, |l| l.frames);
     Ok(Window {
         index: 0,
         t_start: Nanos::ZERO,
@@ -367,13 +367,13 @@ fn raw_window(bundle: &Bundle, golden: &Golden) -> Result<Window> {
         t_last_frame: t_end - period,
         frames,
         flow,
-        audio_start: m.logmel().map(|_| Nanos::ZERO),
-        skew_ns: m.logmel().map(|_| Nanos::ZERO),
+        audio_start: mel.map(|_| Nanos::ZERO),
+        skew_ns: mel.map(|_| Nanos::ZERO),
         audio_missing: 0,
         invalid_audio: 0,
         first_frame: 0,
-        stride: m.window.stride.unwrap_or(1),
-        audio_slots: 0..mel,
+        stride: m.window.frame_stride(),
+        audio_slots: 0..mel.unwrap_or(0),
         audio_index: 0,
         logmel,
         video_complete_at: Instant::now(),
@@ -427,17 +427,18 @@ fn source_window(bundle: &Bundle, golden: &Golden, source: &Value) -> Result<Win
             Model,
             "golden source: {n} frames make no window of {} frames at stride {}",
             m.window.frames,
-            m.window.stride.unwrap_or(1)
+            m.window.frame_stride()
         )
     })?;
     if m.input(Frontend::Logmel).is_some() && window.audio_missing > 0 {
-        return Err(err!(
-            Model,
-            "golden source: the audio covers {} of the window's {} mel frames (it must reach \
-             from {} mel frames before the window's end to its end)",
+        let (covered, total) = (
             window.audio_slots.len(),
             window.audio_slots.len() + window.audio_missing,
-            window.audio_slots.len() + window.audio_missing
+        );
+        return Err(err!(
+            Model,
+            "golden source: the audio covers {covered} of the window's {total} mel frames (it \
+             must reach from {total} mel frames before the window's end to its end)"
         ));
     }
     Ok(window)

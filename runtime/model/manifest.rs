@@ -178,11 +178,16 @@ pub struct VideoSpec {
 }
 
 impl WindowSpec {
+    /// Captured frames between two frames of the window: `stride`, 1 when absent.
+    pub fn frame_stride(&self) -> usize {
+        self.stride.unwrap_or(1)
+    }
+
     /// Captured frames a window spans: `(frames - 1) * stride + 1`.
     pub fn span(&self) -> usize {
         self.frames
             .saturating_sub(1)
-            .saturating_mul(self.stride.unwrap_or(1))
+            .saturating_mul(self.frame_stride())
             .saturating_add(1)
     }
 }
