@@ -1,5 +1,5 @@
 # The two entry points of the README. Each installs what it needs and is safe to rerun.
-.PHONY: demo test setup minilm dds check check-tensorrt unit verify byo realtime bench bench-frontends deb
+.PHONY: demo test setup minilm dds check check-tensorrt unit verify byo realscale realtime bench bench-frontends bench-realscale deb
 
 setup:
 	./scripts/setup-debian.sh
@@ -20,7 +20,7 @@ demo: setup minilm
 
 # Formatting, lints, every test, and the real-time microphone test through a
 # virtual PulseAudio source.
-test: setup minilm dds check byo unit verify realtime
+test: setup minilm dds check byo realscale unit verify realtime
 
 # The `tensorrt` feature must build everywhere: without TensorRT it warns and the
 # backend reports why it is unavailable (tests/cli_engine.rs checks the message). The
@@ -51,11 +51,22 @@ byo: setup
 	cargo build --quiet
 	./scripts/byo-example.sh
 
+# Issue 15's bundles (models/train/avaction_train/realscale.py, random weights) against their
+# PyTorch goldens with tract and onnxruntime: 32x32 in target/realscale-test (tests/model_staged.rs
+# uses them, so before `unit`) and the 224x224 stand-in in target/realscale.
+realscale: byo
+	./scripts/realscale-check.sh
+
 realtime:
 	./tests/virtual_mic.sh cargo test --test realtime --test capture --test mic_loss -- --nocapture
 
 bench:
 	cargo bench --bench pipeline
+
+# avaction (tract, onnxruntime) against the best-tuned Python pipeline on a 720p clip at real
+# model scale, interleaved: one table (scripts/bench-realscale.sh, ~15 min on 2 cores).
+bench-realscale:
+	./scripts/bench-realscale.sh
 
 # Frontends against OpenCV, torchaudio and librosa on the same data: one table of ratios.
 bench-frontends:

@@ -185,58 +185,107 @@ fn next_window(w: &Window, hop: usize, frames: usize, mel_per_frame: usize) -> W
     }
 }
 
+/// Three consecutive windows (the golden's raw window, one a hop later reusing tokens,
+/// one more with audio missing at its end) through the staged model and through the
+/// single graph: equal outputs, the first equal to PyTorch's, and only the new frames,
+/// fields and segments computed.
+fn staged_equals_single(b: &Bundle, staged: &mut ModelRunner, single: &mut dyn Backend) {
+    let name = &b.manifest.name;
+    let (g, dir) = golden(b);
+    assert!(
+        matches!(staged, ModelRunner::Staged(_)),
+        "{name}: not staged"
+    );
+    let mut assembler = InputAssembler::new(&b.manifest);
+    let frames = b.manifest.window.frames;
+    let logmel = b.manifest.input(Frontend::Logmel).unwrap();
+    let shift_ms = logmel.fbank.as_ref().unwrap().frame_shift_ms as f64;
+    let mel = (1000.0 / shift_ms / b.manifest.window.fps as f64).round() as usize;
+    let hop = b.manifest.window.hop_frames;
+    let first = raw_window(&g, &dir);
+    let second = next_window(&first, hop, frames, mel);
+    // 3rd window: audio missing at the end (silence is never cached)
+    let mut third = next_window(&second, hop, frames, mel);
+    third.audio_slots = 0..third.audio_slots.end - 6;
+    third.audio_missing = 6;
+    let expected = tensor(&g, "outputs", &b.manifest.output.name, &dir);
+    let pytorch_tolerance = g["tolerance"].as_f64().map_or(TOLERANCE, |t| t as f32);
+    for (k, w) in [first, second, third].iter().enumerate() {
+        let inputs = assembler.fill(w).expect("assemble").to_vec();
+        let want = single.run(&inputs).expect("single");
+        let got = staged.run(w, &mut assembler).expect("staged");
+        let d = max_abs_diff(&got.data, &want.data);
+        println!("{name}: window {k}: staged vs single graph: max abs diff {d:e}");
+        assert!(d <= TOLERANCE, "{name}: window {k}: staged differs by {d}");
+        if k == 0 {
+            let d = max_abs_diff(&got.data, &expected.data);
+            assert!(
+                d <= pytorch_tolerance,
+                "{name}: raw window through the runtime differs from pytorch by {d}"
+            );
+        }
+    }
+    let (computed, reused) = staged.token_counts();
+    // window 1 computes every token; windows 2 and 3 only the new frames, fields and
+    // segments (in window 3 the new segments also hold the silence)
+    let encoders = b.staged().unwrap().encoders;
+    let per_window: u64 = encoders.iter().map(|e| e.tokens as u64).sum();
+    let new: u64 = encoders
+        .iter()
+        .map(|e| (hop * if e.segment > 1 { mel } else { 1 } / e.segment) as u64)
+        .sum();
+    println!("{name}: tokens computed {computed}, reused {reused} ({per_window} per window)");
+    assert_eq!(computed, per_window + 2 * new, "{name}: tokens computed");
+    assert_eq!(reused, 2 * (per_window - new), "{name}: tokens reused");
+}
+
 #[test]
 fn staged_execution_equals_the_single_graph_and_reuses_tokens() {
+    let opts = BackendOptions {
+        choice: avaction::backend::BackendChoice::Tract,
+        ..BackendOptions::default()
+    };
     for b in staged_bundles() {
-        let name = &b.manifest.name;
-        let (g, dir) = golden(&b);
-        let opts = BackendOptions {
-            choice: avaction::backend::BackendChoice::Tract,
-            ..BackendOptions::default()
-        };
         let (mut staged, _) = ModelRunner::open(&b, &opts).expect("staged bundle opens");
-        assert!(
-            matches!(staged, ModelRunner::Staged(_)),
-            "{name}: not staged"
-        );
         let mut single = TractBackend::load(&b.graph(), 1).expect("single graph");
-        let mut assembler = InputAssembler::new(&b.manifest);
-        let frames = b.manifest.window.frames;
-        let mel = b.manifest.input(Frontend::Logmel).unwrap().shape[1] / frames;
-        let hop = b.manifest.window.hop_frames;
-        let first = raw_window(&g, &dir);
-        let second = next_window(&first, hop, frames, mel);
-        // 3rd window: audio missing at the end (silence is never cached)
-        let mut third = next_window(&second, hop, frames, mel);
-        third.audio_slots = 0..third.audio_slots.end - 6;
-        third.audio_missing = 6;
-        let expected = tensor(&g, "outputs", &b.manifest.output.name, &dir);
-        for (k, w) in [first, second, third].iter().enumerate() {
-            let inputs = assembler.fill(w).expect("assemble").to_vec();
-            let want = single.run(&inputs).expect("single");
-            let got = staged.run(w, &mut assembler).expect("staged");
-            let d = max_abs_diff(&got.data, &want.data);
-            println!("{name}: window {k}: staged vs single graph: max abs diff {d:e}");
-            assert!(d <= TOLERANCE, "{name}: window {k}: staged differs by {d}");
-            if k == 0 {
-                let d = max_abs_diff(&got.data, &expected.data);
-                assert!(
-                    d <= TOLERANCE,
-                    "{name}: raw window through the runtime differs from pytorch by {d}"
-                );
-            }
-        }
-        let (computed, reused) = staged.token_counts();
-        // window 1 computes every token; windows 2 and 3 only the new frames, fields and
-        // segments (in window 3 the new segments also hold the silence)
-        let encoders = b.staged().unwrap().encoders;
-        let per_window: u64 = encoders.iter().map(|e| e.tokens as u64).sum();
-        let new: u64 = encoders
-            .iter()
-            .map(|e| (hop * if e.segment > 1 { mel } else { 1 } / e.segment) as u64)
-            .sum();
-        println!("{name}: tokens computed {computed}, reused {reused} ({per_window} per window)");
-        assert_eq!(computed, per_window + 2 * new, "{name}: tokens computed");
-        assert_eq!(reused, 2 * (per_window - new), "{name}: tokens reused");
+        staged_equals_single(&b, &mut staged, &mut single);
+    }
+}
+
+/// The 32x32 bundles of models/train/avaction_train/realscale.py (`make realscale` writes
+/// them to target/realscale-test): their encoders take any batch, so onnxruntime runs a
+/// hop's new frames, fields and segments in one call; the outputs must not change.
+#[cfg(feature = "onnxruntime")]
+#[test]
+fn onnxruntime_batched_encoders_equal_the_single_graph() {
+    if !common::onnxruntime_loaded() {
+        return;
+    }
+    let root = common::repo("target/realscale-test");
+    let archs = ["cnn", "mobilenet", "vit"];
+    if !root.join("cnn-staged").is_dir() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have the test bundles: `make realscale` writes them"
+        );
+        println!("skipped: no {} (run `make realscale`)", root.display());
+        return;
+    }
+    let opts = BackendOptions {
+        choice: avaction::backend::BackendChoice::OnnxRuntime,
+        ..BackendOptions::default()
+    };
+    for arch in archs {
+        let b = Bundle::load(root.join(format!("{arch}-staged"))).expect("bundle loads");
+        let (mut staged, _) = ModelRunner::open(&b, &opts).expect("staged bundle opens");
+        // hop 4 at 25 fps: 4 frames, 4 flow fields and 160 ms = 2 segments of 8 mel frames
+        assert_eq!(
+            staged.encoder_batches(),
+            [("frames", 4), ("flow", 4), ("logmel", 2)],
+            "{arch}"
+        );
+        let (mut single, _) = avaction::backend::open(&b.graph(), &opts).expect("single graph");
+        assert_eq!(single.name(), "onnxruntime");
+        staged_equals_single(&b, &mut staged, single.as_mut());
     }
 }

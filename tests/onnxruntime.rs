@@ -13,33 +13,7 @@ use avaction::model::Bundle;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The library folder: `$AVACTION_ONNXRUNTIME`, else the wheel's in `.venv-train`.
-fn library() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("AVACTION_ONNXRUNTIME").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    let lib = common::repo(".venv-train/lib");
-    std::fs::read_dir(lib)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join("site-packages/onnxruntime/capi"))
-        .find(|p| p.is_dir())
-}
-
-/// Loads the library for this process; `false` (the test skips) where there is none.
-fn loaded() -> bool {
-    let Some(path) = library() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have onnxruntime: `make byo` installs it in .venv-train"
-        );
-        println!("skipped: no onnxruntime library (set AVACTION_ONNXRUNTIME or run `make byo`)");
-        return false;
-    };
-    backend::onnxruntime::use_library(&path).expect("the onnxruntime library loads");
-    assert_eq!(backend::onnxruntime_unavailable_reason(), None);
-    true
-}
+use common::onnxruntime_loaded as loaded;
 
 #[test]
 fn every_bundle_agrees_with_its_goldens_on_onnxruntime() {
@@ -119,5 +93,28 @@ fn a_wrong_library_path_is_named() {
             .contains("onnxruntime: unavailable: $AVACTION_ONNXRUNTIME"),
         "{}",
         run.stdout
+    );
+}
+
+#[test]
+fn a_fixed_dimension_that_disagrees_with_the_manifest_is_refused_at_load() {
+    if !loaded() {
+        return;
+    }
+    let bundle = Bundle::load(common::repo("models/mov-small")).unwrap();
+    let mut encoder = bundle.staged().unwrap().encoders.remove(0).graph;
+    encoder.inputs[0].dims[0] = 2; // the graph fixes a batch of 1
+    encoder.output.dims[0] = 2;
+    let ort = BackendOptions {
+        choice: BackendChoice::OnnxRuntime,
+        ..BackendOptions::default()
+    };
+    let err = backend::open(&encoder, &ort).err().map(|e| e.to_string());
+    let msg = err.unwrap_or_default();
+    assert!(
+        msg.contains("video_encoder.onnx")
+            && msg
+                .contains("input `image` has shape [1, 3, 64, 64] in the graph but [2, 3, 64, 64]"),
+        "{msg}"
     );
 }

@@ -186,6 +186,28 @@ impl OrtBackend {
                 path.display()
             ));
         }
+        // A dimension the graph fixes must be the manifest's (a free one, -1 or a symbol,
+        // takes any): caught here, not as a failed run later.
+        for (input, spec) in session.inputs().iter().zip(&graph.inputs) {
+            let Some(declared) = input.dtype().tensor_shape() else {
+                continue;
+            };
+            let fits = declared.len() == spec.dims.len()
+                && declared
+                    .iter()
+                    .zip(&spec.dims)
+                    .all(|(&d, &m)| d < 0 || d as usize == m);
+            if !fits {
+                return Err(err!(
+                    Model,
+                    "{}: input `{}` has shape {:?} in the graph but {:?} in the manifest",
+                    path.display(),
+                    spec.name,
+                    &declared[..],
+                    spec.dims
+                ));
+            }
+        }
         let output = session
             .outputs()
             .first()

@@ -293,3 +293,34 @@ impl Drop for Running {
         let _ = self.child.wait();
     }
 }
+
+/// The onnxruntime library folder: `$AVACTION_ONNXRUNTIME`, else the PyPI wheel's in
+/// `.venv-train` (`make byo`).
+pub fn onnxruntime_library() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("AVACTION_ONNXRUNTIME").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let lib = repo(".venv-train/lib");
+    std::fs::read_dir(lib)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("site-packages/onnxruntime/capi"))
+        .find(|p| p.is_dir())
+}
+
+/// Loads the onnxruntime library for this process; `false` (the test skips, saying why)
+/// where there is none, except under `CI`, where a missing library fails the test.
+#[cfg(feature = "onnxruntime")]
+pub fn onnxruntime_loaded() -> bool {
+    let Some(path) = onnxruntime_library() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have onnxruntime: `make byo` installs it in .venv-train"
+        );
+        println!("skipped: no onnxruntime library (set AVACTION_ONNXRUNTIME or run `make byo`)");
+        return false;
+    };
+    avaction::backend::onnxruntime::use_library(&path).expect("the onnxruntime library loads");
+    assert_eq!(avaction::backend::onnxruntime_unavailable_reason(), None);
+    true
+}
