@@ -3,7 +3,8 @@
 //! resize + DIS, torchaudio Kaldi fbank, onnxruntime with per-frame encoders cached), on
 //! the same bundles, interleaved round by round in one run. Prints one table: x real time
 //! (media seconds / wall seconds, as fast as possible, no window skipped), the ratio to
-//! Python on the same bundle, inference ms per window with its split over the stages, and
+//! Python on the same bundle, CPU time per frame (all threads: the cost, less at the mercy
+//! of other load than wall time), inference ms per window with its split over the stages, and
 //! window latency p50 / p99 from a paced run (frames no faster than real time, as from a
 //! camera) on a shorter clip.
 //!
@@ -11,13 +12,13 @@
 //!
 //! ```text
 //! cargo bench --bench realscale -- --clip FILE --bundle DIR [--bundle DIR]...
-//!     [--python PY] [--paced-clip FILE] [--rounds N] [--threads N]
-//!     [--decoder-threads N] [--compare-untuned]
+//!     [--python PY] [--paced-clip FILE] [--rounds N] [--threads N] [--ort-threads N]
+//!     [--decoder-threads N]
 //! ```
 //!
-//! `--compare-untuned` adds onnxruntime rows as before issue 15 (`AVACTION_TUNING=off`:
-//! one encoder call per item) to the same run. onnxruntime rows appear where its library
-//! is found (README, "CPU backends"); Python rows for bundles with `[stages]`.
+//! `--threads` is tract's (default 1), `--ort-threads` onnxruntime's (default: the same).
+//! onnxruntime rows appear where its library is found (README, "CPU backends"); Python
+//! rows for bundles with `[stages]`.
 
 use avaction::backend::BackendChoice;
 use avaction::capture::VideoSource;
@@ -34,8 +35,8 @@ struct Args {
     python: Option<PathBuf>,
     rounds: usize,
     threads: usize,
+    ort_threads: Option<usize>,
     decoder_threads: Option<u32>,
-    untuned: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -53,6 +54,12 @@ fn parse_args() -> Result<Args, String> {
             "--python" => a.python = Some(value()?.into()),
             "--rounds" => a.rounds = value()?.parse().map_err(|e| format!("--rounds: {e}"))?,
             "--threads" => a.threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?,
+            "--ort-threads" => {
+                let n = value()?
+                    .parse()
+                    .map_err(|e| format!("--ort-threads: {e}"))?;
+                a.ort_threads = Some(n);
+            }
             "--paced-clip" => a.paced_clip = Some(value()?.into()),
             "--decoder-threads" => {
                 let n = value()?
@@ -60,7 +67,6 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|e| format!("--decoder-threads: {e}"))?;
                 a.decoder_threads = Some(n);
             }
-            "--compare-untuned" => a.untuned = true,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -76,6 +82,9 @@ fn parse_args() -> Result<Args, String> {
 #[derive(Clone, Default)]
 struct Run {
     x_realtime: f64,
+    /// CPU time (all threads, user + system) per video frame: the cost, whatever the
+    /// other load on the machine does to the wall time.
+    cpu_ms_per_frame: f64,
     windows: u64,
     p50_ms: f64,
     p99_ms: f64,
@@ -87,16 +96,22 @@ struct Run {
 enum System {
     Tract,
     OnnxRuntime,
-    OnnxRuntimeUntuned,
     Python,
 }
 
 impl System {
-    fn name(self, threads: usize) -> String {
+    fn threads(self, a: &Args) -> usize {
+        match self {
+            System::OnnxRuntime => a.ort_threads.unwrap_or(a.threads),
+            _ => a.threads,
+        }
+    }
+
+    fn name(self, a: &Args) -> String {
+        let threads = self.threads(a);
         match self {
             System::Tract => format!("avaction tract ({threads} thr)"),
             System::OnnxRuntime => format!("avaction onnxruntime ({threads} thr)"),
-            System::OnnxRuntimeUntuned => format!("avaction onnxruntime untuned ({threads} thr)"),
             System::Python => "Python onnxruntime (2 thr)".into(),
         }
     }
@@ -113,23 +128,19 @@ fn run_avaction(
         System::Tract => BackendChoice::Tract,
         _ => BackendChoice::OnnxRuntime,
     };
-    // The tuning switch is read when a bundle is opened, so set it around `build`.
-    set_env(
-        "AVACTION_TUNING",
-        (system == System::OnnxRuntimeUntuned).then_some("off"),
-    );
-    let t0 = Instant::now();
     let mut builder = Runtime::builder()
         .model(bundle)
         .video(VideoSource::Uri(clip.display().to_string()))
         .audio(AudioSource::FromVideo)
         .backend(choice)
-        .threads(a.threads)
+        .threads(system.threads(a))
         .realtime(paced);
     if let Some(n) = a.decoder_threads {
         builder = builder.decoder_threads(n);
     }
     let runtime = builder.build().map_err(|e| e.to_string())?;
+    // from here: model loading left out (as the Python side does), capture started
+    let (t0, cpu0) = (Instant::now(), cpu_seconds(libc::RUSAGE_SELF));
     let fps = runtime.bundle().manifest.window.fps as f64;
     let mut windows = 0;
     for output in runtime.outputs() {
@@ -139,6 +150,7 @@ fn run_avaction(
     }
     let wall = t0.elapsed().as_secs_f64();
     let stats = runtime.finish().map_err(|e| e.to_string())?;
+    let cpu = cpu_seconds(libc::RUSAGE_SELF) - cpu0;
     // Paced, a model slower than real time skips windows as it would live; flat out, a
     // file must lose none.
     if !paced && stats.windows_skipped + stats.windows_dropped > 0 {
@@ -154,6 +166,7 @@ fn run_avaction(
         .collect();
     Ok(Run {
         x_realtime: stats.frames as f64 / fps / wall,
+        cpu_ms_per_frame: cpu * 1e3 / stats.frames.max(1) as f64,
         windows,
         p50_ms: stats.latency_p50_ms,
         p99_ms: stats.latency_p99_ms,
@@ -193,6 +206,9 @@ fn run_python(bundle: &Path, clip: &Path, python: &Path, paced: bool) -> Result<
         .collect();
     Ok(Run {
         x_realtime: f("x_realtime"),
+        // the timed part: Python's threads and its ffmpeg child (imports, model loading
+        // left out, as for avaction)
+        cpu_ms_per_frame: f("cpu_s") * 1e3 / f("frames"),
         windows: j["windows"].as_u64().unwrap_or(0),
         p50_ms: f("latency_p50_ms"),
         p99_ms: f("latency_p99_ms"),
@@ -201,18 +217,20 @@ fn run_python(bundle: &Path, clip: &Path, python: &Path, paced: bool) -> Result<
     })
 }
 
+/// User + system CPU seconds of this process, all threads (`RUSAGE_SELF`).
+fn cpu_seconds(who: libc::c_int) -> f64 {
+    // SAFETY: getrusage writes one plain struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(who, &mut usage) } != 0 {
+        return f64::NAN;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-/// Sets or removes an environment variable; called on the bench's main thread between
-/// runtimes, when no other thread reads the environment.
-fn set_env(key: &str, value: Option<&str>) {
-    match value {
-        Some(v) => std::env::set_var(key, v),
-        None => std::env::remove_var(key),
-    }
 }
 
 /// Runs `system` on `bundle`; `None` where it does not apply (Python on a bundle
@@ -244,14 +262,13 @@ fn main() {
     };
     let mut systems = vec![System::Tract];
     match avaction::backend::onnxruntime_unavailable_reason() {
-        None if a.untuned => systems.extend([System::OnnxRuntime, System::OnnxRuntimeUntuned]),
         None => systems.push(System::OnnxRuntime),
         Some(why) => eprintln!("realscale: onnxruntime rows left out: {why}"),
     }
     if a.python.is_some() {
         systems.push(System::Python);
     }
-    let name = |s: System| s.name(a.threads);
+    let name = |s: System| s.name(&a);
     // cells[bundle][system]: the throughput runs, the paced run, or the first error
     let n = systems.len();
     let mut runs = vec![vec![Vec::<Run>::new(); n]; a.bundles.len()];
@@ -300,8 +317,8 @@ fn main() {
         a.rounds,
         a.paced_clip.as_ref().map_or("-".into(), |c| c.display().to_string())
     );
-    println!("| bundle | system | x real time | vs Python | inference ms/window | paced latency p50 / p99 ms | stages (ms per window; Python: per call) |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| bundle | system | x real time | vs Python | CPU ms/frame | inference ms/window | paced latency p50 / p99 ms | stages (ms per window; Python: per call) |");
+    println!("|---|---|---|---|---|---|---|---|");
     for (b, bundle) in a.bundles.iter().enumerate() {
         let label = bundle
             .file_name()
@@ -314,7 +331,7 @@ fn main() {
             .map(x_of);
         for (s, &system) in systems.iter().enumerate() {
             if let Some(e) = &errors[b][s] {
-                println!("| {label} | {} | failed: {e} | | | | |", name(system));
+                println!("| {label} | {} | failed: {e} | | | | | |", name(system));
                 continue;
             }
             let Some(last) = runs[b][s].last() else {
@@ -326,8 +343,9 @@ fn main() {
                 .as_ref()
                 .map_or("-".into(), |r| format!("{:.0} / {:.0}", r.p50_ms, r.p99_ms));
             println!(
-                "| {label} | {} | {x:.2}x | {ratio} | {:.1} | {latency} | {} |",
+                "| {label} | {} | {x:.2}x | {ratio} | {:.1} | {:.1} | {latency} | {} |",
                 name(system),
+                median(runs[b][s].iter().map(|r| r.cpu_ms_per_frame).collect()),
                 median(runs[b][s].iter().map(|r| r.inference_ms).collect()),
                 last.stages
             );

@@ -6,7 +6,7 @@
 #   scripts/bench-realscale.sh [SECONDS] [ROUNDS] [BUNDLE...]
 #       SECONDS  length of the clip (default 20)     ROUNDS  interleaved rounds (default 2)
 #       BUNDLE   bundle folders (default: the six real-scale bundles, then models/mov-small and
-#                models/cavnet-small, which also get an untuned-tract row for the same run)
+#                models/cavnet-small, the shipped 64x64 bundles)
 #
 # Sets up what it needs and is safe to run twice: the Debian packages (scripts/setup-debian.sh),
 # the venv .venv-train (scripts/byo-example.sh's pinned torch/onnxruntime set, made by `make byo`)
@@ -14,7 +14,8 @@
 # models/train/avaction_train/realscale.py into target/realscale/), and the clip
 # target/realscale/clip-720p-<SECONDS>s.mp4 (ffmpeg: testsrc2 with noise at 1280x720, 25 fps,
 # libx264 CRF 23, ~4 Mbit/s, and a tone in noise as 48 kHz stereo AAC). Builds in release (the bench
-# profile). Environment: AVACTION_THREADS (tract/onnxruntime threads, default 1).
+# profile), and a second clip of 8 s for the paced (latency) pass. Environment: TRACT_THREADS
+# (default 2) and ORT_THREADS (default 1): the faster settings here on 2 cores, see README.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_CLIP="${1:-20}"
@@ -33,10 +34,13 @@ if ! "$PY" -c "import cv2" 2>/dev/null; then
   echo "bench-realscale: installing $OPENCV into .venv-train (once)"
   "$PY" -m pip install -q "$OPENCV"
 fi
-if [ ! -f "$OUT/cnn-staged/model.toml" ] || [ models/train/avaction_train/realscale.py -nt "$OUT/cnn-staged/model.toml" ]; then
-  (cd models/train && "../../$PY" -m avaction_train.realscale --out "../../$OUT")
-fi
+for arch in cnn mobilenet vit; do
+  if [ ! -f "$OUT/$arch-staged/model.toml" ] || [ models/train/avaction_train/realscale.py -nt "$OUT/$arch-staged/model.toml" ]; then
+    (cd models/train && "../../$PY" -m avaction_train.realscale --out "../../$OUT" --only "$arch")
+  fi
+done
 CLIP="$OUT/clip-720p-${SECONDS_CLIP}s.mp4"
+PACED="$OUT/clip-720p-8s.mp4"
 if [ ! -s "$CLIP" ]; then
   ffmpeg -loglevel error -y \
     -f lavfi -i "testsrc2=size=1280x720:rate=25,noise=alls=7:allf=t" \
@@ -46,14 +50,16 @@ if [ ! -s "$CLIP" ]; then
     -map 0:v -map "[a]" -t "$SECONDS_CLIP" -c:v libx264 -preset veryfast -crf 23 -pix_fmt yuv420p \
     -c:a aac -b:a 128k "$CLIP"
 fi
+[ -s "$PACED" ] || ffmpeg -loglevel error -y -i "$CLIP" -t 8 -c copy "$PACED"
 LIB="$(ls "$PWD"/.venv-train/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* 2>/dev/null | head -1 || true)"
 export AVACTION_ONNXRUNTIME="${AVACTION_ONNXRUNTIME:-$LIB}"
 
-args=(--clip "$CLIP" --python "$PY" --rounds "$ROUNDS" --threads "${AVACTION_THREADS:-1}")
+args=(--clip "$CLIP" --paced-clip "$PACED" --python "$PY" --rounds "$ROUNDS"
+  --threads "${TRACT_THREADS:-2}" --ort-threads "${ORT_THREADS:-1}")
 if [ $# -gt 0 ]; then
   for b in "$@"; do args+=(--bundle "$b"); done
 else
   for b in cnn mobilenet vit; do args+=(--bundle "$OUT/$b-staged" --bundle "$OUT/$b-single"); done
   args+=(--bundle models/mov-small --bundle models/cavnet-small)
 fi
-cargo bench --bench realscale -- "${args[@]}" --compare-untuned
+cargo bench --bench realscale -- "${args[@]}"

@@ -253,11 +253,11 @@ fn staged_execution_equals_the_single_graph_and_reuses_tokens() {
 }
 
 /// The 32x32 bundles of models/train/avaction_train/realscale.py (`make realscale` writes
-/// them to target/realscale-test): their encoders take any batch, so onnxruntime runs a
-/// hop's new frames, fields and segments in one call; the outputs must not change.
+/// them to target/realscale-test) on onnxruntime: encoders whose graphs leave the batch
+/// axis free (opened at the manifest's batch of 1), staged against the single graph.
 #[cfg(feature = "onnxruntime")]
 #[test]
-fn onnxruntime_batched_encoders_equal_the_single_graph() {
+fn onnxruntime_runs_batch_free_encoders_staged_as_the_single_graph() {
     if !common::onnxruntime_loaded() {
         return;
     }
@@ -278,12 +278,7 @@ fn onnxruntime_batched_encoders_equal_the_single_graph() {
     for arch in archs {
         let b = Bundle::load(root.join(format!("{arch}-staged"))).expect("bundle loads");
         let (mut staged, _) = ModelRunner::open(&b, &opts).expect("staged bundle opens");
-        // hop 4 at 25 fps: 4 frames, 4 flow fields and 160 ms = 2 segments of 8 mel frames
-        assert_eq!(
-            staged.encoder_batches(),
-            [("frames", 4), ("flow", 4), ("logmel", 2)],
-            "{arch}"
-        );
+        assert_eq!(staged.name(), "onnxruntime");
         let (mut single, _) = avaction::backend::open(&b.graph(), &opts).expect("single graph");
         assert_eq!(single.name(), "onnxruntime");
         staged_equals_single(&b, &mut staged, single.as_mut());

@@ -12,7 +12,9 @@ Pipeline (the timed part starts when the file is opened):
     runtime's GStreamer videoscale does by default; `area` = INTER_AREA, antialiased and
     ~25x dearer from 720p), BGR->RGB. Decode + resize run in a thread that stays at most
     --queue frames ahead (0: inline, one thread). --realtime reads frame i no earlier than
-    i / fps seconds after the start, as a camera delivers them (for latency).
+    i / fps seconds after the start, as a camera delivers them, and audio sample n no earlier
+    than n / rate seconds, as a microphone does (a window waits for its audio as the runtime's
+    does live); latency then counts from when the window's last frame was delivered.
   * flow: OpenCV DIS (the bundle's preset) between consecutive resized gray frames, MOV
     encoding (clip to +-bound, round(255 (x + bound) / (2 bound)), zero third plane).
   * audio: an `ffmpeg` subprocess decodes the track to mono s16le at the fbank rate, read by
@@ -37,6 +39,7 @@ import argparse
 import json
 import os
 import queue
+import resource
 import subprocess
 import sys
 import threading
@@ -127,8 +130,9 @@ class Encoder:
 class Audio(threading.Thread):
     """The clip's audio as mono s16le from an ffmpeg subprocess, read as it comes."""
 
-    def __init__(self, clip, rate):
+    def __init__(self, clip, rate, paced_from=None):
         super().__init__(daemon=True)
+        self.rate, self.paced_from = rate, paced_from
         self.proc = subprocess.Popen(
             ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(clip), "-vn", "-f", "s16le",
              "-ac", "1", "-ar", str(rate), "-"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -146,7 +150,13 @@ class Audio(threading.Thread):
             self.cond.notify_all()
 
     def wait_for(self, n):
-        """Waits until n samples are there or the stream ended; returns the samples there."""
+        """Waits until n samples are there or the stream ended; returns the samples there.
+        Paced (--realtime), sample n is not there before n / rate seconds from the start, as
+        from a microphone."""
+        if self.paced_from is not None:
+            wait = self.paced_from + n / self.rate - now()
+            if wait > 0:
+                time.sleep(wait)
         with self.cond:
             self.cond.wait_for(lambda: len(self.buf) >= 2 * n or self.done)
             return len(self.buf) // 2
@@ -195,14 +205,20 @@ class LogMel:
         return out, real
 
 
-def decode(clip, size, interp, pace_fps=None):
-    """Yields (time out of the decoder, resized RGB frame). With `pace_fps`, frame i is not
-    read before i / pace_fps seconds from the start, as a camera delivers it."""
+def children_cpu() -> float:
+    """User + system CPU seconds of this process's finished children (ffmpeg)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def decode(clip, size, interp, pace=None):
+    """Yields (time out of the decoder, resized RGB frame). With `pace` = (t_begin, fps),
+    frame i is not read before t_begin + i / fps, as a camera delivers it."""
     cap = cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG)
-    t_begin, i = now(), 0
+    i = 0
     while True:
-        if pace_fps:
-            wait = t_begin + i / pace_fps - now()
+        if pace:
+            wait = pace[0] + i / pace[1] - now()
             if wait > 0:
                 time.sleep(wait)
             i += 1
@@ -273,12 +289,14 @@ def main():
     STAGE.clear()
 
     # ---- timed part -------------------------------------------------------------------
-    t_start = now()
+    t_start, cpu_start, child_start = now(), time.process_time(), children_cpu()
+    audio = None
     if mel:
-        logmel = LogMel(mel.spec, Audio(args.clip, mel.spec["fbank"]["sample_rate"]))
+        audio = Audio(args.clip, mel.spec["fbank"]["sample_rate"], t_start if args.realtime else None)
+        logmel = LogMel(mel.spec, audio)
         mel_per_frame = mel.spec["fbank"]["sample_rate"] / fps / logmel.shift
     frames = decode(args.clip, (W, H), cv2.INTER_AREA if args.resize == "area" else cv2.INTER_LINEAR,
-                    fps if args.realtime else None)
+                    (t_start, fps) if args.realtime else None)
     if args.queue > 0:
         frames = threaded(frames, args.queue)
     pend = {"image": ([], []), "flow": ([], [])}  # new items (keys, arrays) not encoded yet
@@ -327,9 +345,14 @@ def main():
         y = head.run([head_out], feed)[0]
         t_done = timed("head", t0)
         outputs_finite &= bool(np.isfinite(y).all())
-        latencies.append(t_done - t_out)
+        # paced: from when the camera delivered the last frame (the runtime's live latency);
+        # flat out: from when it left the decoder
+        latencies.append(t_done - (t_start + e / fps if args.realtime else t_out))
         t_last = t_done
     wall = t_last - t_start  # to the last window's output
+    if audio:
+        audio.join()  # ffmpeg has exited: its CPU time is in children_cpu()
+    cpu = time.process_time() - cpu_start + children_cpu() - child_start
 
     lat = np.array(latencies) * 1e3 if latencies else np.array([np.nan])
     stage_ms = {k: round(v[0] / v[1] * 1e3, 4) for k, v in STAGE.items() if v[1]}
@@ -340,6 +363,7 @@ def main():
         "media_s": n / fps, "wall_s": round(wall, 4), "x_realtime": round(n / fps / wall, 3),
         "latency_p50_ms": round(float(np.percentile(lat, 50)), 3),
         "latency_p99_ms": round(float(np.percentile(lat, 99)), 3),
+        "cpu_s": round(cpu, 3),
         "inference_ms_per_window": round(infer_s / max(len(latencies), 1) * 1e3, 3),
         "stage_ms": stage_ms, "stage_calls": {k: v[1] for k, v in STAGE.items()},
         "outputs_finite": outputs_finite, "threads": args.threads, "spin": args.spin,

@@ -128,14 +128,6 @@ impl Default for BackendOptions {
     }
 }
 
-/// Whether the CPU speed-ups of issue 15 are on: staged encoders served by onnxruntime
-/// run a hop's new items in one call. On unless the environment variable
-/// `AVACTION_TUNING` is `off` (or `0`), which gives the behaviour before them, for
-/// comparison (benches/realscale.rs) and as a way out should a graph misbehave.
-pub fn tuning_enabled() -> bool {
-    std::env::var("AVACTION_TUNING").map_or(true, |v| !matches!(v.trim(), "off" | "0"))
-}
-
 /// Why onnxruntime cannot be used here, or `None` where it can (the first call looks
 /// for the library and loads it).
 pub fn onnxruntime_unavailable_reason() -> Option<String> {

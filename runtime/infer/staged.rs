@@ -7,11 +7,6 @@
 //! Keys make the cache exact: a frame's number always means the same pixels, a mel
 //! frame's number the same audio. Log-mel segments that hold silence in place of
 //! missing audio are computed but never cached, since the real audio may come later.
-//!
-//! Batches: where onnxruntime serves an encoder whose graph has a free first axis, the
-//! encoder is opened a second time for the number of items a hop brings (4 frames at a
-//! hop of 4), and the missing tokens go through it that many at a time, the rest one by
-//! one (`AVACTION_TUNING=off` turns this off, see [`crate::backend::tuning_enabled`]).
 
 use super::InputAssembler;
 use crate::backend::{open, Backend, BackendOptions, BackendStatus, Tensor};
@@ -58,8 +53,7 @@ impl ModelRunner {
         let mut encoders = Vec::new();
         for e in staged.encoders {
             let (backend, _) = open(&e.graph, opts)?;
-            let batch = Batch::open(&e, backend.name(), bundle, opts);
-            encoders.push(Encoder::new(e, backend, batch, bundle)?);
+            encoders.push(Encoder::new(e, backend, bundle)?);
         }
         let (head, status) = open(&staged.head, opts)?;
         let head_inputs = staged
@@ -117,19 +111,6 @@ impl ModelRunner {
         }
     }
 
-    /// Items per encoder call, by the encoder's input name: a hop's new items where the
-    /// encoder runs batched (see the module docs), else 1; empty for a single graph.
-    pub fn encoder_batches(&self) -> Vec<(&str, usize)> {
-        match self {
-            ModelRunner::Single(_) => Vec::new(),
-            ModelRunner::Staged(s) => s
-                .encoders
-                .iter()
-                .map(|e| (e.name.as_str(), e.batch.as_ref().map_or(1, |b| b.size)))
-                .collect(),
-        }
-    }
-
     /// Tokens computed and tokens reused from the rings so far (0, 0 for a single graph).
     pub fn token_counts(&self) -> (u64, u64) {
         match self {
@@ -179,80 +160,6 @@ impl StagedModel {
     }
 }
 
-/// The same encoder graph opened for `size` items per call: the items a hop brings in
-/// steady state, so each hop costs one call per encoder instead of one per item.
-struct Batch {
-    backend: Box<dyn Backend>,
-    input: Tensor,
-    size: usize,
-}
-
-impl Batch {
-    /// Opens the batched graph where it helps and can work: tuning on (see
-    /// [`crate::backend::tuning_enabled`]), onnxruntime serving, more than one new item
-    /// per hop, and a graph whose first axis is free. Otherwise `None`, and items go one
-    /// by one. Measured on the 224x224 bench bundles (benches/realscale.rs): batches make
-    /// onnxruntime ~10% faster end to end, and tract slower (at a batch above 1 it
-    /// materialises every patch of every image at once instead of gathering them lazily),
-    /// so tract is not batched; a TensorRT engine per batch size would cost a build.
-    fn open(
-        e: &EncoderGraph,
-        serving: &str,
-        bundle: &Bundle,
-        opts: &BackendOptions,
-    ) -> Option<Batch> {
-        if !crate::backend::tuning_enabled() || serving != "onnxruntime" {
-            return None;
-        }
-        let size = items_per_hop(e, bundle).filter(|&n| n > 1)?;
-        let mut graph = e.graph.clone();
-        let first = |dims: &mut Vec<usize>| dims.first_mut().map(|d| *d = size);
-        first(&mut graph.inputs.first_mut()?.dims)?;
-        first(&mut graph.output.dims)?;
-        let opts = BackendOptions {
-            choice: crate::backend::BackendChoice::OnnxRuntime,
-            ..opts.clone()
-        };
-        match open(&graph, &opts) {
-            Ok((backend, _)) => {
-                log::debug!("{}: {size} items per call", e.graph.path.display());
-                let input = Tensor::zeros(&graph.inputs[0].dims);
-                Some(Batch {
-                    backend,
-                    input,
-                    size,
-                })
-            }
-            Err(err) => {
-                log::debug!("{}: one item per call ({err})", e.graph.path.display());
-                None
-            }
-        }
-    }
-}
-
-/// How many new items (frames, flow fields, log-mel segments) each hop brings to
-/// encoder `e` in steady state, where that is a whole number.
-fn items_per_hop(e: &EncoderGraph, bundle: &Bundle) -> Option<usize> {
-    let w = &bundle.manifest.window;
-    match e.input.frontend {
-        Frontend::Image | Frontend::Flow => {
-            let stride = w.frame_stride().max(1);
-            w.hop_frames
-                .is_multiple_of(stride)
-                .then(|| w.hop_frames / stride)
-        }
-        Frontend::Logmel => {
-            let shift_ms = f64::from(e.input.fbank.as_ref()?.frame_shift_ms);
-            let mel = w.hop_frames as f64 * 1000.0 / (w.fps as f64 * shift_ms);
-            let whole = mel.round();
-            let segment = e.segment.max(1);
-            ((mel - whole).abs() < 1e-6 && (whole as usize).is_multiple_of(segment))
-                .then(|| whole as usize / segment)
-        }
-    }
-}
-
 /// One encoder: its backend, a one-token input buffer and the token ring.
 struct Encoder {
     frontend: Frontend,
@@ -260,9 +167,6 @@ struct Encoder {
     input: usize,
     backend: Box<dyn Backend>,
     one: Tensor,
-    batch: Option<Batch>,
-    /// Token indices the ring does not hold, this window (allocated once).
-    misses: Vec<usize>,
     tokens: usize,
     dim: usize,
     segment: usize,
@@ -275,12 +179,7 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn new(
-        e: EncoderGraph,
-        backend: Box<dyn Backend>,
-        batch: Option<Batch>,
-        bundle: &Bundle,
-    ) -> Result<Encoder> {
+    fn new(e: EncoderGraph, backend: Box<dyn Backend>, bundle: &Bundle) -> Result<Encoder> {
         let input = bundle
             .manifest
             .inputs
@@ -292,8 +191,6 @@ impl Encoder {
             input,
             backend,
             one: Tensor::zeros(&e.graph.inputs[0].dims),
-            batch,
-            misses: Vec::with_capacity(e.tokens),
             tokens: e.tokens,
             dim: e.dim,
             segment: e.segment,
@@ -352,57 +249,29 @@ impl Encoder {
         } else {
             1
         };
-        let absent = self.frontend == Frontend::Logmel && assembler.audio_as_absent(window);
-        let key = |enc: &Encoder, n: usize| if absent { None } else { enc.key(window, n) };
-        self.misses.clear();
         for (n, token) in out.chunks_exact_mut(self.dim).enumerate() {
-            match key(self, n).and_then(|k| self.ring.get(k, k / step)) {
-                Some(cached) => {
-                    token.copy_from_slice(cached);
-                    self.reused += 1;
-                }
-                None => self.misses.push(n),
+            let absent = self.frontend == Frontend::Logmel && assembler.audio_as_absent(window);
+            let key = if absent { None } else { self.key(window, n) };
+            if let Some(cached) = key.and_then(|k| self.ring.get(k, k / step)) {
+                token.copy_from_slice(cached);
+                self.reused += 1;
+                continue;
             }
-        }
-        let mut done = 0;
-        while done < self.misses.len() {
-            let left = self.misses.len() - done;
-            let (t, items) = match self.batch.as_mut().filter(|b| b.size <= left) {
-                Some(b) => {
-                    let item = b.input.data.len() / b.size;
-                    for (slot, &n) in b
-                        .input
-                        .data
-                        .chunks_exact_mut(item)
-                        .zip(&self.misses[done..])
-                    {
-                        assembler.fill_item(self.input, window, n, slot)?;
-                    }
-                    (b.backend.run(std::slice::from_ref(&b.input))?, b.size)
-                }
-                None => {
-                    let n = self.misses[done];
-                    assembler.fill_item(self.input, window, n, &mut self.one.data)?;
-                    (self.backend.run(std::slice::from_ref(&self.one))?, 1)
-                }
-            };
-            if t.data.len() != items * self.dim {
+            assembler.fill_item(self.input, window, n, &mut self.one.data)?;
+            let t = self.backend.run(std::slice::from_ref(&self.one))?;
+            if t.data.len() != self.dim {
                 return Err(err!(
                     Backend,
-                    "staged: encoder gave {} values for {items} item(s), manifest says dim = {}",
+                    "staged: encoder gave {} values, manifest says dim = {}",
                     t.data.len(),
                     self.dim
                 ));
             }
-            for (j, value) in t.data.chunks_exact(self.dim).enumerate() {
-                let n = self.misses[done + j];
-                out[n * self.dim..(n + 1) * self.dim].copy_from_slice(value);
-                if let Some(k) = key(self, n) {
-                    self.ring.put(k, k / step, value);
-                }
+            token.copy_from_slice(&t.data);
+            if let Some(k) = key {
+                self.ring.put(k, k / step, &t.data);
             }
-            self.computed += items as u64;
-            done += items;
+            self.computed += 1;
         }
         Ok(())
     }
