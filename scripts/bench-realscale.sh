@@ -14,7 +14,7 @@
 # models/train/avaction_train/realscale.py into target/realscale/), and the clip
 # target/realscale/clip-720p-<SECONDS>s.mp4 (ffmpeg: testsrc2 with noise at 1280x720, 25 fps,
 # libx264 CRF 23, ~4 Mbit/s, and a tone in noise as 48 kHz stereo AAC). Builds in release (the bench
-# profile), and a second clip of 8 s for the paced (latency) pass. Environment: TRACT_THREADS
+# profile); the same clip, paced, gives the latency. Environment: TRACT_THREADS
 # (default 2) and ORT_THREADS (default 1): the faster settings here on 2 cores, see README.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +40,6 @@ for arch in cnn mobilenet vit; do
   fi
 done
 CLIP="$OUT/clip-720p-${SECONDS_CLIP}s.mp4"
-PACED="$OUT/clip-720p-8s.mp4"
 if [ ! -s "$CLIP" ]; then
   ffmpeg -loglevel error -y \
     -f lavfi -i "testsrc2=size=1280x720:rate=25,noise=alls=7:allf=t" \
@@ -50,11 +49,10 @@ if [ ! -s "$CLIP" ]; then
     -map 0:v -map "[a]" -t "$SECONDS_CLIP" -c:v libx264 -preset veryfast -crf 23 -pix_fmt yuv420p \
     -c:a aac -b:a 128k "$CLIP"
 fi
-[ -s "$PACED" ] || ffmpeg -loglevel error -y -i "$CLIP" -t 8 -c copy "$PACED"
 LIB="$(ls "$PWD"/.venv-train/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* 2>/dev/null | head -1 || true)"
 export AVACTION_ONNXRUNTIME="${AVACTION_ONNXRUNTIME:-$LIB}"
 
-args=(--clip "$CLIP" --paced-clip "$PACED" --python "$PY" --rounds "$ROUNDS"
+args=(--clip "$CLIP" --paced-clip "$CLIP" --python "$PY" --rounds "$ROUNDS"
   --threads "${TRACT_THREADS:-2}" --ort-threads "${ORT_THREADS:-1}")
 if [ $# -gt 0 ]; then
   for b in "$@"; do args+=(--bundle "$b"); done

@@ -240,6 +240,47 @@ fn staged_equals_single(b: &Bundle, staged: &mut ModelRunner, single: &mut dyn B
 }
 
 #[test]
+fn frames_encoded_early_are_not_encoded_again() {
+    let opts = BackendOptions {
+        choice: avaction::backend::BackendChoice::Tract,
+        ..BackendOptions::default()
+    };
+    for b in staged_bundles() {
+        let name = &b.manifest.name;
+        let (g, dir) = golden(&b);
+        let (mut early, _) = ModelRunner::open(&b, &opts).expect("staged bundle opens");
+        let (mut plain, _) = ModelRunner::open(&b, &opts).expect("staged bundle opens");
+        let mut assembler = InputAssembler::new(&b.manifest);
+        let hop = b.manifest.window.hop_frames;
+        let frames = b.manifest.window.frames;
+        let first = raw_window(&g, &dir);
+        let second = next_window(&first, hop, frames, 4);
+        for w in [&first, &second] {
+            // the video part first (no audio yet), then the complete window
+            let mut video = w.clone();
+            video.logmel.clear();
+            video.audio_slots = 0..0;
+            early.prefetch_video(&video, &assembler).expect("prefetch");
+            let before = early.token_counts().0;
+            let got = early.run(w, &mut assembler).expect("staged");
+            let want = plain.run(w, &mut assembler).expect("staged");
+            assert_eq!(got.data, want.data, "{name}");
+            // only the log-mel segments are left for the complete window
+            let audio: u64 = b
+                .staged()
+                .unwrap()
+                .encoders
+                .iter()
+                .filter(|e| e.input.frontend == Frontend::Logmel)
+                .map(|e| e.tokens as u64)
+                .sum();
+            assert!(early.token_counts().0 - before <= audio, "{name}");
+        }
+        assert_eq!(early.token_counts().0, plain.token_counts().0, "{name}");
+    }
+}
+
+#[test]
 fn staged_execution_equals_the_single_graph_and_reuses_tokens() {
     let opts = BackendOptions {
         choice: avaction::backend::BackendChoice::Tract,

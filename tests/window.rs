@@ -165,6 +165,7 @@ fn the_window_stream_hands_out_every_window_then_ends() {
             WindowStreamStep::Window(w) => firsts.push(w.first_frame),
             WindowStreamStep::Pending => {}
             WindowStreamStep::Ended => break,
+            WindowStreamStep::VideoReady(_) => panic!("not asked for"),
         }
     }
     assert_eq!(firsts, vec![0, 2, 4]);
@@ -190,4 +191,43 @@ fn the_window_stream_hands_out_every_window_then_ends() {
         .next(Duration::from_millis(100), &|| None)
         .expect_err("the source's error");
     assert!(e.message().contains("camera unplugged"), "{e}");
+}
+
+#[test]
+fn with_video_ready_the_newest_frames_come_after_each_frame_while_windows_wait_for_audio() {
+    use avaction::capture::CaptureEvent;
+    use avaction::window::{WindowStream, WindowStreamStep};
+    use std::time::Duration;
+
+    let m = manifest_with("capture = [160, 120]\nresize_to = 72\ncrop = \"center\"");
+    let cfg = plan::window_config(&m); // expects audio: windows wait for it
+    let (tx, rx) = std::sync::mpsc::sync_channel(64);
+    let mut stream =
+        WindowStream::new(WindowScheduler::new(cfg).expect("scheduler"), rx).with_video_ready();
+    for k in 0..20 {
+        tx.send(CaptureEvent::Frame(frame(k, 160, 120)))
+            .expect("send");
+    }
+    tx.send(CaptureEvent::EndOfStream).expect("send");
+    let (mut ready, mut windows) = (Vec::new(), Vec::new());
+    loop {
+        match stream
+            .next(Duration::from_millis(100), &|| None)
+            .expect("no error")
+        {
+            WindowStreamStep::VideoReady(w) => {
+                assert!(w.logmel.is_empty(), "no audio yet");
+                assert_eq!(w.frames.len(), 16 * 64 * 64 * 3);
+                ready.push(w.first_frame);
+            }
+            WindowStreamStep::Window(w) => windows.push(w.first_frame),
+            WindowStreamStep::Pending => {}
+            WindowStreamStep::Ended => break,
+        }
+    }
+    // from the 16th frame on, each frame: the window ending there, whether a window is
+    // due (frames 16, 18, 20) or not; the windows themselves come once the stream ends
+    // (no audio came: silence)
+    assert_eq!(ready, vec![0, 1, 2, 3, 4]);
+    assert_eq!(windows, vec![0, 2, 4]);
 }

@@ -521,6 +521,12 @@ impl RuntimeBuilder {
         ));
         let panic_in = self.panic_in.clone();
         let mailbox = Arc::new(Mailbox::<Window>::new());
+        // Live, a staged model encodes a window's frames while its audio comes (a frame
+        // period and a bit), not after: the window's latency loses that encoding time.
+        let video_ready = Arc::new(Mailbox::<Window>::new());
+        if live && matches!(backend, ModelRunner::Staged(_)) {
+            stream = stream.with_video_ready();
+        }
         let (out_tx, out_rx) = mpsc::sync_channel(self.capacity);
         let deliverer = (!self.sinks.is_empty()).then(|| {
             let run = crate::deliver::RunInfo {
@@ -533,13 +539,14 @@ impl RuntimeBuilder {
         });
 
         let scheduling = {
-            let (shared, mailbox) = (shared.clone(), mailbox.clone());
+            let (shared, mailbox, ready) = (shared.clone(), mailbox.clone(), video_ready.clone());
             std::thread::Builder::new()
                 .name("avaction-windows".into())
                 .spawn(move || {
                     guarded("window", &shared, &mailbox, || {
                         let inject = panic_in.as_deref() == Some("window");
-                        schedule_loop(stream, &mailbox, &shared, timeline, (live, inject))
+                        let boxes = (&*mailbox, &*ready);
+                        schedule_loop(stream, boxes, &shared, timeline, (live, inject))
                     })
                 })
                 .map_err(|e| err!(Stopped, "cannot start the window thread").caused_by(e))?
@@ -572,7 +579,7 @@ impl RuntimeBuilder {
                 .name("avaction-inference".into())
                 .spawn(move || {
                     guarded("inference", &shared, &mailbox, || {
-                        inference_loop(ctx, &mailbox, &shared)
+                        inference_loop(ctx, (&mailbox, &video_ready), &shared)
                     })
                 })
                 .map_err(|e| err!(Stopped, "cannot start the inference thread").caused_by(e))?
@@ -765,9 +772,12 @@ const SINK_WAIT: Duration = Duration::from_secs(2);
 /// How long [`Runtime::stop`] waits for the sources.
 const STOP_WAIT: Duration = Duration::from_millis(1500);
 
+/// The window thread: windows from `stream` into `mailbox` (the newest replaces a
+/// waiting one when live, else it waits for the slot), windows whose video is ready
+/// early into `video_ready` (always the newest).
 fn schedule_loop(
     mut stream: WindowStream,
-    mailbox: &Mailbox<Window>,
+    (mailbox, video_ready): (&Mailbox<Window>, &Mailbox<Window>),
     shared: &Shared,
     timeline: Timeline,
     (live, inject_panic): (bool, bool),
@@ -793,6 +803,9 @@ fn schedule_loop(
                 {
                     break;
                 }
+            }
+            Ok(WindowStreamStep::VideoReady(w)) => {
+                video_ready.put_latest(w);
             }
             Ok(WindowStreamStep::Pending) => {}
             Ok(WindowStreamStep::Ended) => break,
@@ -983,7 +996,16 @@ struct InferenceContext {
 /// Logs invalid windows at most once per this interval (with the count since the last log).
 const INVALID_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
-fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: &Shared) {
+/// How often the inference thread looks for a window whose video is ready early while
+/// it waits for complete windows.
+const VIDEO_READY_POLL: Duration = Duration::from_millis(2);
+
+fn inference_loop(
+    mut ctx: InferenceContext,
+    (mailbox, video_ready): (&Mailbox<Window>, &Mailbox<Window>),
+    shared: &Shared,
+) {
+    let early = ctx.live && matches!(ctx.backend, ModelRunner::Staged(_));
     let mut events: Vec<Event> = Vec::with_capacity(16);
     let mut last_end = None;
     let mut invalid_unlogged = 0u64;
@@ -994,7 +1016,20 @@ fn inference_loop(mut ctx: InferenceContext, mailbox: &Mailbox<Window>, shared: 
         if !ctx.out.flush() || !emit_health(&mut ctx.out, shared, &mut health_version) {
             break;
         }
-        let window = match mailbox.take(Duration::from_millis(50)) {
+        if let Ok(Some(w)) = video_ready.take(Duration::ZERO) {
+            let t0 = Instant::now();
+            if let Err(e) = ctx.backend.prefetch_video(&w, &ctx.assembler) {
+                shared.fail(e);
+                break;
+            }
+            shared.add_inference(t0.elapsed());
+        }
+        let wait = if early {
+            VIDEO_READY_POLL
+        } else {
+            Duration::from_millis(50)
+        };
+        let window = match mailbox.take(wait) {
             Err(()) => break,
             Ok(None) if shared.stop.load(Ordering::Relaxed) => break,
             Ok(None) => continue,

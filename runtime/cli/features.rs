@@ -157,6 +157,7 @@ pub fn dump(
             let win = match stream.next(Duration::from_millis(100), &|| None)? {
                 WindowStreamStep::Window(w) => w,
                 WindowStreamStep::Ended => break,
+                WindowStreamStep::VideoReady(_) => continue,
                 WindowStreamStep::Pending => {
                     // a window takes several capture events: give up only after 30 s
                     // with no window at all

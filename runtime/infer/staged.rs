@@ -97,6 +97,35 @@ impl ModelRunner {
         }
     }
 
+    /// Encodes the frames and flow fields of `window` (video complete, audio still to
+    /// come, see [`crate::window::WindowStreamStep::VideoReady`]) into the token rings, so
+    /// that [`run`](Self::run) on the complete window only encodes its audio and runs the
+    /// head. Nothing for a single graph, which needs the whole window at once.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub fn prefetch_video(&mut self, window: &Window, assembler: &InputAssembler) -> Result<()> {
+        let ModelRunner::Staged(s) = self else {
+            return Ok(());
+        };
+        for (slot, tensor) in s.head_slots.iter().zip(s.head_inputs.iter_mut()) {
+            let HeadSlot::Tokens(n) = *slot else {
+                continue;
+            };
+            let enc = s
+                .encoders
+                .get_mut(n)
+                .ok_or_else(|| err!(Model, "stages: no encoder {n}"))?;
+            if enc.frontend != Frontend::Logmel {
+                // the head input is a scratch here: `run` fills it again
+                let t0 = Instant::now();
+                enc.encode(window, assembler, &mut tensor.data)?;
+                enc.ns += t0.elapsed().as_nanos() as u64;
+            }
+        }
+        Ok(())
+    }
+
     /// Time spent in each stage so far, in nanoseconds: each encoder (by its input's
     /// name) and `head`; empty for a single graph (its time is the whole inference).
     pub fn stage_ns(&self) -> Vec<(&str, u64)> {

@@ -107,6 +107,9 @@ pub struct WindowScheduler {
     silence: f32,
     pending: VecDeque<Window>,
     windows_made: u64,
+    /// Whether [`WindowScheduler::take_video_ready`] is on, and what it hands out next.
+    video_ready: bool,
+    ready: Option<Window>,
     stats: WindowStats,
 }
 
@@ -208,6 +211,8 @@ impl WindowScheduler {
             silence: f32::EPSILON.ln(),
             pending: VecDeque::with_capacity(cfg.max_pending.max(1)),
             windows_made: 0,
+            video_ready: false,
+            ready: None,
             stats: WindowStats::default(),
             cfg: WindowConfig {
                 mel_history,
@@ -304,11 +309,45 @@ impl WindowScheduler {
         let fresh = self.frames_seen - self.gap_at;
         if fresh >= t && (fresh - t).is_multiple_of(self.cfg.hop_frames as u64) {
             self.queue_window();
+            if self.video_ready {
+                self.ready = self.pending.back().cloned();
+            }
+        } else if self.video_ready && fresh >= t && self.cfg.stride == 1 {
+            // not a window's last frame: the window that would end here holds the same
+            // frames (by number), so encoding it early serves the windows to come
+            self.ready = Some(self.build_window());
         }
         Ok(())
     }
 
+    /// Makes [`take_video_ready`](Self::take_video_ready) hand out windows early.
+    pub fn enable_video_ready(&mut self) {
+        self.video_ready = true;
+    }
+
+    /// With [`enable_video_ready`](Self::enable_video_ready): after each frame, the
+    /// newest frames as a window (without log-mel), once, while a window may still
+    /// wait for its audio. A staged model encodes their frames and flow fields as they
+    /// come: tokens are keyed by frame number, so the complete windows from
+    /// [`poll`](Self::poll) reuse them and only their audio and the head remain. At a
+    /// stride above 1, only windows due at a hop are handed out. `None` when there is
+    /// nothing new.
+    pub fn take_video_ready(&mut self) -> Option<Window> {
+        self.ready.take()
+    }
+
     fn queue_window(&mut self) {
+        let window = self.build_window();
+        self.windows_made += 1;
+        if self.pending.len() == self.cfg.max_pending {
+            self.pending.pop_front();
+            self.stats.windows_dropped += 1;
+        }
+        self.pending.push_back(window);
+    }
+
+    /// The window ending at the newest frame (index: the next window's).
+    fn build_window(&self) -> Window {
         let (t, span, stride) = (self.cfg.frames, self.span, self.cfg.stride);
         let oldest = self.next_slot; // ring is full: next slot holds the oldest frame
                                      // the ring slot of the window's frame k
@@ -340,7 +379,7 @@ impl WindowScheduler {
         };
         let t_start = self.frame_times[oldest];
         let t_last = self.frame_times[slot(t - 1)];
-        let window = Window {
+        Window {
             index: self.windows_made,
             t_start,
             t_end: t_last + self.period_ns,
@@ -357,13 +396,7 @@ impl WindowScheduler {
             audio_slots: 0..0,
             audio_index: 0,
             video_complete_at: Instant::now(),
-        };
-        self.windows_made += 1;
-        if self.pending.len() == self.cfg.max_pending {
-            self.pending.pop_front();
-            self.stats.windows_dropped += 1;
         }
-        self.pending.push_back(window);
     }
 
     /// Adds mono audio at the filterbank's rate and computes its log-mel frames. A

@@ -27,6 +27,10 @@ pub enum WindowStreamStep {
     Pending,
     /// The source ended and every window has been handed out.
     Ended,
+    /// With [`WindowStream::with_video_ready`]: the newest frames as a window, without
+    /// log-mel, after each frame (see [`WindowScheduler::take_video_ready`]); complete
+    /// windows still come as [`WindowStreamStep::Window`].
+    VideoReady(Window),
 }
 
 /// Capture events in, windows out; see the module docs.
@@ -69,6 +73,15 @@ impl WindowStream {
             clip_tap: None,
             view: None,
         }
+    }
+
+    /// Also hands out the newest frames as a window after each frame
+    /// ([`WindowStreamStep::VideoReady`]), so a staged model encodes frames as they come
+    /// and, when a window's audio arrives (live: a frame period and a bit after its last
+    /// frame), only the audio and the head remain.
+    pub fn with_video_ready(mut self) -> WindowStream {
+        self.scheduler.enable_video_ready();
+        self
     }
 
     /// Also shows every window (its log-mel and flow) and the audio level in `view`.
@@ -142,7 +155,10 @@ impl WindowStream {
         Ok(match self.scheduler.poll(now(), self.ended) {
             Some(w) => self.emit(w),
             None if self.ended && self.scheduler.pending() == 0 => WindowStreamStep::Ended,
-            None => WindowStreamStep::Pending,
+            None => match self.scheduler.take_video_ready() {
+                Some(w) => WindowStreamStep::VideoReady(w),
+                None => WindowStreamStep::Pending,
+            },
         })
     }
 
