@@ -73,6 +73,11 @@ impl<T> Mailbox<T> {
         }
     }
 
+    /// Whether an item waits in the slot.
+    pub(crate) fn is_full(&self) -> bool {
+        self.lock().0.is_some()
+    }
+
     /// No more items will be put; a waiting item can still be taken.
     pub(crate) fn close(&self) {
         let mut g = self.lock();
@@ -88,7 +93,9 @@ mod tests {
     #[test]
     fn latest_replaces_and_close_drains() {
         let m = Mailbox::new();
+        assert!(!m.is_full());
         assert!(!m.put_latest(1));
+        assert!(m.is_full());
         assert!(m.put_latest(2));
         m.close();
         assert_eq!(m.take(Duration::from_millis(1)), Ok(Some(2)));

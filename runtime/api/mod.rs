@@ -1016,13 +1016,16 @@ fn inference_loop(
         if !ctx.out.flush() || !emit_health(&mut ctx.out, shared, &mut health_version) {
             break;
         }
-        if let Ok(Some(w)) = video_ready.take(Duration::ZERO) {
-            let t0 = Instant::now();
-            if let Err(e) = ctx.backend.prefetch_video(&w, &ctx.assembler) {
-                shared.fail(e);
-                break;
+        // A complete window first; else, while none waits, the newest frames early.
+        if early && !mailbox.is_full() {
+            if let Ok(Some(w)) = video_ready.take(Duration::ZERO) {
+                let t0 = Instant::now();
+                if let Err(e) = ctx.backend.prefetch_video(&w, &ctx.assembler) {
+                    shared.fail(e);
+                    break;
+                }
+                shared.add_inference(t0.elapsed());
             }
-            shared.add_inference(t0.elapsed());
         }
         let wait = if early {
             VIDEO_READY_POLL
