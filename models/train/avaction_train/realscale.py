@@ -3,8 +3,8 @@
     .venv-train/bin/python -m avaction_train.realscale --out target/realscale [--only cnn] [--seed 0]
         [--size 224]    (from models/train, or with PYTHONPATH=models/train)
 
-`--size 32 --only cnn` writes the small bundles tests/data/bundles/realscale-tiny-* hold (committed:
-~0.4 MB each): same code, 32x32 images, so tests exercise dynamic-batch encoders.
+`--size 32` writes the same models at 32x32 (`make realscale` puts them in target/realscale-test for
+tests/model_staged.rs: encoders with a free batch axis on onnxruntime).
 
 Their weights are RANDOM (seeded): these bundles measure speed, not accuracy, and are never
 committed (target/ only; scripts/bench-realscale.sh builds them). Each is a MOV-style model with
