@@ -503,13 +503,16 @@ class ComposedModel(nn.Module):
 
 
 # ----------------------------------------------------------------------------- ONNX helpers
-def onnx_export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], opset: int) -> None:
-    """Legacy TorchScript exporter (dynamo=False), fixed shapes, constant folding."""
+def onnx_export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], opset: int,
+                batch_axis: bool = False) -> None:
+    """Legacy TorchScript exporter (dynamo=False), constant folding (which folds BatchNorm into
+    the convolutions), fixed shapes; with `batch_axis`, axis 0 of every input and output is free."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    axes = {n: {0: "n"} for n in inputs + outputs} if batch_axis else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
         torch.onnx.export(module.eval(), args, str(path), input_names=inputs, output_names=outputs,
-                          opset_version=opset, do_constant_folding=True, dynamo=False)
+                          opset_version=opset, do_constant_folding=True, dynamo=False, dynamic_axes=axes)
 
 
 def session(path: Path):

@@ -44,7 +44,6 @@ import math
 import shutil
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +51,8 @@ import torch
 import torch.nn as nn
 
 from .blocks import Block, TemporalPosition
+from .export import _dump, onnx_export
+from .install_bundle import fmt
 
 ARCHS = ("cnn", "mobilenet", "vit")
 LABELS = [f"action {i}" for i in range(10)]
@@ -189,17 +190,7 @@ def randomize_bn(model: nn.Module, gen: torch.Generator) -> None:
 
 def export(module: nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str],
            batch_axis: bool = False) -> None:
-    """Legacy TorchScript exporter at opset 17, constant folding (folds BN into Conv)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    axes = {n: {0: "n"} for n in inputs + outputs} if batch_axis else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), args, str(path), input_names=inputs, output_names=outputs,
-                          opset_version=17, do_constant_folding=True, dynamo=False, dynamic_axes=axes)
-
-
-def fl(values) -> str:
-    return "[" + ", ".join(f"{v:.6g}" for v in values) + "]"
+    onnx_export(module, args, path, inputs, outputs, 17, batch_axis)
 
 
 def manifest(name: str, arch: str, staged: bool) -> str:
@@ -213,9 +204,9 @@ def manifest(name: str, arch: str, staged: bool) -> str:
         "# labels go on while the 2 s of audio context are not there yet (the stream's first second)",
         "audio_optional = true", "",
         "[[inputs]]", 'name = "frames"', 'frontend = "image"', f"shape = [1, {T}, 3, {SIZE}, {SIZE}]",
-        f"mean = {fl(IMAGE_MEAN)}", f"std = {fl(IMAGE_STD)}", "",
+        f"mean = {fmt(IMAGE_MEAN)}", f"std = {fmt(IMAGE_STD)}", "",
         "[[inputs]]", 'name = "flow"', 'frontend = "flow"', f"shape = [1, {T - 1}, 3, {SIZE}, {SIZE}]",
-        f"mean = {fl(FLOW_MEAN)}", f"std = {fl(FLOW_STD)}", 'estimator = "dis-fast"', "bound = 20.0", "",
+        f"mean = {fmt(FLOW_MEAN)}", f"std = {fmt(FLOW_STD)}", 'estimator = "dis-fast"', "bound = 20.0", "",
         "[[inputs]]", 'name = "logmel"', 'frontend = "logmel"', f"shape = [1, {MEL_FRAMES}, {MEL_BINS}]",
         f"mean = [{MEL_MEAN}]", f"std = [{MEL_STD}]", "",
         "[inputs.fbank]", "sample_rate = 16000", "frame_length_ms = 25.0", "frame_shift_ms = 10.0",
@@ -233,12 +224,6 @@ def manifest(name: str, arch: str, staged: bool) -> str:
     lines += ["", "[decoder]", 'kind = "softmax"', 'background = "action 0"', "top_k = 3", "smoothing = 3",
               "enter = 0.6", "exit = 0.4", "min_duration_s = 0.2", ""]
     return "\n".join(lines)
-
-
-def dump(gdir: Path, file: str, arr: np.ndarray) -> dict:
-    arr = np.ascontiguousarray(arr)
-    (gdir / file).write_bytes(arr.tobytes())
-    return {"file": file, "shape": list(arr.shape), "dtype": "u8" if arr.dtype == np.uint8 else "f32"}
 
 
 def golden(model: Model, gdir: Path, seed: int) -> dict:
@@ -261,12 +246,12 @@ def golden(model: Model, gdir: Path, seed: int) -> dict:
         out = model(*args).numpy()
     gdir.mkdir(parents=True, exist_ok=True)
     return {
-        "inputs": {n: dump(gdir, f"inputs_{n}.bin", a.numpy()) for n, a in zip(("frames", "flow", "logmel"), args)},
-        "stages": {n: dump(gdir, f"{n}.bin", a.numpy()) for n, a in
+        "inputs": {n: _dump(gdir, f"inputs_{n}.bin", a.numpy()) for n, a in zip(("frames", "flow", "logmel"), args)},
+        "stages": {n: _dump(gdir, f"{n}.bin", a.numpy()) for n, a in
                    (("video_tokens", vt), ("flow_tokens", ft), ("audio_tokens", at))},
-        "outputs": {"logits": dump(gdir, "logits.bin", out)},
-        "raw": {"frames": dump(gdir, "raw_frames.bin", frames), "flow": dump(gdir, "raw_flow.bin", flow),
-                "logmel": dump(gdir, "raw_logmel.bin", logmel)},
+        "outputs": {"logits": _dump(gdir, "logits.bin", out)},
+        "raw": {"frames": _dump(gdir, "raw_frames.bin", frames), "flow": _dump(gdir, "raw_flow.bin", flow),
+                "logmel": _dump(gdir, "raw_logmel.bin", logmel)},
         "tolerance": TOLERANCE,
         "note": "random window and random weights (bench bundle); outputs from PyTorch",
     }, out, args
