@@ -524,7 +524,8 @@ impl RuntimeBuilder {
         // Live, a staged model encodes a window's frames while its audio comes (a frame
         // period and a bit), not after: the window's latency loses that encoding time.
         let video_ready = Arc::new(Mailbox::<Window>::new());
-        if live && matches!(backend, ModelRunner::Staged(_)) {
+        let encode_early = live && matches!(backend, ModelRunner::Staged(_));
+        if encode_early {
             stream = stream.with_video_ready();
         }
         let (out_tx, out_rx) = mpsc::sync_channel(self.capacity);
@@ -570,6 +571,7 @@ impl RuntimeBuilder {
                 },
                 timeline,
                 live,
+                encode_early,
                 overlay: overlay.clone(),
                 wants_audio,
                 audio_optional: m.window.audio_optional,
@@ -985,6 +987,8 @@ struct InferenceContext {
     out: Outlet,
     timeline: Timeline,
     live: bool,
+    /// Windows whose video is ready early come through the second mailbox (live, staged).
+    encode_early: bool,
     overlay: Option<LabelOverlay>,
     /// The model takes audio.
     wants_audio: bool,
@@ -1005,7 +1009,6 @@ fn inference_loop(
     (mailbox, video_ready): (&Mailbox<Window>, &Mailbox<Window>),
     shared: &Shared,
 ) {
-    let early = ctx.live && matches!(ctx.backend, ModelRunner::Staged(_));
     let mut events: Vec<Event> = Vec::with_capacity(16);
     let mut last_end = None;
     let mut invalid_unlogged = 0u64;
@@ -1017,7 +1020,7 @@ fn inference_loop(
             break;
         }
         // A complete window first; else, while none waits, the newest frames early.
-        if early && !mailbox.is_full() {
+        if ctx.encode_early && !mailbox.is_full() {
             if let Ok(Some(w)) = video_ready.take(Duration::ZERO) {
                 let t0 = Instant::now();
                 if let Err(e) = ctx.backend.prefetch_video(&w, &ctx.assembler) {
@@ -1027,7 +1030,7 @@ fn inference_loop(
                 shared.add_inference(t0.elapsed());
             }
         }
-        let wait = if early {
+        let wait = if ctx.encode_early {
             VIDEO_READY_POLL
         } else {
             Duration::from_millis(50)
